@@ -1,0 +1,24 @@
+//! Market data: the session's state and the snapshot it produces.
+//!
+//! Pure domain logic: no I/O, no async, no clock of its own (time is passed in). Its types
+//! define the wire format. The feed layer turns the outside world into [`event::MarketEvent`]s;
+//! the [`processor::MarketProcessor`] applies them and answers
+//! [`processor::MarketProcessor::snapshot`].
+
+pub mod classifier;
+pub mod derivatives;
+pub mod event;
+pub mod foreign;
+pub mod index;
+pub mod processor;
+pub mod quotes;
+pub mod session;
+pub mod snapshot;
+pub mod time;
+pub mod watchlist;
+
+pub use event::MarketEvent;
+pub use processor::{Applied, MarketProcessor, ProcessorConfig};
+pub use snapshot::MarketSnapshot;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use watchlist::Watchlist;

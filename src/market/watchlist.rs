@@ -1,0 +1,107 @@
+//! Watchlist: which securities and indices the VN30 views may contain.
+//!
+//! SSI's `ALL` channels deliver every listed security; without a filter the "VN30" foreign
+//! summary and the `quotes`/`prices` maps would fill with hundreds of unrelated tickers (spec
+//! 8.2 item 11). The watchlist is the VN30 constituents, the indices `VN30` and `VNINDEX`, and
+//! the `EXTRA_SYMBOLS` setting. VN30 futures always pass (they feed the derivatives view).
+//! Unlike the original, index messages are filtered too, so `MI:ALL` does not put every
+//! index's intraday series into each snapshot (spec 8.2 item 14). An empty watchlist
+//! disables filtering.
+
+use std::collections::HashSet;
+
+use super::event::is_futures;
+
+/// The 30 VN30 constituents used when no list is configured.
+pub const DEFAULT_VN30: [&str; 30] = [
+    "ACB", "BCM", "BID", "BVH", "CTG", "FPT", "GAS", "GVR", "HDB", "HPG", "MBB", "MSN", "MWG",
+    "PLX", "POW", "SAB", "SHB", "SSB", "SSI", "STB", "TCB", "TPB", "VCB", "VHM", "VIB", "VIC",
+    "VJC", "VNM", "VPB", "VRE",
+];
+
+/// Indices always watched.
+pub const DEFAULT_INDICES: [&str; 2] = ["VN30", "VNINDEX"];
+
+/// The set of symbols and indices the processor keeps.
+#[derive(Debug, Clone)]
+pub struct Watchlist {
+    vn30: Vec<String>,
+    allowed: HashSet<String>,
+}
+
+impl Watchlist {
+    /// VN30 constituents plus extra symbols (trimmed and upper-cased; empties dropped).
+    pub fn new<S: AsRef<str>>(vn30: &[S], extra: &[S]) -> Self {
+        let clean = |s: &S| s.as_ref().trim().to_ascii_uppercase();
+        let vn30: Vec<String> = vn30.iter().map(clean).filter(|s| !s.is_empty()).collect();
+        let mut allowed: HashSet<String> = vn30.iter().cloned().collect();
+        allowed.extend(extra.iter().map(clean).filter(|s| !s.is_empty()));
+        if !allowed.is_empty() {
+            allowed.extend(DEFAULT_INDICES.iter().map(|s| s.to_string()));
+        }
+        Watchlist { vn30, allowed }
+    }
+
+    /// No filtering at all.
+    pub fn unfiltered() -> Self {
+        Watchlist {
+            vn30: Vec::new(),
+            allowed: HashSet::new(),
+        }
+    }
+
+    /// The VN30 constituents, in configured order (`/api/vn30-components`).
+    pub fn vn30(&self) -> &[String] {
+        &self.vn30
+    }
+
+    /// True when a security's quotes, trades and foreign flows are kept.
+    pub fn allows_security(&self, symbol: &str) -> bool {
+        self.allowed.is_empty() || is_futures(symbol) || self.allowed.contains(symbol)
+    }
+
+    /// True when an index is tracked.
+    pub fn allows_index(&self, index_id: &str) -> bool {
+        self.allowed.is_empty() || self.allowed.contains(index_id)
+    }
+}
+
+impl Default for Watchlist {
+    fn default() -> Self {
+        let none: [&str; 0] = [];
+        Watchlist::new(&DEFAULT_VN30, &none)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_list_filters_other_tickers_but_not_futures() {
+        let w = Watchlist::default();
+        assert_eq!(w.vn30().len(), 30);
+        assert!(w.allows_security("FPT"));
+        assert!(!w.allows_security("AAA"));
+        assert!(w.allows_security("VN30F2612"));
+        assert!(w.allows_index("VN30"));
+        assert!(w.allows_index("VNINDEX"));
+        assert!(!w.allows_index("HNX30"));
+    }
+
+    #[test]
+    fn extras_are_trimmed_and_upper_cased() {
+        let w = Watchlist::new(&["FPT"], &[" aaa ", "", "HNX30"]);
+        assert!(w.allows_security("AAA"));
+        assert!(w.allows_index("HNX30"));
+        assert_eq!(w.vn30(), ["FPT"]);
+    }
+
+    #[test]
+    fn empty_watchlist_disables_filtering() {
+        let none: [&str; 0] = [];
+        let w = Watchlist::new(&none, &none);
+        assert!(w.allows_security("AAA"));
+        assert!(w.allows_index("HNX30"));
+    }
+}
