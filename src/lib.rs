@@ -1,2 +1,24 @@
 //! marketcast: real-time VN30 market data over WebSocket.
+//!
+//! Data flows one way, and each layer knows only the one below it:
+//!
+//! ```text
+//! feed  ->  market  ->  broadcast  ->  clients
+//! (SSI-shaped messages)  (session state, snapshot)  (encode once, fan out bytes)  (one task each)
+//! ```
+//!
+//! * [`feed`] turns the outside world (the simulator, a replay file) into processor events,
+//!   through the SSI parser.
+//! * [`market`] is pure domain logic: the processor and the snapshot types that define the
+//!   wire format. No I/O, no clock of its own.
+//! * [`broadcast`] moves bytes, not market types: each tick's snapshot is serialised, stamped
+//!   and framed once, and the same frame (plain or compressed) goes to every client.
+//! * [`http`], [`config`] and [`server`] sit at the edge: routes, settings, start-up and
+//!   shutdown.
+
+pub mod broadcast;
+pub mod config;
+pub mod feed;
+pub mod http;
 pub mod market;
+pub mod server;

@@ -1,1 +1,134 @@
-fn main() {}
+//! The `marketcast` command: `serve` (the default), `snapshot --replay FILE`, `simulate`.
+
+use std::io::{BufReader, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use marketcast::config::{Cli, Command, ServeArgs, SimulateArgs, SnapshotArgs};
+use marketcast::feed::replay::{format_line, ReplayReader};
+use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
+use marketcast::feed::{ingest, FeedStats};
+use marketcast::market::time::{at_local_time, Clock, SystemClock, Timestamp};
+use marketcast::server::{self, Server};
+
+fn main() -> ExitCode {
+    // `.env` first, so the settings below see it; variables already set win.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("marketcast: cannot read .env: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(*args),
+        Some(Command::Snapshot(args)) => snapshot(args),
+        Some(Command::Simulate(args)) => simulate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("marketcast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(format!("marketcast={0},{0}", args.log_level))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let server = Server::bind(args).await?;
+        server.run(server::shutdown_signal()).await
+    });
+    // Do not wait for stragglers: shutdown has already given clients their grace period.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
+}
+
+fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&args.replay)
+        .with_context(|| format!("cannot open {}", args.replay.display()))?;
+    let mut processor = marketcast::market::MarketProcessor::default();
+    let stats = FeedStats::new("replay");
+    let start = SystemClock.now();
+    let mut last_at: Option<Timestamp> = None;
+    let mut first_error: Option<String> = None;
+    for line in ReplayReader::new(BufReader::new(file)) {
+        let line = line.with_context(|| args.replay.display().to_string())?;
+        let now = line.at.or(last_at).unwrap_or(start);
+        last_at = Some(now);
+        let origin = || format!("{} line {}", args.replay.display(), line.line);
+        if let Err(e) = ingest(&mut processor, &stats, &line.message, now, origin) {
+            let note = format!("{} line {}: {e}", args.replay.display(), line.line);
+            if args.strict {
+                anyhow::bail!(note);
+            }
+            first_error.get_or_insert(note);
+        }
+    }
+    let status = stats.status();
+    eprintln!(
+        "marketcast: {} messages: {} events, {} of unused types, {} malformed",
+        status.messages, status.events, status.skipped, status.malformed
+    );
+    if let Some(first) = first_error {
+        eprintln!("marketcast: first malformed message: {first}");
+    }
+    let snap = processor.snapshot();
+    let mut out = std::io::stdout().lock();
+    if args.pretty {
+        serde_json::to_writer_pretty(&mut out, &snap)?;
+    } else {
+        out.write_all(&snap.to_json_vec())?;
+    }
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let start = match &args.start {
+        Some(s) => Timestamp::parse_rfc3339(s)
+            .map_err(|e| anyhow::anyhow!("--start {s:?} is not an RFC 3339 time: {e}"))?,
+        None => {
+            let nine_fifteen = chrono::NaiveTime::from_hms_opt(9, 15, 0).unwrap_or_default();
+            at_local_time(SystemClock.now(), nine_fifteen).unwrap_or_else(|| SystemClock.now())
+        }
+    };
+    let mut config = SimulatorConfig::new(args.seed, start.0);
+    config.events_per_second = args.rate;
+    config.futures_symbol = front_month_contract(start.0.date_naive());
+    let mut sim = Simulator::new(config);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..args.events {
+        let (at, message) = sim.next_message();
+        let line = format_line(Timestamp(at), &message);
+        if let Err(e) = writeln!(out, "{line}") {
+            // A closed pipe (`| head`) is a normal way to stop.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+    }
+    out.flush().or_else(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    Ok(())
+}

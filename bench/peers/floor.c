@@ -21,12 +21,14 @@
  * 1, +1 per broadcast; ts = CLOCK_REALTIME in ms when the tick's frame is built; nothing else is
  * sent: no pings (keepalive off), no close frames, no reply to anything a client sends (it is
  * read and discarded; EOF closes). No connection limit; RLIMIT_NOFILE is raised to the hard
- * limit at start; listen backlog SOMAXCONN. Prints "READY <port>" once listening; SIGTERM/SIGINT
+ * limit at start; listen backlog SOMAXCONN; TCP_NODELAY on accepted sockets (as ws and Python's
+ * asyncio set by default). Prints "READY <port>" once listening; SIGTERM/SIGINT
  * close everything and exit 0 (a one-line summary goes to stderr).
  * The payload is the snapshot file's own bytes, so its size equals the file's plus the prefix.
  *
  * Build and run:
- *   bench/peers/build.sh [OUT]          (gcc -O2 -o OUT floor.c; OUT defaults to bench/peers/floor)
+ *   bench/peers/build.sh [OUT]   (gcc -O2 -Wall -Wextra -o OUT floor.c; OUT defaults to
+ *                                 bench/peers/floor; plain `gcc -O2 -o floor floor.c` works too)
  *   bench/peers/floor --port 8001 --snapshot /work/shared/fixtures/snapshot-small.json --interval 1.0
  */
 #define _GNU_SOURCE
@@ -151,6 +153,7 @@ typedef struct frame {
 static char *g_body;        /* snapshot file minus its leading '{' */
 static size_t g_body_len;
 static frame *g_free_frames;
+static unsigned long long g_frames_allocated;
 
 static frame *frame_get(void) {
     frame *f = g_free_frames;
@@ -159,6 +162,7 @@ static frame *frame_get(void) {
     } else {
         /* Only when every existing frame is still owed to some slow client. */
         f = calloc(1, sizeof *f);
+        g_frames_allocated++;
         if (!f || !(f->buf = malloc(PREFIX_ROOM + g_body_len))) { perror("malloc"); exit(1); }
         memcpy(f->buf + PREFIX_ROOM, g_body, g_body_len);
     }
@@ -546,8 +550,8 @@ int main(int argc, char **argv) {
     for (size_t fd = 0; fd < g_max_fds; fd++)
         if (g_clients[fd].in_use) client_close((int)fd);
     fprintf(stderr, "floor: %llu broadcasts, peak %zu clients, %llu partial writes, %llu frames dropped "
-                    "for slow clients, %llu closed on error, %llu late timer ticks\n",
-            seq, peak, g_partial, g_dropped, g_closed_on_error, late_ticks);
+                    "for slow clients, %llu closed on error, %llu late timer ticks, %llu frame buffers\n",
+            seq, peak, g_partial, g_dropped, g_closed_on_error, late_ticks, g_frames_allocated);
     close(lfd);
     close(tfd);
     close(sfd);

@@ -16,9 +16,10 @@
 // Listen backlog: Node's default (511), since the constructor below is the pattern as written.
 //
 // Wire text vs. the fixture file: same keys and order, compact, but JavaScript's number
-// spelling drops a zero fraction (388000800000.0 -> 388000800000), so the message is a few
-// hundred bytes (small fixture) to a few KB (large) shorter than the file. Datetimes are
-// strings and pass through unchanged.
+// spelling drops a zero fraction (388000800000.0 -> 388000800000), so the message is shorter
+// than the file: 78 bytes with snapshot-small.json (12,258 vs 12,336 bytes with seq/ts) and
+// 226 bytes with snapshot-large.json (479,315 vs 479,541). Datetimes are strings and pass
+// through unchanged.
 //
 // Run:
 //   cd bench/peers && npm ci        (installs ws from package-lock.json)
@@ -57,7 +58,13 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const snapshot = JSON.parse(fs.readFileSync(opts.snapshot, 'utf8'));
+let snapshot;
+try {
+  snapshot = JSON.parse(fs.readFileSync(opts.snapshot, 'utf8'));
+} catch (err) {
+  console.error(`cannot load snapshot ${opts.snapshot}: ${err.message}`);
+  process.exit(1);
+}
 
 const wss = new WebSocketServer({
   port: opts.port, host: opts.host, path: '/ws/market', perMessageDeflate: false,

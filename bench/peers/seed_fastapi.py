@@ -12,17 +12,22 @@ Deliberate differences from the seed, so that every peer sends the same bytes:
 - seq/ts are spliced in front of the body: '{"seq":N,"ts":MS,' + body[1:];
 - nothing is sent on a tick with no clients.
 
-Keepalive: uvicorn's protocol-level ping is left at the library default (ws_ping_interval=20 s,
-ws_ping_timeout=20 s). permessage-deflate is also left at uvicorn's default (on), so it is used
-only with clients that offer it; the benchmark client and check_peer.py do not.
+Keepalive: OFF (ws_ping_interval=None, ws_ping_timeout=None), like node_ws.js and floor.c, so all
+three peers send only snapshots. At uvicorn's default (20 s) the legacy websockets protocol's
+keepalive races the per-client sender task when a socket's writes stay paused past the ping
+interval ("keepalive ping failed ... AssertionError" in _drain_helper, one traceback per
+connection, seen here once in an overloaded run with 1,000 clients and the large snapshot); in
+steady state it made no difference. permessage-deflate is left at uvicorn's default
+(on), so it is used only with clients that offer it; the benchmark client and check_peer.py
+do not.
 Server: uvicorn, one worker, ws="websockets" (uvicorn's legacy websockets implementation, which
 is deprecated upstream; its DeprecationWarning is silenced here), log level warning, no
 connection limit (limit_concurrency=None), listen backlog 4096.
 
 Wire text vs. the fixture file: with the current fixtures model_dump_json() reproduces the file
 byte for byte (same keys, same order, compact). Two spellings could differ on other data:
-pydantic-core writes floats >= 1e16 as "1e16" where Python's json writes "1e+16", and a
-datetime whose microseconds are 0 is written without a fraction ("...T14:29:47+07:00").
+pydantic-core writes a tiny float as "1e-7" where Python's json writes "1e-07", and a datetime
+whose microseconds are 0 loses its fraction (".000000+07:00" comes back as "+07:00").
 The startup check below prints a warning to stderr when the body does not equal the file.
 
 Run:
@@ -36,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 import warnings
@@ -291,6 +295,8 @@ def main() -> None:
         access_log=False,
         backlog=4096,
         limit_concurrency=None,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
     )
     ReadyServer(config).run()
 

@@ -1,76 +1,48 @@
-//! Deterministic simulator of a VN30 trading day on HOSE, speaking SSI FastConnect's
-//! streaming format one message at a time.
+//! Deterministic simulator of a VN30 trading day on HOSE, speaking SSI FastConnect's streaming
+//! format one message at a time: `{"DataType":"X-TRADE","Content":"{\"RType\":...}"}`, where
+//! `Content` is the inner object encoded as a JSON *string*, exactly as SSI sends it.
 //!
-//! Every message is the envelope SSI really sends, `{"DataType":"X-TRADE","Content":"{\"RType\":...}"}`,
-//! where `Content` is a JSON *string* holding the inner object. Modelled:
-//!
-//! * the 30 VN30 stocks, each with a 3-level book whose best bid/ask random-walks on the HOSE
-//!   tick grid, pulled gently towards the day's "sentiment" level near the reference price, and
-//!   always inside the +/-7% band;
-//! * trades that walk that book (lifting the offer, hitting the bid, rarely inside the spread),
-//!   shifting it a tick when a level is exhausted, with cumulative volume/value and session extremes;
-//! * foreign-room (`R`) updates with cumulative flows and a per-symbol buyer/seller bias;
-//! * the VN30 index as a cap-weighted average of last prices, and VNINDEX moving with it;
-//! * the front-month VN30 futures contract at index plus a slowly wandering basis.
+//! Modelled: the 30 VN30 stocks, each with a 3-level book whose best bid/ask random-walks on the
+//! HOSE tick grid inside the +/-7% band, pulled towards the name's own mood plus a slow
+//! market-wide mood (without which 30 independent walks would leave the index flat); trades
+//! that walk that book and shift it a tick when a level is exhausted; foreign-room (`R`)
+//! updates with cumulative flows and a per-name buyer/seller bias; the VN30 index as a
+//! cap-weighted average of last prices, with VNINDEX following it; and the front-month VN30
+//! futures contract, whose book tracks the index plus a slowly wandering basis.
 //!
 //! Decisions:
 //! * The PRNG is a hand-rolled SplitMix64, so a seed replays the same day forever, whatever
-//!   version of `rand` the ecosystem moves to. Shares outstanding, foreign limits and liquidity
-//!   come from a fixed internal seed, so index weights are identical across seeds.
-//! * Session phases (ATO, lunch break, ATC, PT) are not modelled: every message is "LO", so the
-//!   simulator can run at any hour and at any rate for load tests.
-//! * The inner object is written key by key (values still encoded by `serde_json`) because
-//!   `serde_json::Map` without `preserve_order` sorts keys, and we want SSI's field order.
-//! * Prices are kept as integers (VND for stocks, tenths of a point for futures), so they are
+//!   external RNG crates do between versions. Shares outstanding, foreign limits and liquidity
+//!   come from a fixed internal seed, so index weights are the same for every seed.
+//! * Session phases (ATO, lunch break, ATC, put-through) are not modelled: everything trades as
+//!   "LO", so the simulator runs at any hour and any rate, which is what load tests need.
+//! * Inner objects are written key by key (values still encoded by `serde_json`) because a
+//!   `serde_json::Map` without `preserve_order` sorts keys, and consumers see SSI's field order.
+//! * Prices are integers internally (VND for stocks, tenths of a point for futures), so they are
 //!   exactly on the grid; they become JSON floats (`22950.0`) only when written.
-//! * Left out: odd lots, put-through deals, the order-book "TotalBid/AskVol" fields, `B` (OHLC
-//!   bar) and `F` (security status) messages, and the >3 book levels HOSE does not publish.
+//! * Left out: odd lots, `B` (OHLC bar) and `F` (security status) messages, order-book totals,
+//!   and real message rates (a real VN30 day is far quieter than 300 events per second).
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta, Timelike};
 use std::fmt::Write as _;
 
 /// The 30 VN30 constituents with a realistic reference price in VND.
+#[rustfmt::skip]
 pub const VN30_REFERENCE: [(&str, f64); 30] = [
-    ("ACB", 25200.0),
-    ("BCM", 67200.0),
-    ("BID", 46250.0),
-    ("BVH", 48950.0),
-    ("CTG", 37300.0),
-    ("FPT", 128100.0),
-    ("GAS", 70400.0),
-    ("GVR", 31700.0),
-    ("HDB", 24800.0),
-    ("HPG", 26700.0),
-    ("MBB", 23950.0),
-    ("MSN", 72200.0),
-    ("MWG", 62100.0),
-    ("PLX", 39650.0),
-    ("POW", 12350.0),
-    ("SAB", 55700.0),
-    ("SHB", 11200.0),
-    ("SSB", 17950.0),
-    ("SSI", 26150.0),
-    ("STB", 36700.0),
-    ("TCB", 24400.0),
-    ("TPB", 15700.0),
-    ("VCB", 64100.0),
-    ("VHM", 45250.0),
-    ("VIB", 19400.0),
-    ("VIC", 44100.0),
-    ("VJC", 101500.0),
-    ("VNM", 62700.0),
-    ("VPB", 19050.0),
-    ("VRE", 22550.0),
+    ("ACB", 25200.0), ("BCM", 67200.0), ("BID", 46250.0), ("BVH", 48950.0), ("CTG", 37300.0),
+    ("FPT", 128100.0), ("GAS", 70400.0), ("GVR", 31700.0), ("HDB", 24800.0), ("HPG", 26700.0),
+    ("MBB", 23950.0), ("MSN", 72200.0), ("MWG", 62100.0), ("PLX", 39650.0), ("POW", 12350.0),
+    ("SAB", 55700.0), ("SHB", 11200.0), ("SSB", 17950.0), ("SSI", 26150.0), ("STB", 36700.0),
+    ("TCB", 24400.0), ("TPB", 15700.0), ("VCB", 64100.0), ("VHM", 45250.0), ("VIB", 19400.0),
+    ("VIC", 44100.0), ("VJC", 101500.0), ("VNM", 62700.0), ("VPB", 19050.0), ("VRE", 22550.0),
 ];
 
 /// Previous close of the VN30 index, the base the simulated index moves from.
 pub const VN30_PRIOR: f64 = 1398.62;
 /// Previous close of VNINDEX.
 pub const VNINDEX_PRIOR: f64 = 1284.37;
-/// Number of HOSE stocks VNINDEX's breadth (advances + no-changes + declines) is spread over.
+/// HOSE stocks VNINDEX's breadth (advances + no-changes + declines) is spread over.
 const VNINDEX_BREADTH: i64 = 400;
-/// VND per tenth of an index point per futures contract (the multiplier is 100,000 VND/point).
-const FUTURES_VND_PER_TENTH: i64 = 10_000;
 
 /// Settings for one simulated session.
 #[derive(Debug, Clone)]
@@ -85,77 +57,43 @@ pub struct SimulatorConfig {
 }
 
 impl SimulatorConfig {
-    /// Defaults: 300 events per second and the front-month futures contract of `start`'s date.
+    /// 300 events per second, trading the front-month contract of `start`'s date.
     pub fn new(seed: u64, start: DateTime<FixedOffset>) -> Self {
+        let futures_symbol = front_month_contract(start.date_naive());
         Self {
             seed,
             start,
             events_per_second: 300.0,
-            futures_symbol: front_month_contract(start.date_naive()),
+            futures_symbol,
         }
     }
 }
 
 /// Front-month VN30 futures symbol `VN30F` + YYMM for a date: VN30 index futures expire on the
-/// THIRD Thursday of the month; on and after that day the front month is next month (December rolls to January of next year).
+/// THIRD Thursday of the month; on and after that day the front month is next month (December
+/// rolls to January of next year).
 pub fn front_month_contract(date: NaiveDate) -> String {
     let day = i64::from(date.day());
-    // Weekday of the 1st, derived from `date` itself so no fallible date construction is needed.
-    let first_weekday = (i64::from(date.weekday().num_days_from_monday()) - (day - 1)).rem_euclid(7);
-    let third_thursday = 1 + (3 - first_weekday).rem_euclid(7) + 14;
-    let (mut year, mut month) = (date.year(), date.month());
-    if day >= third_thursday {
-        (year, month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-    }
+    // Weekday of the 1st from `date` itself, so no fallible date construction is needed.
+    let first = (i64::from(date.weekday().num_days_from_monday()) - (day - 1)).rem_euclid(7);
+    let third_thursday = 1 + (3 - first).rem_euclid(7) + 14;
+    let months = date.year() * 12 + date.month0() as i32 + i32::from(day >= third_thursday);
+    let (year, month) = (months.div_euclid(12), months.rem_euclid(12) + 1);
     format!("VN30F{:02}{:02}", year.rem_euclid(100), month)
 }
 
 /// HOSE tick size for a price in VND: < 10,000 -> 10; 10,000..49,950 -> 50; >= 50,000 -> 100.
 pub fn hose_tick(price: f64) -> f64 {
-    tick(price as i64) as f64
+    Kind::Stock.tick(price as i64) as f64
 }
 
-fn tick(price: i64) -> i64 {
-    match price {
-        ..=9_999 => 10,
-        10_000..=49_999 => 50,
-        _ => 100,
-    }
-}
-
-fn tick_up(price: i64) -> i64 {
-    price + tick(price)
-}
-
-/// The tick *below* a price belongs to the lower band: one tick down from 50,000 is 49,950.
-fn tick_down(price: i64) -> i64 {
-    price - tick(price - 1)
-}
-
-fn ticks_up(price: i64, n: u32) -> i64 {
-    (0..n).fold(price, |p, _| tick_up(p))
-}
-
-/// Band limits are rounded on the grid of the band they land in (BVH's ceiling of 52,376.5
-/// becomes 52,300, not 52,350), so that every quoted price, limits included, is a valid order price.
-fn grid_floor(x: i64) -> i64 {
-    x - x % tick(x)
-}
-
-fn grid_ceil(x: i64) -> i64 {
-    match x % tick(x) {
-        0 => x,
-        r => x - r + tick(x),
-    }
-}
-
+/// Rounds to 2 decimals; adding 0.0 turns -0.0 into 0.0, which SSI never writes.
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
 /// SplitMix64, hand-rolled on purpose: a seed must give the same day forever, independent of
 /// the algorithms and versions of external RNG crates.
-#[derive(Debug, Clone)]
 struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -182,29 +120,102 @@ impl SplitMix64 {
     }
 }
 
-/// Resting volume of a fresh book level: thousands to a few hundred thousand shares.
-fn fresh_volume(rng: &mut SplitMix64) -> i64 {
-    (10 + (rng.unit().powi(3) * 3000.0) as i64) * 100
+/// What differs between a HOSE stock (prices in VND, lots of 100 shares) and the futures
+/// contract (prices in tenths of an index point, single contracts).
+#[derive(Clone, Copy, PartialEq, Default)]
+enum Kind {
+    #[default]
+    Stock,
+    Futures,
 }
 
-/// Shares wanted by one aggressive order: mostly 100..5,000, one in ten up to 50,000.
-fn order_volume(rng: &mut SplitMix64) -> i64 {
-    let lots = if rng.chance(0.9) {
-        1 + (rng.unit().powi(2) * 50.0) as i64
-    } else {
-        rng.range(50, 500)
-    };
-    lots * 100
+impl Kind {
+    fn tick(self, price: i64) -> i64 {
+        match (self, price) {
+            (Kind::Futures, _) => 1,
+            (Kind::Stock, ..=9_999) => 10,
+            (Kind::Stock, 10_000..=49_999) => 50,
+            (Kind::Stock, _) => 100,
+        }
+    }
+
+    /// Smallest tradable quantity.
+    fn lot(self) -> i64 {
+        [100, 1][self as usize]
+    }
+
+    /// Internal price units per written unit (VND, or tenths of a point).
+    fn scale(self) -> f64 {
+        [1.0, 10.0][self as usize]
+    }
+
+    /// Resting volume of a fresh book level: thousands to a few hundred thousand shares.
+    fn fresh_volume(self, rng: &mut SplitMix64) -> i64 {
+        match self {
+            Kind::Stock => (10 + (rng.unit().powi(3) * 3000.0) as i64) * 100,
+            Kind::Futures => 1 + (rng.unit().powi(2) * 80.0) as i64,
+        }
+    }
+
+    /// Size of one aggressive order: stocks mostly 100..5,000 shares, one in twenty up to 50,000.
+    fn order_volume(self, rng: &mut SplitMix64) -> i64 {
+        match self {
+            Kind::Stock if rng.chance(0.95) => (1 + (rng.unit().powi(2) * 50.0) as i64) * 100,
+            Kind::Stock => rng.range(50, 500) * 100,
+            Kind::Futures => 1 + (rng.unit().powi(2) * 50.0) as i64,
+        }
+    }
 }
 
-/// The running state of one constituent. Prices in VND.
-struct Stock {
-    symbol: &'static str,
+/// Foreign investors' room and cumulative (volume, VND value) flows in one stock.
+#[derive(Default)]
+struct Foreign {
+    total_room: i64,
+    current_room: i64,
+    /// -0.8..0.8: some names are net foreign buys for the day, some net sells.
+    bias: f64,
+    buy: (i64, i64),
+    sell: (i64, i64),
+}
+
+impl Foreign {
+    fn flow(&mut self, price: i64, rng: &mut SplitMix64) {
+        let mut lots = |tilt: f64| match rng.chance(0.5 + 0.4 * tilt) {
+            true => (1 + (rng.unit().powi(3) * 60.0 * (1.0 + tilt)) as i64) * 100,
+            false => 0,
+        };
+        // Foreigners cannot buy past the room; when it is full only their sells get through.
+        let buy = lots(self.bias).min(self.current_room);
+        let sell = match lots(-self.bias) {
+            0 if buy == 0 => 100,
+            sell => sell,
+        };
+        self.buy = (self.buy.0 + buy, self.buy.1 + buy * price);
+        self.sell = (self.sell.0 + sell, self.sell.1 + sell * price);
+        self.current_room = (self.current_room - buy + sell).min(self.total_room);
+    }
+}
+
+/// The side's prices moved a tick towards the other side: a new best level appears.
+fn closer(volumes: &mut [i64; 3], fresh: i64) {
+    volumes.rotate_right(1);
+    volumes[0] = fresh;
+}
+
+/// The side's prices moved a tick away from the other side: the best level is gone.
+fn away(volumes: &mut [i64; 3], fresh: i64) {
+    volumes.rotate_left(1);
+    volumes[2] = fresh;
+}
+
+/// One order book with its trading statistics, in internal units (see [`Kind`]).
+#[derive(Default)]
+struct Instrument {
+    kind: Kind,
+    symbol: String,
     ref_price: i64,
     ceiling: i64,
     floor: i64,
-    /// Where the day's sentiment pulls the book (ref +/- 2.5%), so breadth is not 50/50 noise.
-    anchor: f64,
     bid1: i64,
     /// Ticks between best bid and best ask (1..=3).
     spread: u32,
@@ -216,466 +227,334 @@ struct Stock {
     low: i64,
     total_vol: i64,
     total_val: i64,
-    /// Free-float shares: the index weight is `shares * price`.
+    /// The name's own mood for the day, relative to ref (+/-2%), so breadth is not coin flips.
+    mood: f64,
+    /// Free-float shares: the VN30 weight is `shares * price`.
     shares: f64,
-    total_room: i64,
-    current_room: i64,
-    foreign_bias: f64,
-    foreign_buy: (i64, i64),
-    foreign_sell: (i64, i64),
+    foreign: Foreign,
 }
 
-impl Stock {
-    fn new(symbol: &'static str, reference: f64, fixed: &mut SplitMix64, rng: &mut SplitMix64) -> Self {
-        let ref_price = grid_floor(reference.round() as i64).max(10);
-        let shares_outstanding = 400_000_000 + fixed.range(0, 16) * 100_000_000;
-        let total_room = shares_outstanding * 49 / 100 / 100 * 100;
-        let current_room = (total_room as f64 * (0.02 + 0.6 * fixed.unit())) as i64 / 100 * 100;
-        let bid1 = if rng.chance(0.5) { ref_price } else { tick_down(ref_price) };
-        Self {
-            symbol,
+impl Instrument {
+    fn new(kind: Kind, symbol: &str, ref_price: i64, rng: &mut SplitMix64) -> Self {
+        let tick = |x: i64| kind.tick(x);
+        let mut volumes = || [0; 3].map(|_: i64| kind.fresh_volume(rng));
+        let (bid_vol, ask_vol) = (volumes(), volumes());
+        // Limits round on the grid of the band they land in (BVH's 52,376.5 ceiling becomes
+        // 52,300, not 52,350), so that every limit is itself a valid order price.
+        let ceiling = ref_price * 107 / 100;
+        let floor = (ref_price * 93 + 99) / 100;
+        let mut book = Self {
+            kind,
+            symbol: symbol.to_string(),
             ref_price,
-            ceiling: grid_floor(ref_price * 107 / 100),
-            floor: grid_ceil((ref_price * 93 + 99) / 100),
-            anchor: ref_price as f64 * (1.0 + 0.05 * (rng.unit() - 0.5)),
-            bid1,
+            ceiling: ceiling - ceiling % tick(ceiling),
+            floor: floor + (tick(floor) - floor % tick(floor)) % tick(floor),
+            bid1: ref_price,
             spread: 1,
-            bid_vol: [fresh_volume(rng), fresh_volume(rng), fresh_volume(rng)],
-            ask_vol: [fresh_volume(rng), fresh_volume(rng), fresh_volume(rng)],
-            last: 0,
-            high: 0,
-            low: 0,
-            total_vol: 0,
-            total_val: 0,
-            shares: shares_outstanding as f64 * (0.3 + 0.5 * fixed.unit()),
-            total_room,
-            current_room,
-            foreign_bias: 1.6 * (rng.unit() - 0.5),
-            foreign_buy: (0, 0),
-            foreign_sell: (0, 0),
+            bid_vol,
+            ask_vol,
+            mood: 0.04 * (rng.unit() - 0.5),
+            ..Self::default()
+        };
+        if rng.chance(0.5) {
+            book.bid1 = book.tick_down(ref_price);
         }
+        book
+    }
+
+    fn tick_up(&self, price: i64) -> i64 {
+        price + self.kind.tick(price)
+    }
+
+    /// The tick *below* a price belongs to the lower band: one tick under 50,000 is 49,950.
+    fn tick_down(&self, price: i64) -> i64 {
+        price - self.kind.tick(price - 1)
+    }
+
+    fn ticks_up(&self, price: i64, ticks: u32) -> i64 {
+        (0..ticks).fold(price, |p, _| self.tick_up(p))
     }
 
     fn ask1(&self) -> i64 {
-        ticks_up(self.bid1, self.spread)
+        self.ticks_up(self.bid1, self.spread)
     }
 
-    /// Last trade, or the mid before the first one; used for values, not written as a price.
-    fn mark(&self) -> i64 {
+    /// Last trade, or the reference before the first one.
+    fn price(&self) -> i64 {
         if self.last > 0 {
             self.last
         } else {
-            (self.bid1 + self.ask1()) / 2
+            self.ref_price
         }
     }
 
     fn shift_up(&mut self, rng: &mut SplitMix64) -> bool {
-        let bid1 = tick_up(self.bid1);
-        if ticks_up(bid1, self.spread) > self.ceiling {
+        let bid1 = self.tick_up(self.bid1);
+        if self.ticks_up(bid1, self.spread) > self.ceiling {
             return false;
         }
         self.bid1 = bid1;
-        self.bid_vol = [fresh_volume(rng), self.bid_vol[0], self.bid_vol[1]];
-        self.ask_vol = [self.ask_vol[1], self.ask_vol[2], fresh_volume(rng)];
+        closer(&mut self.bid_vol, self.kind.fresh_volume(rng));
+        away(&mut self.ask_vol, self.kind.fresh_volume(rng));
         true
     }
 
     fn shift_down(&mut self, rng: &mut SplitMix64) -> bool {
-        let bid1 = tick_down(self.bid1);
+        let bid1 = self.tick_down(self.bid1);
         if bid1 < self.floor {
             return false;
         }
         self.bid1 = bid1;
-        self.bid_vol = [self.bid_vol[1], self.bid_vol[2], fresh_volume(rng)];
-        self.ask_vol = [fresh_volume(rng), self.ask_vol[0], self.ask_vol[1]];
+        away(&mut self.bid_vol, self.kind.fresh_volume(rng));
+        closer(&mut self.ask_vol, self.kind.fresh_volume(rng));
         true
     }
 
-    /// One aggressive order against the book; returns (price, volume, SSI side code).
-    fn trade(&mut self, rng: &mut SplitMix64) -> (i64, i64, &'static str) {
-        let wanted = order_volume(rng);
+    /// One aggressive order against the book; returns (volume, SSI side code).
+    fn trade(&mut self, rng: &mut SplitMix64) -> (i64, &'static str) {
+        let wanted = self.kind.order_volume(rng);
         let r = rng.unit();
         let (price, vol, side) = if r >= 0.95 && self.spread > 1 {
-            let inside = ticks_up(self.bid1, rng.range(1, i64::from(self.spread) - 1) as u32);
-            (inside, wanted, "")
+            let inside = rng.range(1, i64::from(self.spread) - 1) as u32;
+            (self.ticks_up(self.bid1, inside), wanted, "")
         } else if r < 0.50 || (r >= 0.95 && rng.chance(0.5)) {
             let (price, vol) = (self.ask1(), wanted.min(self.ask_vol[0]));
             self.ask_vol[0] -= vol;
             if self.ask_vol[0] == 0 && !self.shift_up(rng) {
-                self.ask_vol[0] = fresh_volume(rng);
+                self.ask_vol[0] = self.kind.fresh_volume(rng);
             }
             (price, vol, "BU")
         } else {
             let (price, vol) = (self.bid1, wanted.min(self.bid_vol[0]));
             self.bid_vol[0] -= vol;
             if self.bid_vol[0] == 0 && !self.shift_down(rng) {
-                self.bid_vol[0] = fresh_volume(rng);
+                self.bid_vol[0] = self.kind.fresh_volume(rng);
             }
             (price, vol, "SD")
         };
         if self.last == 0 {
             (self.high, self.low) = (price, price);
         }
-        self.last = price;
-        self.high = self.high.max(price);
-        self.low = self.low.min(price);
+        (self.last, self.high, self.low) = (price, self.high.max(price), self.low.min(price));
         self.total_vol += vol;
         self.total_val += price * vol;
-        (price, vol, side)
+        (vol, side)
     }
 
-    /// A passive change to the book: a tick move, a spread change, or volume at one level.
-    fn requote(&mut self, rng: &mut SplitMix64) {
+    /// A passive change to the book: a tick move pulled towards `target` (relative to ref),
+    /// a spread change, or new volume at one level.
+    fn requote(&mut self, target: f64, rng: &mut SplitMix64) {
         let r = rng.unit();
         if r < 0.2 {
-            let mid = (self.bid1 + self.ask1()) as f64 / 2.0;
-            let pull = ((self.anchor - mid) / self.ref_price as f64 * 8.0).clamp(-0.4, 0.4);
-            if rng.chance(0.5 + pull) {
+            let mid = (self.bid1 + self.ask1()) as f64 / self.ref_price as f64 / 2.0 - 1.0;
+            if rng.chance(0.5 + ((target - mid) * 8.0).clamp(-0.4, 0.4)) {
                 self.shift_up(rng);
             } else {
                 self.shift_down(rng);
             }
         } else if r < 0.25 {
-            // Spreads widen rarely and close fast, so one tick is by far the most common.
+            // Spreads widen rarely and close fast, so one tick stays by far the most common.
+            let can_widen = self.spread < 3 && self.tick_up(self.ask1()) <= self.ceiling;
             if self.spread > 1 && rng.chance(0.9) {
                 self.spread -= 1;
-                self.ask_vol = [fresh_volume(rng), self.ask_vol[0], self.ask_vol[1]];
-            } else if self.spread < 3 && rng.chance(0.15) && tick_up(self.ask1()) <= self.ceiling {
+                closer(&mut self.ask_vol, self.kind.fresh_volume(rng));
+            } else if can_widen && rng.chance(0.15) {
                 self.spread += 1;
-                self.ask_vol = [self.ask_vol[1], self.ask_vol[2], fresh_volume(rng)];
+                away(&mut self.ask_vol, self.kind.fresh_volume(rng));
             }
         } else {
             let level = [0, 0, 0, 1, 1, 2][rng.range(0, 5) as usize];
-            let change = order_volume(rng);
-            let side = if rng.chance(0.5) { &mut self.bid_vol } else { &mut self.ask_vol };
+            let (change, fresh) = (self.kind.order_volume(rng), self.kind.fresh_volume(rng));
+            let lot = self.kind.lot();
+            let side = if rng.chance(0.5) {
+                &mut self.bid_vol
+            } else {
+                &mut self.ask_vol
+            };
             side[level] = match rng.range(0, 3) {
-                0 => fresh_volume(rng),
-                1 => (side[level] - change).max(100),
+                0 => fresh,
+                1 => (side[level] - change).max(lot),
                 _ => side[level] + change,
             };
         }
     }
 
-    /// Foreign investors' flow since the last `R` message, in lots of 100 shares.
-    fn foreign_flow(&mut self, rng: &mut SplitMix64) {
-        let mut flow = |tilt: f64| {
-            if rng.chance(0.5 + 0.4 * tilt) {
-                (1 + (rng.unit().powi(3) * 60.0 * (1.0 + tilt)) as i64) * 100
-            } else {
-                0
-            }
+    /// Written (price, volume) of the three ask and three bid levels; a level that would cross
+    /// the band is blank (0.0, 0.0), as SSI shows an empty level.
+    fn levels(&self) -> [[(f64, f64); 3]; 2] {
+        let side = |first: i64, volumes: [i64; 3], next: &dyn Fn(i64) -> i64| {
+            let mut price = first;
+            volumes.map(|vol| {
+                let in_band = (self.floor..=self.ceiling).contains(&price);
+                let level = (price as f64 / self.kind.scale(), vol as f64);
+                price = next(price);
+                if in_band {
+                    level
+                } else {
+                    (0.0, 0.0)
+                }
+            })
         };
-        let bias = self.foreign_bias;
-        // Foreigners cannot buy past the room; when it is full only their sells get through.
-        let buy = flow(bias).min(self.current_room);
-        let sell = match flow(-bias) {
-            0 if buy == 0 => 100,
-            s => s,
-        };
-        let price = self.mark();
-        self.foreign_buy = (self.foreign_buy.0 + buy, self.foreign_buy.1 + buy * price);
-        self.foreign_sell = (self.foreign_sell.0 + sell, self.foreign_sell.1 + sell * price);
-        self.current_room = (self.current_room - buy + sell).min(self.total_room);
+        let asks = side(self.ask1(), self.ask_vol, &|p| self.tick_up(p));
+        [asks, side(self.bid1, self.bid_vol, &|p| self.tick_down(p))]
     }
+}
 
-    /// The three levels per side, blanked (0 price, 0 volume) where they would cross the band.
-    fn levels(&self) -> ([(f64, f64); 3], [(f64, f64); 3]) {
-        let (mut asks, mut bids) = ([(0.0, 0.0); 3], [(0.0, 0.0); 3]);
-        let (mut ask, mut bid) = (self.ask1(), self.bid1);
-        for i in 0..3 {
-            if ask <= self.ceiling {
-                asks[i] = (ask as f64, self.ask_vol[i] as f64);
-            }
-            if bid >= self.floor {
-                bids[i] = (bid as f64, self.bid_vol[i] as f64);
-            }
-            (ask, bid) = (tick_up(ask), tick_down(bid));
+/// A JSON value the writers below can emit.
+#[derive(Clone, Copy)]
+enum Json<'a> {
+    Str(&'a str),
+    Num(f64),
+    Int(i64),
+    Null,
+}
+use Json::{Int, Null, Num, Str};
+
+/// Appends `"key<index>":value` to the object in `buf`; the first call opens it.
+fn put(buf: &mut Vec<u8>, key: &str, index: Option<u8>, value: Json) {
+    buf.push(if buf.is_empty() { b'{' } else { b',' });
+    buf.push(b'"');
+    buf.extend_from_slice(key.as_bytes());
+    match index {
+        Some(i @ 10..) => buf.extend_from_slice(&[b'0' + i / 10, b'0' + i % 10]),
+        Some(i) => buf.push(b'0' + i),
+        None => {}
+    }
+    buf.extend_from_slice(b"\":");
+    // Writing into a Vec cannot fail, and every value here is serializable.
+    let _ = match value {
+        Str(s) => serde_json::to_writer(&mut *buf, s),
+        Num(x) => serde_json::to_writer(&mut *buf, &x),
+        Int(n) => serde_json::to_writer(&mut *buf, &n),
+        Null => serde_json::to_writer(&mut *buf, &()),
+    };
+}
+
+/// Writes a whole object in field order.
+fn put_all(buf: &mut Vec<u8>, fields: &[(&str, Json)]) {
+    for &(key, value) in fields {
+        put(buf, key, None, value);
+    }
+    buf.push(b'}');
+}
+
+fn write_trade(buf: &mut Vec<u8>, at: &Stamp, b: &Instrument, vol: i64, side: &str) {
+    let (stock, scale) = (b.kind == Kind::Stock, b.kind.scale());
+    let exchange = if stock { "HOSE" } else { "DER" };
+    let points = |units: i64| Num(units as f64 / scale);
+    // SSI writes a stock's Highest/Lowest as integers but the futures' as floats.
+    let extreme = |units: i64| [Int(units), points(units)][b.kind as usize];
+    // Futures value: 100,000 VND per index point, i.e. 10,000 VND per tenth.
+    let total_val = b.total_val * [1, 10_000][b.kind as usize];
+    let avg = round2(b.total_val as f64 / b.total_vol as f64 / scale);
+    let change = b.last - b.ref_price;
+    let ratio = round2(change as f64 / b.ref_price as f64 * 100.0);
+    #[rustfmt::skip]
+    let fields = [
+        ("RType", Str("X-TRADE")), ("TradingDate", Str(&at.date)), ("Time", Str(&at.time)),
+        ("Isin", Str(&b.symbol)), ("Symbol", Str(&b.symbol)), ("Ceiling", points(b.ceiling)),
+        ("Floor", points(b.floor)), ("RefPrice", points(b.ref_price)), ("AvgPrice", Num(avg)),
+        ("PriorVal", points(b.ref_price)), ("LastPrice", points(b.last)),
+        ("LastVol", Num(vol as f64)), ("TotalVal", Num(total_val as f64)),
+        ("TotalVol", Num(b.total_vol as f64)), ("MarketId", Str(exchange)),
+        ("Exchange", Str(exchange)), ("TradingSession", Str("LO")), ("TradingStatus", Str("N")),
+        ("Change", points(change)), ("RatioChange", Num(ratio)),
+        ("EstMatchedPrice", points(b.last)), ("Highest", extreme(b.high)),
+        ("Lowest", extreme(b.low)), ("Side", Str(side)),
+    ];
+    put_all(buf, &fields);
+}
+
+fn write_quote(buf: &mut Vec<u8>, at: &Stamp, b: &Instrument) {
+    let exchange = if b.kind == Kind::Stock { "HOSE" } else { "DER" };
+    #[rustfmt::skip]
+    let head = [
+        ("TradingDate", Str(&at.date)), ("Time", Str(&at.time)), ("Exchange", Str(exchange)),
+        ("Symbol", Str(&b.symbol)), ("RType", Str("X-QUOTE")),
+    ];
+    for (key, value) in head {
+        put(buf, key, None, value);
+    }
+    let [asks, bids] = b.levels();
+    let keys = [
+        ("AskPrice", asks, 0),
+        ("AskVol", asks, 1),
+        ("BidPrice", bids, 0),
+    ];
+    for (key, side, field) in keys.into_iter().chain([("BidVol", bids, 1)]) {
+        for i in 0..10u8 {
+            let level = side.get(usize::from(i)).copied().unwrap_or_default();
+            put(buf, key, Some(i + 1), Num([level.0, level.1][field]));
         }
-        (asks, bids)
     }
+    put_all(buf, &[("TradingSession", Str("LO"))]);
 }
 
-/// The front-month futures contract. Prices in tenths of an index point.
-struct Futures {
-    ref_price: i64,
-    ceiling: i64,
-    floor: i64,
-    basis: i64,
-    bid1: i64,
-    spread: i64,
-    bid_vol: [i64; 3],
-    ask_vol: [i64; 3],
-    last: i64,
-    high: i64,
-    low: i64,
-    total_vol: i64,
-    /// Sum of price * contracts, for the average price in points.
-    price_volume: i64,
+/// Breadth of an index: advances, no-changes, declines, ceilings, floors.
+type Breadth = [i64; 5];
+
+/// One index snapshot: id, value, prior close, (total shares, total VND), breadth.
+type IndexSnapshot<'a> = (&'a str, f64, f64, (i64, i64), Breadth);
+
+fn write_index(buf: &mut Vec<u8>, at: &Stamp, index: IndexSnapshot) {
+    let (id, value, prior, (qtty, traded), breadth) = index;
+    let change = round2(value - prior);
+    let ratio = round2(change / prior * 100.0);
+    #[rustfmt::skip]
+    let fields = [
+        ("IndexId", Str(id)), ("IndexValue", Num(value)), ("PriorIndexValue", Num(prior)),
+        ("TradingDate", Str(&at.date)), ("Time", Str(&at.time)), ("TotalTrade", Num(0.0)),
+        ("TotalQtty", Num(qtty as f64)), ("TotalValue", Num(traded as f64)),
+        ("IndexName", Str(id)), ("Advances", Int(breadth[0])), ("NoChanges", Int(breadth[1])),
+        ("Declines", Int(breadth[2])), ("Ceilings", Int(breadth[3])), ("Floors", Int(breadth[4])),
+        ("Change", Num(change)), ("RatioChange", Num(ratio)), ("Exchange", Str("HOSE")),
+        ("TradingSession", Str("LO")), ("MarketId", Null), ("RType", Str("MI")),
+    ];
+    put_all(buf, &fields);
 }
 
-impl Futures {
-    fn new(rng: &mut SplitMix64) -> Self {
-        let ref_price = (VN30_PRIOR * 10.0).round() as i64 + 20;
-        let mut futures = Self {
-            ref_price,
-            ceiling: ref_price * 107 / 100,
-            floor: (ref_price * 93 + 99) / 100,
-            basis: rng.range(-40, 40),
-            bid1: ref_price,
-            spread: 1,
-            bid_vol: [0; 3],
-            ask_vol: [0; 3],
-            last: 0,
-            high: 0,
-            low: 0,
-            total_vol: 0,
-            price_volume: 0,
-        };
-        for i in 0..3 {
-            futures.bid_vol[i] = Self::lot(rng);
-            futures.ask_vol[i] = Self::lot(rng);
-        }
-        futures
-    }
-
-    fn lot(rng: &mut SplitMix64) -> i64 {
-        1 + (rng.unit().powi(2) * 50.0) as i64
-    }
-
-    /// Re-centres the book on index + basis; the basis drifts slowly within about +/-8 points.
-    fn follow(&mut self, vn30: f64, rng: &mut SplitMix64) {
-        if rng.chance(0.3) {
-            let up = rng.chance(0.5 - self.basis as f64 / 1600.0);
-            self.basis = (self.basis + if up { 1 } else { -1 }).clamp(-80, 80);
-        }
-        if rng.chance(0.1) {
-            self.spread = rng.range(1, 3);
-        }
-        let fair = (vn30 * 10.0).round() as i64 + self.basis;
-        self.bid1 = (fair - self.spread / 2).clamp(self.floor, self.ceiling - self.spread);
-    }
-
-    fn trade(&mut self, rng: &mut SplitMix64) -> (i64, i64, &'static str) {
-        let wanted = Self::lot(rng);
-        let (level, price, side) = if rng.chance(0.5) {
-            (&mut self.ask_vol[0], self.bid1 + self.spread, "BU")
-        } else {
-            (&mut self.bid_vol[0], self.bid1, "SD")
-        };
-        let vol = wanted.min(*level);
-        *level -= vol;
-        if *level == 0 {
-            *level = Self::lot(rng);
-        }
-        if self.last == 0 {
-            (self.high, self.low) = (price, price);
-        }
-        self.last = price;
-        self.high = self.high.max(price);
-        self.low = self.low.min(price);
-        self.total_vol += vol;
-        self.price_volume += price * vol;
-        (price, vol, side)
-    }
-
-    fn levels(&self) -> ([(f64, f64); 3], [(f64, f64); 3]) {
-        let (mut asks, mut bids) = ([(0.0, 0.0); 3], [(0.0, 0.0); 3]);
-        for i in 0..3 {
-            let (ask, bid) = (self.bid1 + self.spread + i as i64, self.bid1 - i as i64);
-            if ask <= self.ceiling {
-                asks[i] = (ask as f64 / 10.0, self.ask_vol[i] as f64);
-            }
-            if bid >= self.floor {
-                bids[i] = (bid as f64 / 10.0, self.bid_vol[i] as f64);
-            }
-        }
-        (asks, bids)
-    }
+fn write_room(buf: &mut Vec<u8>, at: &Stamp, b: &Instrument) {
+    let f = &b.foreign;
+    #[rustfmt::skip]
+    let fields = [
+        ("RType", Str("R")), ("TradingDate", Str(&at.date)), ("Time", Str(&at.time)),
+        ("Isin", Str(&b.symbol)), ("Symbol", Str(&b.symbol)),
+        ("TotalRoom", Num(f.total_room as f64)), ("CurrentRoom", Num(f.current_room as f64)),
+        ("BuyVol", Num(f.buy.0 as f64)), ("SellVol", Num(f.sell.0 as f64)),
+        ("BuyVal", Num(f.buy.1 as f64)), ("SellVal", Num(f.sell.1 as f64)),
+        ("MarketId", Str("HOSE")), ("Exchange", Str("HOSE")),
+    ];
+    put_all(buf, &fields);
 }
 
-/// Writes one JSON object key by key, in call order; values are encoded by `serde_json`.
-struct Obj<'a>(&'a mut Vec<u8>);
-
-impl Obj<'_> {
-    fn key(&mut self, key: &str, index: Option<usize>) {
-        self.0.push(if self.0.is_empty() { b'{' } else { b',' });
-        self.0.push(b'"');
-        self.0.extend_from_slice(key.as_bytes());
-        if let Some(i) = index {
-            let _ = write!(Fmt(self.0), "{i}");
-        }
-        self.0.extend_from_slice(b"\":");
-    }
-
-    fn s(&mut self, key: &str, value: &str) -> &mut Self {
-        self.key(key, None);
-        let _ = serde_json::to_writer(&mut *self.0, value);
-        self
-    }
-
-    fn f(&mut self, key: &str, value: f64) -> &mut Self {
-        self.fi(key, None, value)
-    }
-
-    fn fi(&mut self, key: &str, index: Option<usize>, value: f64) -> &mut Self {
-        self.key(key, index);
-        let _ = serde_json::to_writer(&mut *self.0, &value);
-        self
-    }
-
-    fn i(&mut self, key: &str, value: i64) -> &mut Self {
-        self.key(key, None);
-        let _ = write!(Fmt(self.0), "{value}");
-        self
-    }
-
-    fn null(&mut self, key: &str) -> &mut Self {
-        self.key(key, None);
-        self.0.extend_from_slice(b"null");
-        self
-    }
-
-    fn close(&mut self) {
-        self.0.push(b'}');
-    }
-}
-
-/// `fmt::Write` over a byte buffer, for integers without an intermediate `String`.
-struct Fmt<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Fmt<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// Everything an X-TRADE carries, already in the units SSI writes.
-struct TradeFields<'a> {
-    symbol: &'a str,
-    exchange: &'a str,
-    ceiling: f64,
-    floor: f64,
-    ref_price: f64,
-    avg_price: f64,
-    last: f64,
-    last_vol: f64,
-    total_val: f64,
-    total_vol: f64,
-    change: f64,
-    high: f64,
-    low: f64,
-    /// SSI writes stocks' Highest/Lowest as integers but the futures' as floats.
-    integer_extremes: bool,
-    side: &'a str,
-}
-
-fn write_trade(buf: &mut Vec<u8>, date: &str, time: &str, t: &TradeFields) {
-    let mut o = Obj(buf);
-    o.s("RType", "X-TRADE").s("TradingDate", date).s("Time", time);
-    o.s("Isin", t.symbol).s("Symbol", t.symbol);
-    o.f("Ceiling", t.ceiling).f("Floor", t.floor).f("RefPrice", t.ref_price);
-    o.f("AvgPrice", t.avg_price).f("PriorVal", t.ref_price);
-    o.f("LastPrice", t.last).f("LastVol", t.last_vol);
-    o.f("TotalVal", t.total_val).f("TotalVol", t.total_vol);
-    o.s("MarketId", t.exchange).s("Exchange", t.exchange);
-    o.s("TradingSession", "LO").s("TradingStatus", "N");
-    o.f("Change", t.change).f("RatioChange", round2(t.change / t.ref_price * 100.0));
-    o.f("EstMatchedPrice", t.last);
-    if t.integer_extremes {
-        o.i("Highest", t.high as i64).i("Lowest", t.low as i64);
-    } else {
-        o.f("Highest", t.high).f("Lowest", t.low);
-    }
-    o.s("Side", t.side).close();
-}
-
-type Book = ([(f64, f64); 3], [(f64, f64); 3]);
-
-fn write_quote(buf: &mut Vec<u8>, date: &str, time: &str, exchange: &str, symbol: &str, book: Book) {
-    let (asks, bids) = book;
-    let level = |side: &[(f64, f64); 3], i: usize| side.get(i).copied().unwrap_or((0.0, 0.0));
-    let mut o = Obj(buf);
-    o.s("TradingDate", date).s("Time", time).s("Exchange", exchange);
-    o.s("Symbol", symbol).s("RType", "X-QUOTE");
-    for i in 0..10 {
-        o.fi("AskPrice", Some(i + 1), level(&asks, i).0);
-    }
-    for i in 0..10 {
-        o.fi("AskVol", Some(i + 1), level(&asks, i).1);
-    }
-    for i in 0..10 {
-        o.fi("BidPrice", Some(i + 1), level(&bids, i).0);
-    }
-    for i in 0..10 {
-        o.fi("BidVol", Some(i + 1), level(&bids, i).1);
-    }
-    o.s("TradingSession", "LO").close();
-}
-
-/// One index snapshot, as the MI message reports it.
-struct IndexFields {
-    value: f64,
-    prior: f64,
-    qtty: i64,
-    value_traded: i64,
-    breadth: [i64; 5],
-}
-
-fn write_index(buf: &mut Vec<u8>, date: &str, time: &str, id: &str, x: &IndexFields) {
-    let change = round2(x.value - x.prior);
-    let [advances, no_changes, declines, ceilings, floors] = x.breadth;
-    let mut o = Obj(buf);
-    o.s("IndexId", id).f("IndexValue", x.value).f("PriorIndexValue", x.prior);
-    o.s("TradingDate", date).s("Time", time).f("TotalTrade", 0.0);
-    o.f("TotalQtty", x.qtty as f64).f("TotalValue", x.value_traded as f64);
-    o.s("IndexName", id).i("Advances", advances).i("NoChanges", no_changes);
-    o.i("Declines", declines).i("Ceilings", ceilings).i("Floors", floors);
-    o.f("Change", change).f("RatioChange", round2(change / x.prior * 100.0));
-    o.s("Exchange", "HOSE").s("TradingSession", "LO").null("MarketId");
-    o.s("RType", "MI").close();
-}
-
-fn write_room(buf: &mut Vec<u8>, date: &str, time: &str, s: &Stock) {
-    let mut o = Obj(buf);
-    o.s("RType", "R").s("TradingDate", date).s("Time", time);
-    o.s("Isin", s.symbol).s("Symbol", s.symbol);
-    o.f("TotalRoom", s.total_room as f64).f("CurrentRoom", s.current_room as f64);
-    o.f("BuyVol", s.foreign_buy.0 as f64).f("SellVol", s.foreign_sell.0 as f64);
-    o.f("BuyVal", s.foreign_buy.1 as f64).f("SellVal", s.foreign_sell.1 as f64);
-    o.s("MarketId", "HOSE").s("Exchange", "HOSE").close();
-}
-
-/// Wraps the inner object the way SSI does: `Content` is the inner JSON as a string.
-fn envelope(data_type: &str, inner: &[u8]) -> String {
-    let content = String::from_utf8_lossy(inner);
-    let mut out = Vec::with_capacity(inner.len() + inner.len() / 4 + 40);
-    out.extend_from_slice(b"{\"DataType\":");
-    let _ = serde_json::to_writer(&mut out, data_type);
-    out.extend_from_slice(b",\"Content\":");
-    let _ = serde_json::to_writer(&mut out, content.as_ref());
-    out.push(b'}');
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+/// The message's exchange time as SSI formats it; the date string is rebuilt only on a new day.
+#[derive(Default)]
+struct Stamp {
+    day: Option<NaiveDate>,
+    date: String,
+    time: String,
 }
 
 /// A seeded, replayable VN30 session; see the module docs for what it models.
 pub struct Simulator {
     rng: SplitMix64,
     rate: f64,
-    futures_symbol: String,
     now: DateTime<FixedOffset>,
     emitted: u64,
-    stocks: Vec<Stock>,
-    /// Cumulative activity weights: liquid names (think HPG, SSI) trade far more than others.
+    stocks: Vec<Instrument>,
+    futures: Instrument,
+    /// Cumulative activity weights: liquid names trade far more often than the rest.
     activity: Vec<f64>,
     /// Sum of shares * ref price, the VN30 divisor.
     reference_cap: f64,
-    futures: Futures,
+    /// Market-wide mood relative to ref: a slow mean-reverting walk (std ~1%).
+    market: f64,
+    /// Futures minus index, in tenths of a point; wanders within +/-8 points.
+    basis: i64,
     /// VNINDEX's own wander on top of following VN30 (relative, within +/-0.4%).
     vnindex_noise: f64,
-    next_index_is_vn30: bool,
-    date: (NaiveDate, String),
-    time: String,
+    vn30_next: bool,
+    stamp: Stamp,
     inner: Vec<u8>,
 }
 
@@ -684,37 +563,46 @@ impl Simulator {
     /// `events_per_second` falls back to the default 300.
     pub fn new(config: SimulatorConfig) -> Self {
         let mut rng = SplitMix64(config.seed);
-        let mut fixed = SplitMix64(0x5653_4E33_30); // market structure, the same for every seed
-        let stocks: Vec<Stock> = VN30_REFERENCE
-            .iter()
-            .map(|&(symbol, reference)| Stock::new(symbol, reference, &mut fixed, &mut rng))
-            .collect();
-        let activity = (0..stocks.len())
-            .scan(0.0, |sum, _| {
-                *sum += 0.3 + 2.0 * fixed.unit().powi(2);
-                Some(*sum)
-            })
-            .collect();
+        let mut fixed = SplitMix64(0x0056_4E33_30AA); // market structure, the same for any seed
+        let (mut stocks, mut activity) = (Vec::new(), Vec::new());
+        for (symbol, reference) in VN30_REFERENCE {
+            let ref_price = (reference.round() as i64).max(10);
+            let mut stock = Instrument::new(Kind::Stock, symbol, ref_price, &mut rng);
+            let outstanding = 400_000_000 + fixed.range(0, 16) * 100_000_000;
+            stock.shares = outstanding as f64 * (0.3 + 0.5 * fixed.unit());
+            let room = outstanding * 49 / 100;
+            // Some names sit near their foreign limit (think FPT, MWG), others have plenty.
+            let free = (room as f64 * (0.02 + 0.6 * fixed.unit())) as i64 / 100 * 100;
+            let bias = 1.6 * (rng.unit() - 0.5);
+            stock.foreign = Foreign {
+                total_room: room,
+                current_room: free,
+                bias,
+                ..Foreign::default()
+            };
+            let total = activity.last().copied().unwrap_or(0.0);
+            activity.push(total + 0.3 + 2.0 * fixed.unit().powi(2));
+            stocks.push(stock);
+        }
         let reference_cap = stocks.iter().map(|s| s.shares * s.ref_price as f64).sum();
-        let rate = if config.events_per_second.is_finite() && config.events_per_second > 0.0 {
-            config.events_per_second
-        } else {
-            300.0
-        };
+        // The futures reference is yesterday's settlement, a couple of points over the index.
+        let futures_ref = (VN30_PRIOR * 10.0).round() as i64 + 20;
+        let futures = Instrument::new(Kind::Futures, &config.futures_symbol, futures_ref, &mut rng);
+        let rate = Some(config.events_per_second).filter(|r| r.is_finite() && *r > 0.0);
         Self {
-            futures: Futures::new(&mut rng),
+            basis: rng.range(-40, 40),
             rng,
-            rate,
-            futures_symbol: config.futures_symbol,
+            rate: rate.unwrap_or(300.0),
             now: config.start,
             emitted: 0,
             stocks,
+            futures,
             activity,
             reference_cap,
+            market: 0.0,
             vnindex_noise: 0.0,
-            next_index_is_vn30: true,
-            date: (NaiveDate::MIN, String::new()),
-            time: String::with_capacity(8),
+            vn30_next: true,
+            stamp: Stamp::default(),
             inner: Vec::with_capacity(1024),
         }
     }
@@ -727,174 +615,381 @@ impl Simulator {
     pub fn next_message(&mut self) -> (DateTime<FixedOffset>, String) {
         if self.emitted > 0 {
             let gap = -(1.0 - self.rng.unit()).ln() / self.rate;
-            // Whole nanoseconds keep the clock exact; past chrono's year 262143 it just stops.
+            // Whole nanoseconds keep the clock exact; past chrono's range it simply stops.
             let gap = TimeDelta::nanoseconds((gap * 1e9).round() as i64);
             self.now = self.now.checked_add_signed(gap).unwrap_or(self.now);
         }
-        self.stamp();
-        let mut buf = std::mem::take(&mut self.inner);
-        buf.clear();
-        let data_type = self.event(&mut buf);
-        self.emitted += 1;
-        let message = envelope(data_type, &buf);
-        self.inner = buf;
-        (self.now, message)
-    }
-
-    fn stamp(&mut self) {
         let local = self.now.naive_local();
-        if local.date() != self.date.0 {
-            self.date = (local.date(), local.format("%d/%m/%Y").to_string());
+        if Some(local.date()) != self.stamp.day {
+            self.stamp.day = Some(local.date());
+            self.stamp.date = local.format("%d/%m/%Y").to_string();
         }
-        self.time.clear();
+        self.stamp.time.clear();
         let (h, m, s) = (local.hour(), local.minute(), local.second());
-        let _ = write!(self.time, "{h:02}:{m:02}:{s:02}");
+        let _ = write!(self.stamp.time, "{h:02}:{m:02}:{s:02}");
+
+        let mut inner = std::mem::take(&mut self.inner);
+        inner.clear();
+        let data_type = self.event(&mut inner);
+        self.emitted += 1;
+        // SSI's envelope: Content is the inner JSON text as a string.
+        let mut out = Vec::with_capacity(inner.len() * 5 / 4 + 40);
+        out.extend_from_slice(b"{\"DataType\":\"");
+        out.extend_from_slice(data_type.as_bytes());
+        out.extend_from_slice(b"\",\"Content\":");
+        let _ = serde_json::to_writer(&mut out, String::from_utf8_lossy(&inner).as_ref());
+        out.push(b'}');
+        self.inner = inner;
+        let text = String::from_utf8(out);
+        (
+            self.now,
+            text.unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+        )
     }
 
     /// Picks and applies one event, writes its inner object, returns its DataType.
     fn event(&mut self, buf: &mut Vec<u8>) -> &'static str {
-        let (date, time) = (self.date.1.as_str(), self.time.as_str());
-        if let Some(stock) = self.stocks.get(self.emitted as usize) {
-            write_quote(buf, date, time, "HOSE", stock.symbol, stock.levels());
+        let n = self.emitted as usize;
+        if let Some(stock) = self.stocks.get(n) {
+            write_quote(buf, &self.stamp, stock);
             return "X-QUOTE";
         }
-        let opening = self.emitted < self.stocks.len() as u64 + 2;
-        let r = if opening { 0.85 } else { self.rng.unit() };
-        match r {
-            r if r < 0.45 => {
-                let stock = self.pick_stock();
-                let s = &mut self.stocks[stock];
-                let (price, vol, side) = s.trade(&mut self.rng);
-                let fields = TradeFields {
-                    symbol: s.symbol,
-                    exchange: "HOSE",
-                    ceiling: s.ceiling as f64,
-                    floor: s.floor as f64,
-                    ref_price: s.ref_price as f64,
-                    avg_price: round2(s.total_val as f64 / s.total_vol as f64),
-                    last: price as f64,
-                    last_vol: vol as f64,
-                    total_val: s.total_val as f64,
-                    total_vol: s.total_vol as f64,
-                    change: (price - s.ref_price) as f64,
-                    high: s.high as f64,
-                    low: s.low as f64,
-                    integer_extremes: true,
-                    side,
-                };
-                write_trade(buf, &self.date.1, &self.time, &fields);
-                "X-TRADE"
+        let opening = n < self.stocks.len() + 2; // then the two index snapshots
+        let r = if opening { 0.9 } else { self.rng.unit() };
+        if r < 0.88 {
+            let i = self.pick_stock();
+            let (stock, rng) = (&mut self.stocks[i], &mut self.rng);
+            if r < 0.45 {
+                let (vol, side) = stock.trade(rng);
+                write_trade(buf, &self.stamp, stock, vol, side);
+                return "X-TRADE";
+            } else if r < 0.80 {
+                stock.requote(stock.mood + self.market, rng);
+                write_quote(buf, &self.stamp, stock);
+                return "X-QUOTE";
             }
-            r if r < 0.80 => {
-                let stock = self.pick_stock();
-                let s = &mut self.stocks[stock];
-                s.requote(&mut self.rng);
-                write_quote(buf, &self.date.1, &self.time, "HOSE", s.symbol, s.levels());
-                "X-QUOTE"
-            }
-            r if r < 0.88 => {
-                let stock = self.pick_stock();
-                self.stocks[stock].foreign_flow(&mut self.rng);
-                write_room(buf, &self.date.1, &self.time, &self.stocks[stock]);
-                "R"
-            }
-            r if r < 0.94 => {
-                self.write_index(buf);
-                "MI"
-            }
-            r => {
-                let vn30 = self.vn30_value();
-                let f = &mut self.futures;
-                f.follow(vn30, &mut self.rng);
-                if r >= 0.98 {
-                    write_quote(buf, &self.date.1, &self.time, "DER", &self.futures_symbol, f.levels());
-                    return "X-QUOTE";
-                }
-                let (price, vol, side) = f.trade(&mut self.rng);
-                let fields = TradeFields {
-                    symbol: &self.futures_symbol,
-                    exchange: "DER",
-                    ceiling: f.ceiling as f64 / 10.0,
-                    floor: f.floor as f64 / 10.0,
-                    ref_price: f.ref_price as f64 / 10.0,
-                    avg_price: round2(f.price_volume as f64 / f.total_vol as f64 / 10.0),
-                    last: price as f64 / 10.0,
-                    last_vol: vol as f64,
-                    total_val: (f.price_volume * FUTURES_VND_PER_TENTH) as f64,
-                    total_vol: f.total_vol as f64,
-                    change: (price - f.ref_price) as f64 / 10.0,
-                    high: f.high as f64 / 10.0,
-                    low: f.low as f64 / 10.0,
-                    integer_extremes: false,
-                    side,
-                };
-                write_trade(buf, &self.date.1, &self.time, &fields);
-                "X-TRADE"
-            }
+            stock.foreign.flow(stock.price(), rng);
+            write_room(buf, &self.stamp, stock);
+            return "R";
         }
+        if r < 0.94 {
+            self.vn30_next = !self.vn30_next;
+            let snapshot = self.index_snapshot(!self.vn30_next);
+            write_index(buf, &self.stamp, snapshot);
+            return "MI";
+        }
+        // Arbitrage keeps the futures book on index + basis; the basis itself drifts slowly.
+        if self.rng.chance(0.3) {
+            let up = self.rng.chance(0.5 - self.basis as f64 / 1600.0);
+            self.basis = (self.basis + if up { 1 } else { -1 }).clamp(-80, 80);
+        }
+        let fair = (self.vn30_value() * 10.0).round() as i64 + self.basis;
+        let (futures, rng) = (&mut self.futures, &mut self.rng);
+        while futures.ask1() < fair && futures.shift_up(rng) {}
+        while futures.bid1 > fair && futures.shift_down(rng) {}
+        if r < 0.98 {
+            let (vol, side) = futures.trade(rng);
+            write_trade(buf, &self.stamp, futures, vol, side);
+            return "X-TRADE";
+        }
+        futures.requote(fair as f64 / futures.ref_price as f64 - 1.0, rng);
+        write_quote(buf, &self.stamp, futures);
+        "X-QUOTE"
     }
 
     fn pick_stock(&mut self) -> usize {
-        let total = self.activity.last().copied().unwrap_or(1.0);
-        let u = self.rng.unit() * total;
-        self.activity.partition_point(|&c| c <= u).min(self.stocks.len() - 1)
+        let u = self.rng.unit() * self.activity.last().copied().unwrap_or(1.0);
+        let i = self.activity.partition_point(|&c| c <= u);
+        i.min(self.stocks.len() - 1)
     }
 
-    /// Cap-weighted last prices (reference before a symbol's first trade) against the prior close.
+    /// Cap-weighted last prices against the reference prices, times the prior close.
     fn vn30_value(&self) -> f64 {
-        let cap: f64 = self.stocks.iter().map(|s| s.shares * s.mark_or_ref() as f64).sum();
+        let cap: f64 = self
+            .stocks
+            .iter()
+            .map(|s| s.shares * s.price() as f64)
+            .sum();
         round2(VN30_PRIOR * cap / self.reference_cap)
     }
 
-    fn write_index(&mut self, buf: &mut Vec<u8>) {
-        let vn30 = self.vn30_value();
-        let mut breadth = [0i64; 5];
-        let (mut qtty, mut value) = (0i64, 0i64);
+    fn index_snapshot(&mut self, vn30: bool) -> IndexSnapshot<'static> {
+        // Index messages are a steady share of the flow, a convenient clock for the mood.
+        let step = 3.3e-4 * (self.rng.unit() - 0.5);
+        self.market = (self.market * 0.99995 + step).clamp(-0.05, 0.05);
+        let value = self.vn30_value();
+        let (mut breadth, mut totals) = ([0i64; 5], (0, 0));
         for s in &self.stocks {
-            let last = s.mark_or_ref();
-            breadth[usize::from(last <= s.ref_price) + usize::from(last < s.ref_price)] += 1;
-            breadth[3] += i64::from(last == s.ceiling);
-            breadth[4] += i64::from(last == s.floor);
-            (qtty, value) = (qtty + s.total_vol, value + s.total_val);
+            let price = s.price();
+            breadth[usize::from(price <= s.ref_price) + usize::from(price < s.ref_price)] += 1;
+            breadth[3] += i64::from(price == s.ceiling);
+            breadth[4] += i64::from(price == s.floor);
+            totals = (totals.0 + s.total_vol, totals.1 + s.total_val);
         }
-        let is_vn30 = self.next_index_is_vn30;
-        self.next_index_is_vn30 = !is_vn30;
-        let (date, time) = (self.date.1.as_str(), self.time.as_str());
-        if is_vn30 {
-            let fields = IndexFields { value: vn30, prior: VN30_PRIOR, qtty, value_traded: value, breadth };
-            write_index(buf, date, time, "VN30", &fields);
-            return;
+        if vn30 {
+            return ("VN30", value, VN30_PRIOR, totals, breadth);
         }
-        let rng = &mut self.rng;
-        self.vnindex_noise = (self.vnindex_noise * 0.995 + 0.0002 * (rng.unit() - 0.5)).clamp(-0.004, 0.004);
-        let relative = 0.9 * (vn30 / VN30_PRIOR - 1.0) + self.vnindex_noise;
-        // Scale the 30 names' breadth to the whole board, with some independent noise.
-        let scale = |n: i64, rng: &mut SplitMix64| (n * VNINDEX_BREADTH / 30 + rng.range(-15, 15)).clamp(0, 200);
-        let (advances, declines) = (scale(breadth[0], rng), scale(breadth[2], rng));
-        let all = [
-            advances,
-            VNINDEX_BREADTH - advances - declines,
-            declines,
-            (breadth[3] + advances / 60).min(advances),
-            (breadth[4] + declines / 60).min(declines),
-        ];
-        let fields = IndexFields {
-            value: round2(VNINDEX_PRIOR * (1.0 + relative)),
-            prior: VNINDEX_PRIOR,
-            qtty: qtty * 5 / 4,
-            value_traded: value * 5 / 4,
-            breadth: all,
-        };
-        write_index(buf, date, time, "VNINDEX", &fields);
+        // VNINDEX: VN30's relative move times 0.9 plus its own wander, and the 30 names'
+        // breadth and turnover scaled up to the whole board.
+        let noise = self.vnindex_noise * 0.995 + 0.0002 * (self.rng.unit() - 0.5);
+        self.vnindex_noise = noise.clamp(-0.004, 0.004);
+        let relative = 0.9 * (value / VN30_PRIOR - 1.0) + self.vnindex_noise;
+        let tilt = (self.vnindex_noise * 5000.0) as i64;
+        let scale = |n: i64| n * VNINDEX_BREADTH / 30;
+        let advances = (scale(breadth[0]) + tilt).clamp(0, VNINDEX_BREADTH);
+        let declines = (scale(breadth[2]) - tilt).clamp(0, VNINDEX_BREADTH - advances);
+        let unchanged = VNINDEX_BREADTH - advances - declines;
+        let ceilings = (breadth[3] + advances / 60).min(advances);
+        let floors = (breadth[4] + declines / 60).min(declines);
+        let breadth = [advances, unchanged, declines, ceilings, floors];
+        let value = round2(VNINDEX_PRIOR * (1.0 + relative));
+        (
+            "VNINDEX",
+            value,
+            VNINDEX_PRIOR,
+            (totals.0 * 5 / 4, totals.1 * 5 / 4),
+            breadth,
+        )
     }
 }
 
-impl Stock {
-    fn mark_or_ref(&self) -> i64 {
-        if self.last > 0 {
-            self.last
-        } else {
-            self.ref_price
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value};
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+
+    type Object = Map<String, Value>;
+
+    fn start() -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339("2026-12-16T09:15:00+07:00").expect("valid start")
+    }
+
+    fn run(seed: u64, n: usize) -> Vec<(DateTime<FixedOffset>, String)> {
+        let mut sim = Simulator::new(SimulatorConfig::new(seed, start()));
+        (0..n).map(|_| sim.next_message()).collect()
+    }
+
+    /// 20,000 messages of one day as (DataType, inner object), checking each envelope.
+    fn day() -> &'static [(String, Object)] {
+        static DAY: OnceLock<Vec<(String, Object)>> = OnceLock::new();
+        DAY.get_or_init(|| {
+            let parse = |(_, text): (_, String)| {
+                let outer: Value = serde_json::from_str(&text).expect("envelope is JSON");
+                let content = outer["Content"].as_str().expect("Content is a string");
+                let inner: Value = serde_json::from_str(content).expect("Content is JSON");
+                let data_type = outer["DataType"].as_str().expect("DataType").to_string();
+                (data_type, inner.as_object().expect("an object").clone())
+            };
+            run(4, 20_000).into_iter().map(parse).collect()
+        })
+    }
+
+    /// Messages of one type from one exchange ("HOSE" or "DER").
+    fn of<'a>(kind: &'a str, exchange: &'a str) -> impl Iterator<Item = &'static Object> + 'a {
+        let wanted = move |(t, o): &&(String, Object)| t == kind && o["Exchange"] == exchange;
+        day().iter().filter(wanted).map(|(_, o)| o)
+    }
+
+    fn num(o: &Object, key: &str) -> f64 {
+        o[key].as_f64().unwrap_or_else(|| panic!("{key}: {o:?}"))
+    }
+
+    fn assert_valid_stock_price(price: f64, o: &Object) {
+        let symbol = o["Symbol"].as_str().expect("a symbol");
+        let found = VN30_REFERENCE.iter().find(|(s, _)| *s == symbol);
+        let reference = found.expect("a VN30 symbol").1;
+        assert!(price % hose_tick(price) == 0.0, "{price} is off the grid");
+        let band = reference * 0.93..=reference * 1.07;
+        assert!(band.contains(&price), "{price} is outside {symbol}'s band");
+    }
+
+    #[test]
+    fn a_seed_replays_the_same_day() {
+        assert_eq!(run(7, 2_000), run(7, 2_000));
+        assert_ne!(run(7, 2_000), run(8, 2_000));
+    }
+
+    #[test]
+    fn messages_are_ssi_envelopes_in_ssi_field_order() {
+        let mut seen = HashMap::new();
+        for (data_type, o) in day() {
+            assert_eq!(o["RType"], data_type.as_str());
+            *seen.entry(data_type.as_str()).or_insert(0) += 1;
         }
+        assert_eq!(seen.len(), 4, "X-TRADE, X-QUOTE, R and MI: {seen:?}");
+        assert!((8_000..10_000).contains(&seen["X-TRADE"]), "{seen:?}");
+        let messages = run(1, 100);
+        let trade = messages.iter().find(|(_, m)| m.contains("X-TRADE"));
+        let (_, text) = trade.expect("a trade");
+        let keys = "RType TradingDate Time Isin Symbol Ceiling Floor RefPrice AvgPrice PriorVal \
+            LastPrice LastVol TotalVal TotalVol MarketId Exchange TradingSession TradingStatus \
+            Change RatioChange EstMatchedPrice Highest Lowest Side";
+        let at = |key: &str| text.find(&format!("\\\"{key}\\\":")).expect("key present");
+        let positions: Vec<usize> = keys.split_whitespace().map(at).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn replay_opens_with_a_full_book_and_both_indices() {
+        for ((data_type, o), (symbol, _)) in day().iter().zip(VN30_REFERENCE) {
+            assert!(data_type == "X-QUOTE" && o["Symbol"] == symbol);
+        }
+        assert_eq!(day()[30].1["IndexId"], "VN30");
+        assert_eq!(day()[31].1["IndexId"], "VNINDEX");
+        assert_eq!(run(4, 1)[0].0, start());
+    }
+
+    #[test]
+    fn stock_prices_stay_on_the_grid_and_inside_the_band() {
+        for o in of("X-TRADE", "HOSE") {
+            for key in ["LastPrice", "Ceiling", "Floor", "Highest", "Lowest"] {
+                assert_valid_stock_price(num(o, key), o);
+            }
+        }
+        let mut quotes = 0;
+        for o in of("X-QUOTE", "HOSE") {
+            quotes += 1;
+            for (side, level) in ["Ask", "Bid"]
+                .map(|s| (1..=10).map(move |l| (s, l)))
+                .into_iter()
+                .flatten()
+            {
+                let price = num(o, &format!("{side}Price{level}"));
+                let vol = num(o, &format!("{side}Vol{level}"));
+                assert!(
+                    level <= 3 || (price, vol) == (0.0, 0.0),
+                    "HOSE shows 3 levels"
+                );
+                if price > 0.0 {
+                    assert_valid_stock_price(price, o);
+                    assert!(vol > 0.0 && vol % 100.0 == 0.0, "level volume {vol}");
+                }
+            }
+            assert!(num(o, "AskPrice1") > num(o, "BidPrice1"), "crossed: {o:?}");
+        }
+        assert!(quotes > 6_000);
+    }
+
+    #[test]
+    fn stock_trades_are_board_lots_that_add_up() {
+        let mut totals: HashMap<&str, (f64, f64)> = HashMap::new();
+        for o in of("X-TRADE", "HOSE") {
+            let (price, vol) = (num(o, "LastPrice"), num(o, "LastVol"));
+            assert!(vol >= 100.0 && vol % 100.0 == 0.0, "LastVol {vol}");
+            let total = totals
+                .entry(o["Symbol"].as_str().unwrap_or(""))
+                .or_default();
+            *total = (total.0 + vol, total.1 + price * vol);
+            assert_eq!((num(o, "TotalVol"), num(o, "TotalVal")), *total);
+            assert!(o["Highest"].is_i64() && o["Lowest"].is_i64());
+            assert!(num(o, "Lowest") <= price && price <= num(o, "Highest"));
+            assert_eq!(num(o, "Change"), price - num(o, "RefPrice"));
+            assert!(["BU", "SD", ""].contains(&o["Side"].as_str().unwrap_or("?")));
+        }
+        assert_eq!(totals.len(), 30);
+    }
+
+    #[test]
+    fn foreign_flows_only_grow_and_room_stays_valid() {
+        let mut previous: HashMap<&str, (f64, f64)> = HashMap::new();
+        for o in of("R", "HOSE") {
+            let (buy, sell) = (num(o, "BuyVol"), num(o, "SellVol"));
+            let symbol = o["Symbol"].as_str().unwrap_or("");
+            let before = previous.insert(symbol, (buy, sell)).unwrap_or_default();
+            assert!(buy >= before.0 && sell >= before.1 && buy + sell > before.0 + before.1);
+            assert!(buy % 100.0 == 0.0 && sell % 100.0 == 0.0);
+            assert!((0.0..=num(o, "TotalRoom")).contains(&num(o, "CurrentRoom")));
+        }
+        assert_eq!(previous.len(), 30);
+    }
+
+    #[test]
+    fn index_breadth_adds_up_and_change_matches_value() {
+        let mut ids = Vec::new();
+        for o in of("MI", "HOSE") {
+            let count = ["Advances", "NoChanges", "Declines"].map(|k| o[k].as_i64().unwrap_or(-1));
+            let vn30 = o["IndexId"] == "VN30";
+            let expected = if vn30 { 30 } else { VNINDEX_BREADTH };
+            assert_eq!(count.iter().sum::<i64>(), expected);
+            let change = num(o, "IndexValue") - num(o, "PriorIndexValue");
+            assert!((num(o, "Change") - change).abs() < 0.006 && o["MarketId"].is_null());
+            ids.push(vn30);
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0] != w[1]),
+            "VN30 and VNINDEX alternate"
+        );
+    }
+
+    #[test]
+    fn futures_trade_in_points_on_the_tenth_grid() {
+        let on_grid = |p: f64| ((p * 10.0).round() - p * 10.0).abs() < 1e-6;
+        let mut trades = 0;
+        for o in of("X-TRADE", "DER") {
+            trades += 1;
+            let (price, vol) = (num(o, "LastPrice"), num(o, "LastVol"));
+            assert_eq!(o["Symbol"], "VN30F2612");
+            assert!(on_grid(price) && (1.0..=50.0).contains(&vol) && vol.fract() == 0.0);
+            assert!(num(o, "Floor") <= price && price <= num(o, "Ceiling"));
+            assert!((price - VN30_PRIOR).abs() < 60.0 && o["Highest"].is_f64());
+        }
+        for o in of("X-QUOTE", "DER") {
+            let spread = num(o, "AskPrice1") - num(o, "BidPrice1");
+            assert!(on_grid(num(o, "BidPrice3")) && (0.05..0.35).contains(&spread));
+        }
+        assert!(trades > 500, "{trades}");
+    }
+
+    #[test]
+    fn clock_never_goes_back_and_runs_at_the_configured_rate() {
+        let messages = run(11, 20_000);
+        assert!(messages.windows(2).all(|w| w[0].0 <= w[1].0));
+        let elapsed = messages[19_999].0 - messages[0].0;
+        let rate = 19_999.0 / (elapsed.num_microseconds().unwrap_or(1) as f64 / 1e6);
+        assert!((rate - 300.0).abs() < 15.0, "rate {rate}");
+        let (time, text) = &messages[19_999];
+        let pattern = r#"\"TradingDate\":\"%d/%m/%Y\",\"Time\":\"%H:%M:%S\""#;
+        assert!(text.contains(&time.format(pattern).to_string()), "{text}");
+    }
+
+    #[test]
+    fn hose_ticks_and_price_bands() {
+        let cases = [
+            (9_990.0, 10.0),
+            (10_000.0, 50.0),
+            (49_950.0, 50.0),
+            (50_000.0, 100.0),
+        ];
+        for (price, tick) in cases {
+            assert_eq!(hose_tick(price), tick, "{price}");
+        }
+        let sim = Simulator::new(SimulatorConfig::new(0, start()));
+        let band = |symbol: &str| {
+            let stock = sim.stocks.iter().find(|s| s.symbol == symbol);
+            stock.map(|s| (s.floor, s.ceiling))
+        };
+        assert_eq!(band("ACB"), Some((23_450, 26_950)));
+        assert_eq!(band("BVH"), Some((45_550, 52_300))); // the ceiling lands in the 100 VND band
+        assert_eq!(band("FPT"), Some((119_200, 137_000)));
+        assert_eq!(sim.stocks[0].tick_down(50_000), 49_950);
+        assert_eq!(sim.stocks[0].tick_up(49_950), 50_000);
+        assert_eq!((sim.futures.floor, sim.futures.ceiling), (13_026, 14_986));
+    }
+
+    #[test]
+    fn front_month_rolls_on_the_third_thursday() {
+        let contract = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).map(front_month_contract);
+        let expect = |y, m, d, symbol: &str| assert_eq!(contract(y, m, d).as_deref(), Some(symbol));
+        expect(2026, 12, 16, "VN30F2612");
+        expect(2026, 12, 17, "VN30F2701"); // third Thursday of December 2026
+        expect(2026, 12, 31, "VN30F2701");
+        expect(2026, 11, 18, "VN30F2611");
+        expect(2026, 11, 19, "VN30F2612"); // third Thursday of November 2026
+        expect(2026, 10, 1, "VN30F2610"); // the 1st is a Thursday, so the third is the 15th
+        expect(2026, 10, 15, "VN30F2611");
+        expect(2099, 12, 17, "VN30F0001");
+        assert_eq!(SimulatorConfig::new(1, start()).futures_symbol, "VN30F2612");
     }
 }

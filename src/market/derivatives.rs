@@ -245,7 +245,11 @@ mod tests {
         d.on_trade(&fut("VN30F2603", 1260.0, 20), 1250.0, t0());
         assert_eq!(d.data(&q).unwrap().volume, 30);
         d.on_trade(&fut("VN30F2604", 1270.0, 30), 1250.0, t0());
-        assert_eq!(d.active(), Some("VN30F2603"), "a tie keeps the active contract");
+        assert_eq!(
+            d.active(),
+            Some("VN30F2603"),
+            "a tie keeps the active contract"
+        );
         d.on_trade(&fut("VN30F2604", 1270.0, 1), 1250.0, t0());
         assert_eq!(d.active(), Some("VN30F2604"));
         // The basis now belongs to the new active contract.
@@ -285,7 +289,11 @@ mod tests {
         });
         let mut d = DerivativesTracker::default();
         for i in 0..5 {
-            d.on_trade(&fut("VN30F2603", 1345.2, 12), 1342.67, t0().plus_millis(i * 60_000));
+            d.on_trade(
+                &fut("VN30F2603", 1345.2, 12),
+                1342.67,
+                t0().plus_millis(i * 60_000),
+            );
         }
         let data = d.data(&q).unwrap();
         assert_eq!((data.bid_price, data.ask_price), (1345.1, 1345.3));

@@ -112,7 +112,10 @@ pub enum MarketEvent {
     Trade(Trade),
     Quote(Quote),
     /// SSI's combined `X` message: the book plus the last match, which may be a repeat.
-    Combined { trade: Trade, quote: Quote },
+    Combined {
+        trade: Trade,
+        quote: Quote,
+    },
     Foreign(ForeignRoom),
     Index(IndexUpdate),
     Bar(Bar),

@@ -77,7 +77,11 @@ impl ForeignTracker {
             }
         }
         let window_start = now.plus_millis(-SPEED_WINDOW_MS);
-        while flow.history.front().is_some_and(|(t, _, _)| *t < window_start) {
+        while flow
+            .history
+            .front()
+            .is_some_and(|(t, _, _)| *t < window_start)
+        {
             flow.history.pop_front();
         }
         let from = window_start.max(flow.baseline_at);
@@ -148,8 +152,11 @@ impl ForeignTracker {
             .take(n)
             .map(|r| (*r).clone())
             .collect();
-        let mut buyers: Vec<&ForeignInvestorData> =
-            by_net.iter().copied().filter(|r| r.net_value > 0.0).collect();
+        let mut buyers: Vec<&ForeignInvestorData> = by_net
+            .iter()
+            .copied()
+            .filter(|r| r.net_value > 0.0)
+            .collect();
         buyers.sort_by(|a, b| b.net_value.total_cmp(&a.net_value));
         let buyers = buyers.into_iter().take(n).cloned().collect();
         (buyers, sellers)
@@ -204,7 +211,10 @@ mod tests {
     fn first_message_sets_the_baseline_without_a_speed_spike() {
         let mut tr = ForeignTracker::default();
         let r = tr.update(&room("FPT", 412_300, 198_700), t0()).clone();
-        assert_eq!((r.buy_volume, r.sell_volume, r.net_volume), (412_300, 198_700, 213_600));
+        assert_eq!(
+            (r.buy_volume, r.sell_volume, r.net_volume),
+            (412_300, 198_700, 213_600)
+        );
         assert_eq!(r.buy_value, 41_230_000.0);
         assert_eq!((r.total_room, r.current_room), (1_000_000, 500_000));
         assert_eq!(r.buy_speed_per_min, 0.0);
@@ -217,16 +227,22 @@ mod tests {
         let mut tr = ForeignTracker::default();
         tr.update(&room("FPT", 1000, 500), t0());
         // 600 more bought over 30 s: 1,200 per minute.
-        let r = tr.update(&room("FPT", 1600, 500), t0().plus_millis(30_000)).clone();
+        let r = tr
+            .update(&room("FPT", 1600, 500), t0().plus_millis(30_000))
+            .clone();
         assert_eq!(r.buy_speed_per_min, 1200.0);
         assert_eq!(r.sell_speed_per_min, 0.0);
         assert_eq!(r.buy_acceleration, 1200.0);
         // Another 600 at 60 s: 1,200 over one minute.
-        let r = tr.update(&room("FPT", 2200, 500), t0().plus_millis(60_000)).clone();
+        let r = tr
+            .update(&room("FPT", 2200, 500), t0().plus_millis(60_000))
+            .clone();
         assert_eq!(r.buy_speed_per_min, 1200.0);
         assert_eq!(r.buy_acceleration, 0.0);
         // Ten minutes later with nothing new: the window is empty, speed decays to 0.
-        let r = tr.update(&room("FPT", 2200, 500), t0().plus_millis(660_000)).clone();
+        let r = tr
+            .update(&room("FPT", 2200, 500), t0().plus_millis(660_000))
+            .clone();
         assert_eq!(r.buy_speed_per_min, 0.0);
         assert_eq!(r.buy_acceleration, -1200.0);
     }
@@ -248,11 +264,15 @@ mod tests {
     fn cumulative_going_backwards_rebaselines() {
         let mut tr = ForeignTracker::default();
         tr.update(&room("VCB", 5000, 3000), t0());
-        let r = tr.update(&room("VCB", 100, 50), t0().plus_millis(10_000)).clone();
+        let r = tr
+            .update(&room("VCB", 100, 50), t0().plus_millis(10_000))
+            .clone();
         assert_eq!((r.buy_volume, r.sell_volume), (100, 50));
         assert_eq!(r.buy_speed_per_min, 0.0);
         // Growth after the drop is measured from the new value.
-        let r = tr.update(&room("VCB", 160, 50), t0().plus_millis(40_000)).clone();
+        let r = tr
+            .update(&room("VCB", 160, 50), t0().plus_millis(40_000))
+            .clone();
         assert_eq!(r.buy_speed_per_min, 120.0);
     }
 
@@ -272,7 +292,8 @@ mod tests {
             tr.update(&room(sym, b, s), t0());
         }
         let s = tr.summary();
-        let names = |v: &[ForeignInvestorData]| v.iter().map(|r| r.symbol.clone()).collect::<Vec<_>>();
+        let names =
+            |v: &[ForeignInvestorData]| v.iter().map(|r| r.symbol.clone()).collect::<Vec<_>>();
         assert_eq!(names(&s.top_buy), ["VCB", "VNM", "MBB"]);
         assert_eq!(names(&s.top_sell), ["HPG", "TCB", "FPT"]);
         assert_eq!(s.total_buy_volume, 280_000);

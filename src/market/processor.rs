@@ -385,7 +385,10 @@ mod tests {
         assert!(snap.quotes.is_empty());
         assert!(snap.prices.is_empty());
         let d = snap.derivatives.unwrap();
-        assert_eq!((d.symbol.as_str(), d.last_price, d.basis), ("VN30F2603", 1260.0, 10.0));
+        assert_eq!(
+            (d.symbol.as_str(), d.last_price, d.basis),
+            ("VN30F2603", 1260.0, 10.0)
+        );
     }
 
     #[test]
@@ -444,7 +447,10 @@ mod tests {
         assert_eq!(p.apply(&trade("AAA", 10.0, 100), t0()), Applied::Filtered);
         assert_eq!(p.apply(&index("HNX30", 500.0), t0()), Applied::Filtered);
         assert_eq!(p.apply(&trade("FPT", 10.0, 100), t0()), Applied::Accepted);
-        assert_eq!(p.apply(&trade("VN30F2612", 1300.0, 1), t0()), Applied::Accepted);
+        assert_eq!(
+            p.apply(&trade("VN30F2612", 1300.0, 1), t0()),
+            Applied::Accepted
+        );
         let snap = p.snapshot();
         assert_eq!(snap.quotes.keys().collect::<Vec<_>>(), ["FPT"]);
         assert!(snap.indices.is_empty());
@@ -481,7 +487,11 @@ mod tests {
         let next = Timestamp::from_local(2026, 11, 27, 9, 15, 0).unwrap();
         p.apply(&trade("FPT", 80.0, 100), next);
         assert_eq!(p.trade_analysis("FPT").ban_chu_dong_volume, 100);
-        assert_eq!(p.counters().session_resets, 1, "09:15 next day is the same session");
+        assert_eq!(
+            p.counters().session_resets,
+            1,
+            "09:15 next day is the same session"
+        );
     }
 
     #[test]

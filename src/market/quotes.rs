@@ -65,7 +65,9 @@ impl QuoteCache {
 
     /// Reference price and band, zeros when unknown.
     pub fn band(&self, symbol: &str) -> Band {
-        self.entries.get(symbol).map_or_else(Band::default, |e| e.band)
+        self.entries
+            .get(symbol)
+            .map_or_else(Band::default, |e| e.band)
     }
 
     /// The whole latest quote, if any.

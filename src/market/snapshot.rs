@@ -247,7 +247,10 @@ mod tests {
             ..Default::default()
         };
         let text = serde_json::to_string(&p).unwrap();
-        assert!(text.starts_with(r#"{"last_price":1500.0,"change":0.0"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"last_price":1500.0,"change":0.0"#),
+            "{text}"
+        );
         let v = PhaseVolume {
             total_volume: 1500,
             ..Default::default()

@@ -1,0 +1,493 @@
+//! One client's connection: its task, from the upgraded socket to the close.
+//!
+//! Each client is one Tokio task that waits on four things at once: the next tick from the hub,
+//! the socket becoming readable (client frames), the socket becoming writable (when a frame is
+//! only partly written), and its heartbeat timer. Writes are attempted at once with `try_write`
+//! and only wait for writability when the kernel's buffer is full, so a fast client costs one
+//! system call per message and a slow one never blocks anybody: while its frame waits, it
+//! simply stops taking ticks from the queue, and the hub's ring drops its oldest.
+//!
+//! The task holds no buffer between ticks: outgoing frames are shared [`Bytes`] from the tick,
+//! and the read buffer exists only while a client frame is half received. That is what keeps an
+//! idle connection to a few hundred bytes of user memory.
+//!
+//! Client frames are parsed here (RFC 6455 section 5): masked, at most `max_message_size`
+//! bytes a message (else close 1009), text only (binary closes with 1003), valid UTF-8 (else
+//! 1007), control frames answered (Ping gets Pong, Close gets Close). The text
+//! `{"type":"ping"}` is answered with `{"type":"pong"}`; any other text is ignored: the stream
+//! has no subscriptions. Any frame from the client proves it alive for the heartbeat.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use flate2::{Decompress, FlushDecompress, Status};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use super::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, PING};
+use super::hub::ClientHandle;
+
+/// Control frames a client may have waiting for the socket before it counts as abusive.
+const MAX_QUEUED_CONTROL: usize = 16;
+/// Reads handled per wake-up before yielding to other clients.
+const MAX_READS_PER_WAKE: usize = 16;
+/// How long a closing handshake may take (flushing our Close, draining theirs).
+const CLOSE_GRACE: Duration = Duration::from_millis(1000);
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum End {
+    /// The client closed TCP or the socket failed.
+    Gone,
+    /// The client sent Close; this is our reply.
+    ClientClosed(Bytes),
+    /// The client broke the protocol or a limit.
+    Violation(u16, &'static str),
+    /// No frame from the client within the heartbeat timeout after a Ping.
+    HeartbeatTimeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+struct Conn {
+    stream: TcpStream,
+    deflate: bool,
+    max_message: usize,
+    /// Frames waiting for the socket, in order; the flag marks data (tick) frames.
+    out: VecDeque<(Bytes, bool)>,
+    data_queued: bool,
+    /// Bytes of a partly received client frame (empty, unallocated, most of the time).
+    inbuf: Vec<u8>,
+    /// A fragmented text message being assembled: payload so far and its compressed flag.
+    fragment: Option<(Vec<u8>, bool)>,
+    /// Set when any frame arrived since the last check.
+    heard: bool,
+}
+
+#[derive(Deserialize)]
+struct AppMessage<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+}
+
+/// The reply to an application-level `{"type":"ping"}`.
+const APP_PONG: &[u8] = br#"{"type":"pong"}"#;
+
+impl Conn {
+    fn queue_control(&mut self, frame: Bytes) -> Result<(), End> {
+        if self.out.len() > MAX_QUEUED_CONTROL {
+            return Err(End::Violation(1008, "too many unanswered control frames"));
+        }
+        self.out.push_back((frame, false));
+        Ok(())
+    }
+
+    fn queue_data(&mut self, frame: Bytes) {
+        self.out.push_back((frame, true));
+        self.data_queued = true;
+    }
+
+    /// Writes what the socket takes now; returns the number of data frames completed.
+    fn flush(&mut self) -> io::Result<u64> {
+        let mut completed = 0;
+        while let Some((buf, is_data)) = self.out.front_mut() {
+            match self.stream.try_write(buf) {
+                Ok(n) => {
+                    buf.advance(n);
+                    if buf.is_empty() {
+                        if *is_data {
+                            completed += 1;
+                            self.data_queued = false;
+                        }
+                        self.out.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(completed)
+    }
+
+    /// Reads and handles what the client sent.
+    fn on_readable(&mut self) -> Result<(), End> {
+        let mut buf = [0u8; 2048];
+        for _ in 0..MAX_READS_PER_WAKE {
+            match self.stream.try_read(&mut buf) {
+                Ok(0) => return Err(End::Gone),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    self.parse_frames()?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(End::Gone),
+            }
+        }
+        if self.inbuf.is_empty() {
+            // Give the allocation back: most clients send a frame every 30 s at most.
+            self.inbuf = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn parse_frames(&mut self) -> Result<(), End> {
+        loop {
+            let b = &self.inbuf;
+            if b.len() < 2 {
+                return Ok(());
+            }
+            let fin = b[0] & 0x80 != 0;
+            let rsv1 = b[0] & 0x40 != 0;
+            let opcode = b[0] & 0x0F;
+            let masked = b[1] & 0x80 != 0;
+            if b[0] & 0x30 != 0 {
+                return Err(End::Violation(1002, "reserved bits set"));
+            }
+            if !masked {
+                return Err(End::Violation(1002, "client frames must be masked"));
+            }
+            match opcode {
+                OP_BINARY => return Err(End::Violation(1003, "binary messages are not accepted")),
+                OP_TEXT | OP_CONTINUATION | OP_CLOSE | OP_PING | OP_PONG => {}
+                _ => return Err(End::Violation(1002, "unknown opcode")),
+            }
+            if rsv1 && !(self.deflate && opcode == OP_TEXT) {
+                return Err(End::Violation(1002, "unexpected compressed frame"));
+            }
+            let (len, ext) = match b[1] & 0x7F {
+                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as u64, 2),
+                127 if b.len() >= 10 => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&b[2..10]);
+                    (u64::from_be_bytes(n), 8)
+                }
+                126 | 127 => return Ok(()),
+                n => (n as u64, 0),
+            };
+            if opcode >= OP_CLOSE && (!fin || len > 125) {
+                return Err(End::Violation(1002, "malformed control frame"));
+            }
+            let so_far = self.fragment.as_ref().map_or(0, |(p, _)| p.len()) as u64;
+            if opcode < OP_CLOSE && so_far + len > self.max_message as u64 {
+                return Err(End::Violation(1009, "message too big"));
+            }
+            let header = 2 + ext + 4;
+            let total = header + len as usize;
+            if b.len() < total {
+                return Ok(());
+            }
+            let mask = [b[2 + ext], b[3 + ext], b[4 + ext], b[5 + ext]];
+            let mut payload: Vec<u8> = b[header..total].to_vec();
+            for (i, byte) in payload.iter_mut().enumerate() {
+                *byte ^= mask[i % 4];
+            }
+            self.inbuf.drain(..total);
+            self.heard = true;
+            self.on_frame(fin, rsv1, opcode, payload)?;
+        }
+    }
+
+    fn on_frame(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: Vec<u8>) -> Result<(), End> {
+        match opcode {
+            OP_TEXT => {
+                if self.fragment.is_some() {
+                    return Err(End::Violation(1002, "new message inside a fragmented one"));
+                }
+                if fin {
+                    self.on_message(payload, rsv1)
+                } else {
+                    self.fragment = Some((payload, rsv1));
+                    Ok(())
+                }
+            }
+            OP_CONTINUATION => {
+                let Some((mut so_far, compressed)) = self.fragment.take() else {
+                    return Err(End::Violation(1002, "continuation without a message"));
+                };
+                so_far.extend_from_slice(&payload);
+                if fin {
+                    self.on_message(so_far, compressed)
+                } else {
+                    self.fragment = Some((so_far, compressed));
+                    Ok(())
+                }
+            }
+            OP_PING => self.queue_control(frame::frame(OP_PONG, false, &payload)),
+            OP_PONG => Ok(()),
+            OP_CLOSE => {
+                let reply = match payload.len() {
+                    0 => frame::close(1000, ""),
+                    1 => return Err(End::Violation(1002, "malformed close frame")),
+                    _ => {
+                        let code = u16::from_be_bytes([payload[0], payload[1]]);
+                        if std::str::from_utf8(&payload[2..]).is_err() || !valid_close_code(code) {
+                            return Err(End::Violation(1002, "malformed close frame"));
+                        }
+                        frame::close(code, "")
+                    }
+                };
+                Err(End::ClientClosed(reply))
+            }
+            _ => Err(End::Violation(1002, "unknown opcode")),
+        }
+    }
+
+    fn on_message(&mut self, payload: Vec<u8>, compressed: bool) -> Result<(), End> {
+        let payload = if compressed {
+            inflate(&payload, self.max_message)?
+        } else {
+            payload
+        };
+        let text = std::str::from_utf8(&payload)
+            .map_err(|_| End::Violation(1007, "text message is not valid UTF-8"))?;
+        let is_ping = serde_json::from_str::<AppMessage<'_>>(text)
+            .is_ok_and(|m| m.kind.as_deref() == Some("ping"));
+        if is_ping {
+            self.queue_control(frame::frame(OP_TEXT, false, APP_PONG))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything queued, waiting for the socket up to `deadline`.
+    async fn flush_until(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.flush().is_err() {
+                return false;
+            }
+            if self.out.is_empty() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.writable()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Sends a Close frame (after any frame half written), then half-closes and reads until
+    /// the client closes too, so the client sees our Close rather than a reset.
+    async fn close(&mut self, close: Option<Bytes>) {
+        // Only the frame at the front may be partly written; it must be finished first.
+        let deadline = Instant::now() + CLOSE_GRACE;
+        while self.out.len() > 1 {
+            self.out.pop_back();
+        }
+        if let Some(close) = close {
+            self.out.push_back((close, false));
+        }
+        if !self.flush_until(deadline).await {
+            return;
+        }
+        // Ignore errors: the peer may already be gone.
+        let _ = socket_shutdown_write(&self.stream);
+        let mut sink = [0u8; 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+                Ok(Ok(())) => match self.stream.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                },
+                _ => return,
+            }
+        }
+    }
+}
+
+fn socket_shutdown_write(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
+}
+
+/// Close codes a peer may send (RFC 6455 section 7.4).
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+}
+
+/// Inflates one client message compressed without context takeover, refusing output over
+/// `limit` bytes (a small message may inflate to a large one).
+fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, End> {
+    let mut input = Vec::with_capacity(payload.len() + 4);
+    input.extend_from_slice(payload);
+    input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+    let mut d = Decompress::new(false);
+    let mut out = Vec::with_capacity(limit + 1);
+    match d.decompress_vec(&input, &mut out, FlushDecompress::Sync) {
+        Ok(Status::Ok | Status::StreamEnd | Status::BufError) => {}
+        Err(_) => return Err(End::Violation(1007, "invalid compressed message")),
+    }
+    if out.len() > limit || (d.total_in() as usize) < input.len() {
+        return Err(End::Violation(1009, "message too big"));
+    }
+    Ok(out)
+}
+
+/// Serves one upgraded client until it leaves, breaks the protocol, times out, or the server
+/// shuts down. `leftover` holds any bytes the HTTP layer read past the handshake.
+pub async fn serve(mut client: ClientHandle, stream: TcpStream, leftover: &[u8]) {
+    let hub = client.hub().clone();
+    let settings = hub.settings();
+    let (interval, timeout) = (settings.heartbeat_interval, settings.heartbeat_timeout);
+    let fresh_ms = (settings.broadcast_interval.as_millis() as i64 * 2).max(1000);
+    let Some(mut rx) = client.take_receiver() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        stream,
+        deflate: client.deflate(),
+        max_message: settings.max_message_size,
+        out: VecDeque::new(),
+        data_queued: false,
+        inbuf: leftover.to_vec(),
+        fragment: None,
+        heard: false,
+    };
+    let sent = |n: u64| {
+        if n > 0 {
+            client.counters().sent.fetch_add(n, Ordering::Relaxed);
+        }
+    };
+
+    // The latest snapshot at once, or ask for a fresh one when there is none.
+    let mut last_seq = 0;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    match hub.latest().filter(|t| now_ms - t.ts_ms <= fresh_ms) {
+        Some(tick) => {
+            last_seq = tick.seq;
+            conn.queue_data(tick.frame_for(conn.deflate).clone());
+        }
+        None => hub.request_tick(),
+    }
+
+    let shutdown = hub.shutdown_token().clone();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    let heartbeat = tokio::time::sleep(interval);
+    tokio::pin!(heartbeat);
+    let mut ping_sent_at: Option<Instant> = None;
+
+    let end = loop {
+        match conn.flush() {
+            Ok(n) => sent(n),
+            Err(_) => break End::Gone,
+        }
+        if !conn.inbuf.is_empty() {
+            if let Err(end) = conn.parse_frames() {
+                break end;
+            }
+        }
+        if conn.heard {
+            conn.heard = false;
+            if let Some(at) = ping_sent_at.take() {
+                heartbeat.as_mut().reset(at + interval);
+            }
+        }
+        let want_write = !conn.out.is_empty();
+        let want_tick = !conn.data_queued;
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => break End::Shutdown,
+            ready = conn.stream.writable(), if want_write => {
+                if ready.is_err() {
+                    break End::Gone;
+                }
+            }
+            next = rx.recv(), if want_tick => match next {
+                Ok(tick) => {
+                    client.counters().last_seq.store(tick.seq, Ordering::Relaxed);
+                    if hub.is_stale(tick.seq) {
+                        client.counters().dropped.fetch_add(1, Ordering::Relaxed);
+                    } else if tick.seq > last_seq {
+                        last_seq = tick.seq;
+                        conn.queue_data(tick.frame_for(conn.deflate).clone());
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    client.counters().dropped.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(RecvError::Closed) => break End::Shutdown,
+            },
+            ready = conn.stream.readable() => {
+                if ready.is_err() {
+                    break End::Gone;
+                }
+                if let Err(end) = conn.on_readable() {
+                    break end;
+                }
+            }
+            () = &mut heartbeat => {
+                if ping_sent_at.is_some() {
+                    break End::HeartbeatTimeout;
+                }
+                let now = Instant::now();
+                ping_sent_at = Some(now);
+                heartbeat.as_mut().reset(now + timeout);
+                if let Err(end) = conn.queue_control(Bytes::from_static(PING)) {
+                    break end;
+                }
+            }
+        }
+    };
+
+    match end {
+        End::Gone => {}
+        End::ClientClosed(reply) => conn.close(Some(reply)).await,
+        End::Violation(code, reason) => {
+            hub.note_protocol_close();
+            tracing::debug!(client = client.id(), code, reason, "closing client");
+            conn.close(Some(frame::close(code, reason))).await;
+        }
+        End::HeartbeatTimeout => {
+            hub.note_heartbeat_timeout();
+            tracing::debug!(client = client.id(), "heartbeat timeout");
+            conn.close(Some(frame::close(1011, "heartbeat timeout")))
+                .await;
+        }
+        End::Shutdown => {
+            conn.close(Some(frame::close(1001, "server shutting down")))
+                .await
+        }
+    }
+    if let Ok(n) = conn.flush() {
+        sent(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_a_client_may_send() {
+        for ok in [1000, 1001, 1003, 1008, 1011, 3000, 4999] {
+            assert!(valid_close_code(ok), "{ok}");
+        }
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
+            assert!(!valid_close_code(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inflate_refuses_a_bomb() {
+        let mut d = frame::Deflater::new(9);
+        let small = d.compress_message(&[b'a'; 100]);
+        assert_eq!(
+            inflate(&small, 4096).map_err(|_| ()).unwrap(),
+            vec![b'a'; 100]
+        );
+        let bomb = d.compress_message(&vec![b'a'; 100_000]);
+        assert!(bomb.len() < 4096);
+        assert!(matches!(inflate(&bomb, 4096), Err(End::Violation(1009, _))));
+        assert!(matches!(
+            inflate(b"\xff\xff\xff", 4096),
+            Err(End::Violation(1007, _))
+        ));
+    }
+}

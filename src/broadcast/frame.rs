@@ -1,0 +1,257 @@
+//! WebSocket frames as the server writes them (RFC 6455 section 5), built once and shared.
+//!
+//! A tick's message is stamped with `seq` and `ts`, framed once as a plain text frame and, when
+//! any client negotiated permessage-deflate, compressed once into a second frame. Each frame
+//! is one contiguous [`Bytes`] (header and payload together), so writing it to a client is a
+//! single `write` of shared memory: no per-client copy, no per-client encoder.
+//!
+//! Compression follows RFC 7692 with `server_no_context_takeover`: every message is compressed
+//! from a fresh window, which is what lets one compressed frame serve every client. The
+//! compressor itself is reused from tick to tick (reset, not reallocated).
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+/// Opcode of a text frame.
+pub const OP_TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
+pub const OP_BINARY: u8 = 0x2;
+/// Opcode of a continuation frame.
+pub const OP_CONTINUATION: u8 = 0x0;
+/// Opcode of a close frame.
+pub const OP_CLOSE: u8 = 0x8;
+/// Opcode of a ping frame.
+pub const OP_PING: u8 = 0x9;
+/// Opcode of a pong frame.
+pub const OP_PONG: u8 = 0xA;
+
+/// An empty Ping, the heartbeat. Browsers answer it with a Pong on their own.
+pub const PING: &[u8] = &[0x80 | OP_PING, 0];
+
+/// The tail every sync-flushed deflate block ends with; RFC 7692 strips it on the wire.
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// Appends a server frame header (FIN set, unmasked) for `len` payload bytes.
+pub fn put_header(out: &mut Vec<u8>, opcode: u8, compressed: bool, len: usize) {
+    let rsv1 = if compressed { 0x40 } else { 0 };
+    out.push(0x80 | rsv1 | opcode);
+    if len < 126 {
+        out.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// A complete frame around `payload`.
+pub fn frame(opcode: u8, compressed: bool, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    put_header(&mut out, opcode, compressed, payload.len());
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// A close frame with a status code and a short reason (truncated to fit a control frame).
+pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    frame(OP_CLOSE, false, &payload)
+}
+
+/// Prefixes a JSON object with `"seq":N,"ts":T,` so the message carries its sequence number
+/// and the time its snapshot was taken. The keys go first so a client (or the load generator)
+/// can read them without parsing the rest. `body` must be a JSON object.
+pub fn stamp(body: &[u8], seq: u64, ts_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"ts\":");
+    out.extend_from_slice(ts_ms.to_string().as_bytes());
+    let rest = body.strip_prefix(b"{").unwrap_or(body);
+    let is_empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    if !is_empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// A reusable raw-deflate compressor for permessage-deflate payloads.
+pub struct Deflater {
+    compress: Compress,
+}
+
+impl Deflater {
+    /// A compressor at `level` (0-9).
+    pub fn new(level: u32) -> Self {
+        Deflater {
+            compress: Compress::new(Compression::new(level.min(9)), false),
+        }
+    }
+
+    /// Compresses one message from a fresh window (no context takeover) into the payload of
+    /// an RSV1 frame.
+    pub fn compress_message(&mut self, input: &[u8]) -> Vec<u8> {
+        self.compress.reset();
+        let mut out = Vec::with_capacity(input.len() / 4 + 64);
+        let mut consumed = 0;
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let before_in = self.compress.total_in() as usize;
+            let status =
+                self.compress
+                    .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync);
+            consumed += self.compress.total_in() as usize - before_in;
+            match status {
+                Ok(Status::Ok) | Ok(Status::BufError) | Ok(Status::StreamEnd) => {}
+                // Compress only fails on invalid state, which reset() rules out; fall back to
+                // an uncompressed deflate is not possible, so send an empty payload's encoding.
+                Err(_) => return vec![0x02, 0x00],
+            }
+            // Done when all input is in and the flush fitted (spare room left over).
+            if consumed == input.len() && out.capacity() > out.len() {
+                break;
+            }
+        }
+        if out.ends_with(&DEFLATE_TAIL) {
+            out.truncate(out.len() - DEFLATE_TAIL.len());
+        }
+        out
+    }
+}
+
+/// One broadcast: the stamped message as every client receives it.
+#[derive(Debug)]
+pub struct Tick {
+    /// Increments by one per broadcast.
+    pub seq: u64,
+    /// Epoch milliseconds at which the snapshot was taken.
+    pub ts_ms: i64,
+    /// The text frame.
+    pub plain: Bytes,
+    /// The same message as a compressed frame, when any client negotiated deflate.
+    pub deflated: Option<Bytes>,
+    /// Payload size before framing.
+    pub payload_len: usize,
+}
+
+impl Tick {
+    /// Stamps `body` and frames it once (and compressed once, with `deflater`).
+    pub fn build(seq: u64, ts_ms: i64, body: &[u8], deflater: Option<&mut Deflater>) -> Tick {
+        let payload = stamp(body, seq, ts_ms);
+        let deflated = deflater.map(|d| frame(OP_TEXT, true, &d.compress_message(&payload)));
+        Tick {
+            seq,
+            ts_ms,
+            plain: frame(OP_TEXT, false, &payload),
+            deflated,
+            payload_len: payload.len(),
+        }
+    }
+
+    /// The frame for a client: compressed when it negotiated deflate and this tick has one.
+    pub fn frame_for(&self, deflate: bool) -> &Bytes {
+        match (&self.deflated, deflate) {
+            (Some(d), true) => d,
+            _ => &self.plain,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Decompress, FlushDecompress};
+
+    fn inflate(payload: &[u8]) -> Vec<u8> {
+        let mut input = payload.to_vec();
+        input.extend_from_slice(&DEFLATE_TAIL);
+        let mut d = Decompress::new(false);
+        let mut out = Vec::with_capacity(payload.len() * 20 + 1024);
+        d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn headers_use_the_three_length_forms() {
+        for (len, header) in [
+            (5usize, vec![0x81, 5]),
+            (126, vec![0x81, 126, 0, 126]),
+            (70_000, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]),
+        ] {
+            let f = frame(OP_TEXT, false, &vec![b'a'; len]);
+            assert_eq!(&f[..header.len()], &header[..]);
+            assert_eq!(f.len(), header.len() + len);
+        }
+        assert_eq!(frame(OP_TEXT, true, b"x")[0], 0xC1);
+    }
+
+    #[test]
+    fn stamp_puts_seq_and_ts_first() {
+        assert_eq!(
+            stamp(br#"{"quotes":{}}"#, 7, 1700000000000),
+            br#"{"seq":7,"ts":1700000000000,"quotes":{}}"#
+        );
+        assert_eq!(stamp(b"{}", 1, 2), br#"{"seq":1,"ts":2}"#);
+        let v: serde_json::Value = serde_json::from_slice(&stamp(b"{ }", 1, 2)).unwrap();
+        assert_eq!(v["seq"], 1);
+    }
+
+    #[test]
+    fn close_frame_carries_code_and_reason() {
+        let c = close(1009, "message too big");
+        assert_eq!(c[0], 0x88);
+        assert_eq!(c[1] as usize, 2 + "message too big".len());
+        assert_eq!(u16::from_be_bytes([c[2], c[3]]), 1009);
+        let long = "é".repeat(100);
+        assert!(close(1000, &long).len() <= 2 + 125);
+    }
+
+    #[test]
+    fn compression_round_trips_and_is_reused_without_context() {
+        let mut d = Deflater::new(6);
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/snapshot-small.json"
+        ))
+        .unwrap();
+        let first = d.compress_message(&body);
+        let second = d.compress_message(&body);
+        assert_eq!(
+            first, second,
+            "no context carried from one message to the next"
+        );
+        assert!(
+            first.len() * 4 < body.len(),
+            "{} vs {}",
+            first.len(),
+            body.len()
+        );
+        assert_eq!(inflate(&first), body);
+        assert_eq!(inflate(&d.compress_message(b"")), b"");
+    }
+
+    #[test]
+    fn tick_frames_plain_and_deflated() {
+        let mut d = Deflater::new(1);
+        let t = Tick::build(3, 10, br#"{"a":1}"#, Some(&mut d));
+        assert_eq!(&t.plain[2..], br#"{"seq":3,"ts":10,"a":1}"#);
+        let deflated = t.deflated.as_ref().unwrap();
+        assert_eq!(deflated[0], 0xC1);
+        assert_eq!(inflate(&deflated[2..]), br#"{"seq":3,"ts":10,"a":1}"#);
+        assert_eq!(t.frame_for(true), deflated);
+        let plain_only = Tick::build(4, 10, b"{}", None);
+        assert_eq!(plain_only.frame_for(true), &plain_only.plain);
+    }
+}

@@ -1,0 +1,72 @@
+//! The broadcast loop: one snapshot per interval, serialised once, published once.
+//!
+//! Each tick asks a [`SnapshotSource`] for the snapshot's JSON body, stamps it, frames it (and
+//! compresses it when any client negotiated deflate), and publishes it to the hub. With no
+//! clients the loop does no work at all: no snapshot, no serialisation, and `seq` does not move
+//! (it counts broadcasts). A client that connects while nothing fresh exists asks for a tick,
+//! so it receives a snapshot at once rather than at the next interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::MissedTickBehavior;
+
+use super::frame::{Deflater, Tick};
+use super::hub::Hub;
+use crate::market::time::{Clock, Timestamp};
+
+/// Compression level of the shared deflate frame: level 1 keeps per-tick CPU low while JSON
+/// snapshots still shrink several times (measured in BENCHMARKS.md).
+pub const DEFLATE_LEVEL: u32 = 1;
+
+/// Something that can produce the snapshot JSON body (a JSON object) for a tick.
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// The body for a tick taken at `now`.
+    fn snapshot_json(&self, now: Timestamp) -> Bytes;
+}
+
+/// A fixed body, served unchanged every tick (`FEED=static`, benchmarks).
+pub struct StaticSnapshot(pub Bytes);
+
+impl SnapshotSource for StaticSnapshot {
+    fn snapshot_json(&self, _now: Timestamp) -> Bytes {
+        self.0.clone()
+    }
+}
+
+/// Runs the loop until the hub shuts down.
+pub async fn run(
+    hub: Hub,
+    source: Arc<dyn SnapshotSource>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    // After a stall, carry on at the normal cadence rather than bursting to catch up.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut deflater = Deflater::new(DEFLATE_LEVEL);
+    let mut seq = 0u64;
+    let shutdown = hub.shutdown_token().clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+            _ = hub.tick_requested() => {}
+        }
+        if hub.client_count() == 0 {
+            continue;
+        }
+        let now = clock.now();
+        let body = source.snapshot_json(now);
+        seq += 1;
+        let deflate = hub.deflate_client_count() > 0;
+        let tick = Tick::build(
+            seq,
+            now.epoch_millis(),
+            &body,
+            deflate.then_some(&mut deflater),
+        );
+        hub.publish(tick);
+    }
+}

@@ -1,0 +1,255 @@
+//! Feeds: where market events come from.
+//!
+//! Every feed produces SSI-shaped message text, so every feed exercises the same parser
+//! ([`ssi`]) on its way to the processor: the built-in [`simulator`] (the default, no
+//! credentials needed), [`replay`] of recorded messages, and later an ingest endpoint and the
+//! live SSI stream. A feed never touches clients; it only updates the shared processor, and
+//! reports what it did through [`FeedStats`]. A malformed message is counted, remembered as
+//! the last error, and skipped: it never stops the feed.
+
+pub mod replay;
+pub mod simulator;
+pub mod ssi;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ReplaySpeed;
+use crate::market::time::{Clock, Timestamp};
+use crate::market::{MarketProcessor, SharedMarket};
+use simulator::{front_month_contract, Simulator, SimulatorConfig};
+use ssi::Message;
+
+/// Where a feed is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    Starting,
+    Running,
+    /// A replay reached its end; the last state stays on display.
+    Finished,
+    /// The feed stopped on an error it cannot skip (the replay file became unreadable).
+    Failed,
+    /// No feed: the static snapshot needs none.
+    None,
+}
+
+/// What a feed has done, for `/health` and `/metrics`.
+#[derive(Debug)]
+pub struct FeedStats {
+    kind: &'static str,
+    messages: AtomicU64,
+    events: AtomicU64,
+    skipped: AtomicU64,
+    malformed: AtomicU64,
+    detail: Mutex<(FeedState, Option<String>)>,
+}
+
+/// A copy of [`FeedStats`] at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedStatus {
+    pub kind: &'static str,
+    pub state: FeedState,
+    /// Messages received.
+    pub messages: u64,
+    /// Messages that became processor events.
+    pub events: u64,
+    /// Well-formed messages of types marketcast does not use.
+    pub skipped: u64,
+    /// Messages that could not be parsed.
+    pub malformed: u64,
+    /// The most recent problem, if any.
+    pub last_error: Option<String>,
+}
+
+impl FeedStats {
+    /// Fresh counters for a feed of `kind`.
+    pub fn new(kind: &'static str) -> Self {
+        FeedStats {
+            kind,
+            messages: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            detail: Mutex::new((FeedState::Starting, None)),
+        }
+    }
+
+    /// Moves to `state`, with an optional note (kept as the last error for `Failed`).
+    pub fn set_state(&self, state: FeedState, note: Option<String>) {
+        let mut d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 = state;
+        if note.is_some() {
+            d.1 = note;
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn status(&self) -> FeedStatus {
+        let d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+        FeedStatus {
+            kind: self.kind,
+            state: d.0,
+            messages: self.messages.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            last_error: d.1.clone(),
+        }
+    }
+}
+
+/// Parses one message and applies it at `now`. `origin` says where it came from (a line
+/// number, say) for the error note.
+pub fn ingest(
+    processor: &mut MarketProcessor,
+    stats: &FeedStats,
+    text: &str,
+    now: Timestamp,
+    origin: impl FnOnce() -> String,
+) -> Result<(), ssi::SsiError> {
+    stats.messages.fetch_add(1, Ordering::Relaxed);
+    match ssi::parse_message(text) {
+        Ok(Message::Event(event)) => {
+            processor.apply(&event, now);
+            stats.events.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(Message::Skipped { .. }) => {
+            stats.skipped.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            let note = format!("{}: {e}", origin());
+            tracing::debug!("{note}");
+            stats.detail.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(note);
+            Err(e)
+        }
+    }
+}
+
+/// How often the live simulator hands its messages to the processor.
+const SIMULATOR_BATCH: Duration = Duration::from_millis(50);
+
+/// Runs the simulator against the wall clock until `shutdown`.
+pub async fn run_simulator(
+    market: SharedMarket,
+    stats: Arc<FeedStats>,
+    seed: u64,
+    rate: f64,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let start = clock.now();
+    let mut config = SimulatorConfig::new(seed, start.0);
+    config.events_per_second = rate;
+    config.futures_symbol = front_month_contract(start.0.date_naive());
+    let mut sim = Simulator::new(config);
+    stats.set_state(FeedState::Running, None);
+    let mut pending = None;
+    let mut batch = Vec::new();
+    let mut ticks = tokio::time::interval(SIMULATOR_BATCH);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = clock.now();
+        loop {
+            let (at, text) = pending.take().unwrap_or_else(|| sim.next_message());
+            let at = Timestamp(at);
+            if at > now {
+                pending = Some((at.0, text));
+                break;
+            }
+            batch.push((at, text));
+        }
+        market.with(|p| {
+            for (at, text) in batch.drain(..) {
+                // The simulator only writes well-formed messages; a failure would be counted.
+                let _ = ingest(p, &stats, &text, at, || "simulator".into());
+            }
+        });
+    }
+}
+
+/// Plays a replay file against the wall clock until its end or `shutdown`. Events are applied
+/// at the current time; the recorded times only pace them.
+pub async fn run_replay(
+    market: SharedMarket,
+    stats: Arc<FeedStats>,
+    path: &Path,
+    speed: ReplaySpeed,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let note = format!("cannot open {}: {e}", path.display());
+            tracing::error!("{note}");
+            stats.set_state(FeedState::Failed, Some(note));
+            return;
+        }
+    };
+    stats.set_state(FeedState::Running, None);
+    let mut lines = tokio::io::BufReader::new(file).lines();
+    let mut line_no = 0usize;
+    let started = tokio::time::Instant::now();
+    let mut first_at: Option<Timestamp> = None;
+    loop {
+        let line = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            line = lines.next_line() => line,
+        };
+        line_no += 1;
+        let text = match line {
+            Ok(Some(text)) => text,
+            Ok(None) => break,
+            Err(e) => {
+                let note = format!("{} line {line_no}: cannot read: {e}", path.display());
+                tracing::error!("{note}");
+                stats.set_state(FeedState::Failed, Some(note));
+                return;
+            }
+        };
+        let parsed = match replay::parse_line(line_no, &text) {
+            Ok(Some(l)) => l,
+            Ok(None) => continue,
+            Err(e) => {
+                let note = format!("{}: {e}", path.display());
+                tracing::error!("{note}");
+                stats.set_state(FeedState::Failed, Some(note));
+                return;
+            }
+        };
+        match (speed, parsed.at) {
+            (ReplaySpeed::Factor(factor), Some(at)) => {
+                let first = *first_at.get_or_insert(at);
+                let recorded_ms = (at.epoch_millis() - first.epoch_millis()).max(0);
+                let due = started + Duration::from_secs_f64(recorded_ms as f64 / 1000.0 / factor);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+            }
+            (ReplaySpeed::Max, _) if line_no % 1024 == 0 => tokio::task::yield_now().await,
+            _ => {}
+        }
+        let now = clock.now();
+        market.with(|p| {
+            let _ = ingest(p, &stats, &parsed.message, now, || {
+                format!("{} line {}", path.display(), parsed.line)
+            });
+        });
+    }
+    tracing::info!(file = %path.display(), lines = line_no - 1, "replay finished");
+    stats.set_state(FeedState::Finished, None);
+}

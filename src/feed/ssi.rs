@@ -1,0 +1,692 @@
+//! SSI FastConnect streaming messages: parse, route, normalise.
+//!
+//! The stream delivers each message as an envelope `{"DataType": "...", "Content": "..."}` whose
+//! `Content` is itself JSON encoded as a string (sometimes an object, in SSI's own samples).
+//! [`parse_message`] accepts every shape seen in practice: the envelope, the envelope encoded
+//! once more as a JSON string (SignalR's `A[0]`), `Content` as string or object, lower-case
+//! envelope keys, and a flat message with no envelope at all.
+//!
+//! Routing reads `RType` inside the content and falls back to `DataType`, case-insensitively:
+//! SSI's `X-TRADE`/`X-QUOTE` and the original's `Trade`/`Quote` are trades and quotes, the
+//! combined `X` carries both, `R` is foreign room, `MI` an index, `B` a bar. Other types
+//! (`F`, `OL`, ...) come back as [`Message::Skipped`] so the caller can count them.
+//!
+//! Field spellings from SSI's samples are accepted beside the documented ones (`BuyVol` for
+//! `FBuyVol`, `IndexID` for `IndexId`, `TradingTime` for `Time`, `TotalValue` for `TotalVal`).
+//! Numbers may arrive as JSON numbers or numeric strings (`"AskVol1":"140"`); `null` counts as
+//! absent. A value that cannot be read gives a [`SsiError`] naming the field: the message is
+//! lost, never the stream, and nothing panics.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::market::event::{
+    Bar, ForeignRoom, IndexUpdate, MarketEvent, PriceBand, Quote, Trade, TradingPhase,
+};
+
+/// Why a message could not be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SsiError {
+    /// The text is not JSON.
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    /// JSON, but not an object (or a string holding one).
+    #[error("message is not a JSON object")]
+    NotAnObject,
+    /// `Content` is a string that does not hold a JSON object.
+    #[error("`Content` does not hold a JSON object: {0}")]
+    Content(String),
+    /// Neither `RType` nor `DataType` says what the message is.
+    #[error("message has no `RType` or `DataType`")]
+    MissingType,
+    /// A field the message type needs is absent or empty.
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// A field holds something that is not a usable value.
+    #[error("field `{field}`: {problem}")]
+    InvalidField {
+        field: &'static str,
+        problem: &'static str,
+    },
+}
+
+/// A parsed message.
+#[derive(Debug, Clone, PartialEq)]
+// Events are the common case and are moved straight into the processor; boxing them to
+// shrink the rare `Skipped` variant would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+pub enum Message {
+    /// A market event for the processor.
+    Event(MarketEvent),
+    /// A well-formed message of a type marketcast does not use (`F`, `OL`, ...).
+    Skipped { rtype: String },
+}
+
+/// Parses one message as the stream delivers it.
+pub fn parse_message(text: &str) -> Result<Message, SsiError> {
+    let text = text.trim();
+    if text.starts_with('"') {
+        // The envelope itself encoded as a JSON string.
+        let inner: String =
+            serde_json::from_str(text).map_err(|e| SsiError::Json(e.to_string()))?;
+        if inner.trim_start().starts_with('"') {
+            return Err(SsiError::NotAnObject);
+        }
+        return parse_message(&inner);
+    }
+    if !text.starts_with('{') {
+        return match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => Err(SsiError::NotAnObject),
+            Err(e) => Err(SsiError::Json(e.to_string())),
+        };
+    }
+    let envelope: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| SsiError::Json(e.to_string()))?;
+    let data_type = envelope.data_type;
+    match envelope.content.map(|raw| raw.get().trim_start()) {
+        Some(raw) if raw.starts_with('"') => {
+            let decoded: Cow<'_, str> =
+                serde_json::from_str(raw).map_err(|e| SsiError::Json(e.to_string()))?;
+            if decoded.is_empty() {
+                return parse_content(text, data_type.as_deref());
+            }
+            let content: Content<'_> =
+                serde_json::from_str(&decoded).map_err(|e| SsiError::Content(e.to_string()))?;
+            route(content, data_type.as_deref())
+        }
+        Some(raw) if raw.starts_with('{') && raw.len() > 2 => {
+            let content: Content<'_> =
+                serde_json::from_str(raw).map_err(|e| SsiError::Content(e.to_string()))?;
+            route(content, data_type.as_deref())
+        }
+        Some(raw) if raw.starts_with('{') || raw == "null" => {
+            parse_content(text, data_type.as_deref())
+        }
+        Some(_) => Err(SsiError::Content("neither a string nor an object".into())),
+        // No envelope: the message is flat.
+        None => parse_content(text, data_type.as_deref()),
+    }
+}
+
+fn parse_content(text: &str, data_type: Option<&str>) -> Result<Message, SsiError> {
+    let content: Content<'_> =
+        serde_json::from_str(text).map_err(|e| SsiError::Json(e.to_string()))?;
+    route(content, data_type)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(
+        rename = "DataType",
+        alias = "datatype",
+        alias = "Datatype",
+        alias = "dataType",
+        borrow,
+        default
+    )]
+    data_type: Option<Cow<'a, str>>,
+    #[serde(rename = "Content", alias = "content", borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+/// A JSON number, a numeric string, or something unusable; `null` deserialises as `None`
+/// through the surrounding `Option`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Val(f64),
+    Bad,
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumVisitor)
+    }
+}
+
+struct NumVisitor;
+
+impl<'de> Visitor<'de> for NumVisitor {
+    type Value = Num;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number or a numeric string")
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+        Ok(Num::Val(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+        Ok(Num::Val(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+        Ok(Num::Val(v as f64))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Num, E> {
+        Ok(v.trim().parse::<f64>().map_or(Num::Bad, Num::Val))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Num, E> {
+        Ok(Num::Bad)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Num, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Num::Bad)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Num, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Num::Bad)
+    }
+}
+
+/// A string field that tolerates numbers (SSI sometimes sends codes as numbers).
+#[derive(Debug, Clone, PartialEq)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Every content field marketcast reads, under SSI's names; the rest are skipped unread.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Content<'a> {
+    #[serde(rename = "RType", borrow)]
+    rtype: Option<Text<'a>>,
+    #[serde(rename = "Symbol", borrow)]
+    symbol: Option<Text<'a>>,
+    #[serde(rename = "StockSymbol", borrow)]
+    stock_symbol: Option<Text<'a>>,
+    #[serde(rename = "TradingSession", borrow)]
+    trading_session: Option<Text<'a>>,
+    #[serde(rename = "LastPrice")]
+    last_price: Option<Num>,
+    #[serde(rename = "LastVol")]
+    last_vol: Option<Num>,
+    #[serde(rename = "TotalVol")]
+    total_vol: Option<Num>,
+    #[serde(rename = "Change")]
+    change: Option<Num>,
+    #[serde(rename = "RatioChange")]
+    ratio_change: Option<Num>,
+    #[serde(rename = "Ceiling")]
+    ceiling: Option<Num>,
+    #[serde(rename = "Floor")]
+    floor: Option<Num>,
+    #[serde(rename = "RefPrice")]
+    ref_price: Option<Num>,
+    #[serde(rename = "BidPrice1")]
+    bid_price_1: Option<Num>,
+    #[serde(rename = "BidPrice2")]
+    bid_price_2: Option<Num>,
+    #[serde(rename = "BidPrice3")]
+    bid_price_3: Option<Num>,
+    #[serde(rename = "BidVol1")]
+    bid_vol_1: Option<Num>,
+    #[serde(rename = "BidVol2")]
+    bid_vol_2: Option<Num>,
+    #[serde(rename = "BidVol3")]
+    bid_vol_3: Option<Num>,
+    #[serde(rename = "AskPrice1")]
+    ask_price_1: Option<Num>,
+    #[serde(rename = "AskPrice2")]
+    ask_price_2: Option<Num>,
+    #[serde(rename = "AskPrice3")]
+    ask_price_3: Option<Num>,
+    #[serde(rename = "AskVol1")]
+    ask_vol_1: Option<Num>,
+    #[serde(rename = "AskVol2")]
+    ask_vol_2: Option<Num>,
+    #[serde(rename = "AskVol3")]
+    ask_vol_3: Option<Num>,
+    #[serde(rename = "FBuyVol")]
+    f_buy_vol: Option<Num>,
+    #[serde(rename = "FSellVol")]
+    f_sell_vol: Option<Num>,
+    #[serde(rename = "FBuyVal")]
+    f_buy_val: Option<Num>,
+    #[serde(rename = "FSellVal")]
+    f_sell_val: Option<Num>,
+    #[serde(rename = "BuyVol")]
+    buy_vol: Option<Num>,
+    #[serde(rename = "SellVol")]
+    sell_vol: Option<Num>,
+    #[serde(rename = "BuyVal")]
+    buy_val: Option<Num>,
+    #[serde(rename = "SellVal")]
+    sell_val: Option<Num>,
+    #[serde(rename = "TotalRoom")]
+    total_room: Option<Num>,
+    #[serde(rename = "CurrentRoom")]
+    current_room: Option<Num>,
+    #[serde(rename = "IndexId", borrow)]
+    index_id: Option<Text<'a>>,
+    #[serde(rename = "IndexID", borrow)]
+    index_id_upper: Option<Text<'a>>,
+    #[serde(rename = "IndexValue")]
+    index_value: Option<Num>,
+    #[serde(rename = "PriorIndexValue")]
+    prior_index_value: Option<Num>,
+    #[serde(rename = "TotalQtty")]
+    total_qtty: Option<Num>,
+    #[serde(rename = "TotalValue")]
+    total_value: Option<Num>,
+    #[serde(rename = "TotalVal")]
+    total_val: Option<Num>,
+    #[serde(rename = "Advances")]
+    advances: Option<Num>,
+    #[serde(rename = "Declines")]
+    declines: Option<Num>,
+    #[serde(rename = "NoChanges")]
+    no_changes: Option<Num>,
+    #[serde(rename = "Nochanges")]
+    no_changes_lower: Option<Num>,
+    #[serde(rename = "Time", borrow)]
+    time: Option<Text<'a>>,
+    #[serde(rename = "TradingTime", borrow)]
+    trading_time: Option<Text<'a>>,
+    #[serde(rename = "Open")]
+    open: Option<Num>,
+    #[serde(rename = "High")]
+    high: Option<Num>,
+    #[serde(rename = "Low")]
+    low: Option<Num>,
+    #[serde(rename = "Close")]
+    close: Option<Num>,
+    #[serde(rename = "Volume")]
+    volume: Option<Num>,
+}
+
+/// Reads an optional float; absent is `None`.
+fn opt_f64(v: Option<Num>, field: &'static str) -> Result<Option<f64>, SsiError> {
+    match v {
+        None => Ok(None),
+        Some(Num::Val(x)) if x.is_finite() => Ok(Some(x)),
+        Some(Num::Val(_)) => Err(SsiError::InvalidField {
+            field,
+            problem: "not a finite number",
+        }),
+        Some(Num::Bad) => Err(SsiError::InvalidField {
+            field,
+            problem: "not a number",
+        }),
+    }
+}
+
+fn f64_or_zero(v: Option<Num>, field: &'static str) -> Result<f64, SsiError> {
+    Ok(opt_f64(v, field)?.unwrap_or(0.0))
+}
+
+/// Reads an optional count (volume, room, breadth): a whole, non-negative number.
+fn opt_count(v: Option<Num>, field: &'static str) -> Result<Option<i64>, SsiError> {
+    match opt_f64(v, field)? {
+        None => Ok(None),
+        Some(x) if x < 0.0 => Err(SsiError::InvalidField {
+            field,
+            problem: "negative count",
+        }),
+        Some(x) if x.fract() != 0.0 || x > 9.0e15 => Err(SsiError::InvalidField {
+            field,
+            problem: "not a whole number",
+        }),
+        Some(x) => Ok(Some(x as i64)),
+    }
+}
+
+fn count_or_zero(v: Option<Num>, field: &'static str) -> Result<i64, SsiError> {
+    Ok(opt_count(v, field)?.unwrap_or(0))
+}
+
+fn either(a: Option<Num>, b: Option<Num>) -> Option<Num> {
+    a.or(b)
+}
+
+fn required_symbol<'a>(c: &'a Content<'a>) -> Result<&'a str, SsiError> {
+    let symbol = c
+        .symbol
+        .as_ref()
+        .or(c.stock_symbol.as_ref())
+        .map(|t| t.0.trim())
+        .unwrap_or("");
+    if symbol.is_empty() {
+        Err(SsiError::MissingField("Symbol"))
+    } else {
+        Ok(symbol)
+    }
+}
+
+fn band(c: &Content<'_>) -> Result<PriceBand, SsiError> {
+    Ok(PriceBand {
+        ref_price: opt_f64(c.ref_price, "RefPrice")?,
+        ceiling: opt_f64(c.ceiling, "Ceiling")?,
+        floor: opt_f64(c.floor, "Floor")?,
+    })
+}
+
+fn trade(c: &Content<'_>) -> Result<Trade, SsiError> {
+    let session = c.trading_session.as_ref().map_or("", |t| t.0.as_ref());
+    Ok(Trade {
+        symbol: required_symbol(c)?.to_string(),
+        last_price: f64_or_zero(c.last_price, "LastPrice")?,
+        last_vol: count_or_zero(c.last_vol, "LastVol")?,
+        total_vol: opt_count(c.total_vol, "TotalVol")?,
+        change: f64_or_zero(c.change, "Change")?,
+        ratio_change: f64_or_zero(c.ratio_change, "RatioChange")?,
+        phase: TradingPhase::from_code(session),
+        band: band(c)?,
+    })
+}
+
+fn quote(c: &Content<'_>) -> Result<Quote, SsiError> {
+    Ok(Quote {
+        symbol: required_symbol(c)?.to_string(),
+        bid_price: [
+            f64_or_zero(c.bid_price_1, "BidPrice1")?,
+            f64_or_zero(c.bid_price_2, "BidPrice2")?,
+            f64_or_zero(c.bid_price_3, "BidPrice3")?,
+        ],
+        bid_vol: [
+            count_or_zero(c.bid_vol_1, "BidVol1")?,
+            count_or_zero(c.bid_vol_2, "BidVol2")?,
+            count_or_zero(c.bid_vol_3, "BidVol3")?,
+        ],
+        ask_price: [
+            f64_or_zero(c.ask_price_1, "AskPrice1")?,
+            f64_or_zero(c.ask_price_2, "AskPrice2")?,
+            f64_or_zero(c.ask_price_3, "AskPrice3")?,
+        ],
+        ask_vol: [
+            count_or_zero(c.ask_vol_1, "AskVol1")?,
+            count_or_zero(c.ask_vol_2, "AskVol2")?,
+            count_or_zero(c.ask_vol_3, "AskVol3")?,
+        ],
+        band: band(c)?,
+    })
+}
+
+fn foreign(c: &Content<'_>) -> Result<ForeignRoom, SsiError> {
+    Ok(ForeignRoom {
+        symbol: required_symbol(c)?.to_string(),
+        buy_vol: count_or_zero(either(c.f_buy_vol, c.buy_vol), "FBuyVol")?,
+        sell_vol: count_or_zero(either(c.f_sell_vol, c.sell_vol), "FSellVol")?,
+        buy_val: f64_or_zero(either(c.f_buy_val, c.buy_val), "FBuyVal")?,
+        sell_val: f64_or_zero(either(c.f_sell_val, c.sell_val), "FSellVal")?,
+        total_room: count_or_zero(c.total_room, "TotalRoom")?,
+        current_room: count_or_zero(c.current_room, "CurrentRoom")?,
+    })
+}
+
+fn index(c: &Content<'_>) -> Result<IndexUpdate, SsiError> {
+    let id = c
+        .index_id
+        .as_ref()
+        .or(c.index_id_upper.as_ref())
+        .map(|t| t.0.trim())
+        .unwrap_or("");
+    if id.is_empty() {
+        return Err(SsiError::MissingField("IndexId"));
+    }
+    Ok(IndexUpdate {
+        index_id: id.to_string(),
+        value: f64_or_zero(c.index_value, "IndexValue")?,
+        prior_value: f64_or_zero(c.prior_index_value, "PriorIndexValue")?,
+        change: f64_or_zero(c.change, "Change")?,
+        ratio_change: f64_or_zero(c.ratio_change, "RatioChange")?,
+        total_volume: count_or_zero(c.total_qtty, "TotalQtty")?,
+        total_value: f64_or_zero(either(c.total_value, c.total_val), "TotalValue")?,
+        advances: count_or_zero(c.advances, "Advances")?,
+        declines: count_or_zero(c.declines, "Declines")?,
+        no_changes: count_or_zero(either(c.no_changes, c.no_changes_lower), "NoChanges")?,
+    })
+}
+
+fn bar(c: &Content<'_>) -> Result<Bar, SsiError> {
+    let time = c.time.as_ref().or(c.trading_time.as_ref());
+    Ok(Bar {
+        symbol: required_symbol(c)?.to_string(),
+        time: time.map_or_else(String::new, |t| t.0.to_string()),
+        open: f64_or_zero(c.open, "Open")?,
+        high: f64_or_zero(c.high, "High")?,
+        low: f64_or_zero(c.low, "Low")?,
+        close: f64_or_zero(c.close, "Close")?,
+        volume: count_or_zero(c.volume, "Volume")?,
+    })
+}
+
+fn route(c: Content<'_>, data_type: Option<&str>) -> Result<Message, SsiError> {
+    let rtype = c
+        .rtype
+        .as_ref()
+        .map(|t| t.0.trim())
+        .filter(|t| !t.is_empty())
+        .or(data_type.map(str::trim).filter(|t| !t.is_empty()))
+        .ok_or(SsiError::MissingType)?;
+    let event = if rtype.eq_ignore_ascii_case("X-TRADE") || rtype.eq_ignore_ascii_case("Trade") {
+        MarketEvent::Trade(trade(&c)?)
+    } else if rtype.eq_ignore_ascii_case("X-QUOTE") || rtype.eq_ignore_ascii_case("Quote") {
+        MarketEvent::Quote(quote(&c)?)
+    } else if rtype.eq_ignore_ascii_case("X") {
+        MarketEvent::Combined {
+            trade: trade(&c)?,
+            quote: quote(&c)?,
+        }
+    } else if rtype.eq_ignore_ascii_case("R") {
+        MarketEvent::Foreign(foreign(&c)?)
+    } else if rtype.eq_ignore_ascii_case("MI") {
+        MarketEvent::Index(index(&c)?)
+    } else if rtype.eq_ignore_ascii_case("B") {
+        MarketEvent::Bar(bar(&c)?)
+    } else {
+        return Ok(Message::Skipped {
+            rtype: rtype.to_string(),
+        });
+    };
+    Ok(Message::Event(event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(text: &str) -> MarketEvent {
+        match parse_message(text) {
+            Ok(Message::Event(e)) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// SSI's own 2023 X-TRADE sample, with `Content` as a string.
+    const X_TRADE: &str = r#"{"DataType":"X-TRADE","Content":"{\"RType\":\"X-TRADE\",\"TradingDate\":\"14/08/2023\",\"Time\":\"14:07:53\",\"Isin\":\"ACB\",\"Symbol\":\"ACB\",\"Ceiling\":24500.0,\"Floor\":21300.0,\"RefPrice\":22900.0,\"AvgPrice\":22927.93,\"PriorVal\":22900.0,\"LastPrice\":22950.0,\"LastVol\":100.0,\"TotalVal\":201713015000.0,\"TotalVol\":8797700.0,\"MarketId\":\"HOSE\",\"Exchange\":\"HOSE\",\"TradingSession\":\"LO\",\"TradingStatus\":\"N\",\"Change\":50.0,\"RatioChange\":0.22,\"EstMatchedPrice\":22900.0,\"Highest\":23050,\"Lowest\":22800,\"Side\":\"SD\"}"}"#;
+
+    #[test]
+    fn ssi_x_trade_sample() {
+        let MarketEvent::Trade(t) = event(X_TRADE) else {
+            panic!("not a trade")
+        };
+        assert_eq!(t.symbol, "ACB");
+        assert_eq!(
+            (t.last_price, t.last_vol, t.total_vol),
+            (22950.0, 100, Some(8_797_700))
+        );
+        assert_eq!((t.change, t.ratio_change), (50.0, 0.22));
+        assert_eq!(t.phase, TradingPhase::Continuous);
+        assert_eq!(t.band.ceiling, Some(24500.0));
+    }
+
+    #[test]
+    fn the_originals_trade_and_quote_rtypes_and_flat_and_object_content() {
+        let flat = r#"{"RType":"Trade","Symbol":"FPT","LastPrice":119100.0,"LastVol":1500.0,"TradingSession":"ATO"}"#;
+        let MarketEvent::Trade(t) = event(flat) else {
+            panic!()
+        };
+        assert_eq!(
+            (t.symbol.as_str(), t.last_vol, t.phase),
+            ("FPT", 1500, TradingPhase::Ato)
+        );
+        let object = r#"{"DataType":"Quote","Content":{"RType":"Quote","Symbol":"FPT","BidPrice1":119000.0,"AskPrice1":119100.0,"AskVol1":"140"}}"#;
+        let MarketEvent::Quote(q) = event(object) else {
+            panic!()
+        };
+        assert_eq!(
+            (q.bid_price[0], q.ask_price[0], q.ask_vol[0]),
+            (119000.0, 119100.0, 140)
+        );
+        let lower = r#"{"datatype":"X-QUOTE","content":"{\"Symbol\":\"ACB\",\"BidPrice1\":1.0}"}"#;
+        assert!(
+            matches!(event(lower), MarketEvent::Quote(_)),
+            "falls back to DataType"
+        );
+        let double = serde_json::to_string(X_TRADE).unwrap();
+        assert!(matches!(event(&double), MarketEvent::Trade(_)));
+    }
+
+    #[test]
+    fn combined_x_gives_trade_and_quote() {
+        let x = r#"{"DataType":"X","Content":"{\"RType\":\"X\",\"Symbol\":\"TAR\",\"Ceiling\":23400.0,\"RefPrice\":21300.0,\"LastPrice\":21800.0,\"LastVol\":100.0,\"TotalVol\":1282900.0,\"BidPrice1\":21800.0,\"BidVol1\":18800.0,\"AskPrice1\":21900.0,\"AskVol1\":50300.0,\"TradingSession\":\"LO\"}"}"#;
+        let MarketEvent::Combined { trade, quote } = event(x) else {
+            panic!()
+        };
+        assert_eq!(trade.total_vol, Some(1_282_900));
+        assert_eq!((quote.bid_price[0], quote.ask_price[0]), (21800.0, 21900.0));
+        assert_eq!(quote.band.ref_price, Some(21300.0));
+    }
+
+    #[test]
+    fn foreign_accepts_both_spellings() {
+        let documented = r#"{"RType":"R","Symbol":"FPT","FBuyVol":412300.0,"FSellVol":198700.0,"FBuyVal":49104930000.0,"FSellVal":23665170000.0,"TotalRoom":719534550.0,"CurrentRoom":2156300.0}"#;
+        let sample = r#"{"DataType":"R","Content":"{\"RType\":\"R\",\"Symbol\":\"SSI\",\"TotalRoom\":1501130137.0,\"CurrentRoom\":806887173.0,\"BuyVol\":863352.0,\"SellVol\":825308.0,\"BuyVal\":25123543200.0,\"SellVal\":24016462800.0}"}"#;
+        let MarketEvent::Foreign(a) = event(documented) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.buy_vol, a.sell_vol, a.current_room),
+            (412_300, 198_700, 2_156_300)
+        );
+        let MarketEvent::Foreign(b) = event(sample) else {
+            panic!()
+        };
+        assert_eq!((b.buy_vol, b.sell_vol), (863_352, 825_308));
+        assert_eq!(b.buy_val, 25_123_543_200.0);
+    }
+
+    #[test]
+    fn index_accepts_both_spellings_and_null_session() {
+        let mi = r#"{"DataType":"MI","Content":"{\"IndexId\":\"VN30\",\"IndexValue\":1238.76,\"PriorIndexValue\":1226.16,\"TotalQtty\":191838100.0,\"TotalValue\":7289093000000.0,\"Advances\":25,\"NoChanges\":2,\"Declines\":3,\"Change\":12.6,\"RatioChange\":1.03,\"TradingSession\":null,\"MarketId\":null,\"RType\":\"MI\"}"}"#;
+        let MarketEvent::Index(i) = event(mi) else {
+            panic!()
+        };
+        assert_eq!(
+            (i.index_id.as_str(), i.value, i.prior_value),
+            ("VN30", 1238.76, 1226.16)
+        );
+        assert_eq!((i.advances, i.declines, i.no_changes), (25, 3, 2));
+        assert_eq!(i.total_value, 7_289_093_000_000.0);
+        let upper = r#"{"RType":"MI","IndexID":"VNINDEX","IndexValue":1280.5}"#;
+        let MarketEvent::Index(i) = event(upper) else {
+            panic!()
+        };
+        assert_eq!(i.index_id, "VNINDEX");
+    }
+
+    #[test]
+    fn bar_accepts_trading_time() {
+        let b = r#"{"DataType":"B","Content":"{\"RType\":\"B\",\"Symbol\":\"X26\",\"TradingTime\":\"14:28:33\",\"Open\":16000,\"High\":16000,\"Low\":16000,\"Close\":16000,\"Volume\":5000,\"Value\":0}"}"#;
+        let MarketEvent::Bar(bar) = event(b) else {
+            panic!()
+        };
+        assert_eq!(
+            (bar.time.as_str(), bar.volume, bar.close),
+            ("14:28:33", 5000, 16000.0)
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_not_errors() {
+        let f = r#"{"DataType":"F","Content":"{\"RType\":\"F\",\"Symbol\":\"SSI\",\"TradingSession\":\"LO\"}"}"#;
+        assert_eq!(parse_message(f), Ok(Message::Skipped { rtype: "F".into() }));
+    }
+
+    #[test]
+    fn malformed_messages_name_the_problem() {
+        assert!(matches!(parse_message("{not json"), Err(SsiError::Json(_))));
+        assert_eq!(parse_message("42"), Err(SsiError::NotAnObject));
+        assert_eq!(parse_message("null"), Err(SsiError::NotAnObject));
+        assert!(matches!(parse_message(""), Err(SsiError::Json(_))));
+        assert_eq!(
+            parse_message(r#"{"Symbol":"FPT"}"#),
+            Err(SsiError::MissingType)
+        );
+        assert_eq!(
+            parse_message(r#"{"RType":"X-TRADE","LastPrice":1.0}"#),
+            Err(SsiError::MissingField("Symbol"))
+        );
+        assert_eq!(
+            parse_message(r#"{"RType":"X-TRADE","Symbol":"FPT","LastPrice":"abc"}"#),
+            Err(SsiError::InvalidField {
+                field: "LastPrice",
+                problem: "not a number"
+            })
+        );
+        assert_eq!(
+            parse_message(r#"{"RType":"X-TRADE","Symbol":"FPT","LastVol":1500.5}"#),
+            Err(SsiError::InvalidField {
+                field: "LastVol",
+                problem: "not a whole number"
+            })
+        );
+        assert_eq!(
+            parse_message(r#"{"RType":"R","Symbol":"FPT","BuyVol":-5}"#),
+            Err(SsiError::InvalidField {
+                field: "FBuyVol",
+                problem: "negative count"
+            })
+        );
+        assert!(matches!(
+            parse_message(r#"{"DataType":"X","Content":"{broken"}"#),
+            Err(SsiError::Content(_))
+        ));
+        assert_eq!(
+            parse_message(r#"{"RType":"MI","IndexValue":1.0}"#),
+            Err(SsiError::MissingField("IndexId"))
+        );
+    }
+
+    #[test]
+    fn null_fields_count_as_absent() {
+        let t = r#"{"RType":"X-TRADE","Symbol":"FPT","Exchange":null,"LastPrice":null,"TradingSession":null}"#;
+        let MarketEvent::Trade(t) = event(t) else {
+            panic!()
+        };
+        assert_eq!((t.last_price, t.phase), (0.0, TradingPhase::Continuous));
+    }
+}

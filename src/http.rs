@@ -1,0 +1,372 @@
+//! The HTTP face: routes, and nothing else.
+//!
+//! * `GET /ws/market`: the WebSocket stream (upgrade checked by [`handshake`], then the socket is
+//!   handed to its own task in [`connection`]).
+//! * `GET /api/market/snapshot`, `/api/market/foreign-detail`, `/api/market/volume-stats`,
+//!   `/api/market/basis-trend?minutes=N`, `/api/vn30-components`: the REST routes the original
+//!   frontend polls, with the original's shapes; CORS from `CORS_ORIGINS`.
+//! * `/api/history/...`: 501 with a JSON body: marketcast has no history database.
+//! * `GET /health`, `GET /metrics` (Prometheus text), `GET /` (a live dashboard page).
+//!
+//! Handlers are small: state comes in through [`AppState`], the work happens in the market and
+//! broadcast modules.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpStream;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::broadcast::connection;
+use crate::broadcast::handshake;
+use crate::broadcast::hub::Hub;
+use crate::broadcast::ticker::SnapshotSource;
+use crate::feed::FeedStats;
+use crate::market::time::Clock;
+use crate::market::SharedMarket;
+
+/// Everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Hub,
+    pub market: SharedMarket,
+    /// What `/ws/market` broadcasts; the REST snapshot serves the same body.
+    pub source: Arc<dyn SnapshotSource>,
+    pub clock: Arc<dyn Clock>,
+    pub feed: Arc<FeedStats>,
+    pub auth_token: Arc<str>,
+    pub started: Instant,
+}
+
+/// Builds the router.
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let origins: Vec<HeaderValue> = cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::OPTIONS])
+        .allow_headers(tower_http::cors::Any);
+    let api = Router::new()
+        .route("/api/market/snapshot", get(snapshot))
+        .route("/api/market/foreign-detail", get(foreign_detail))
+        .route("/api/market/volume-stats", get(volume_stats))
+        .route("/api/market/basis-trend", get(basis_trend))
+        .route("/api/vn30-components", get(vn30_components))
+        .route("/api/history", get(history))
+        .route("/api/history/{*rest}", get(history))
+        .layer(cors);
+    Router::new()
+        .route("/ws/market", get(ws_market))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/", get(dashboard))
+        .merge(api)
+        .with_state(state)
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn snapshot(State(app): State<AppState>) -> Response {
+    json_bytes(app.source.snapshot_json(app.clock.now()))
+}
+
+async fn foreign_detail(State(app): State<AppState>) -> Response {
+    let (summary, stocks) = app
+        .market
+        .with(|p| (p.foreign_summary(), p.foreign_stocks()));
+    Json(json!({ "summary": summary, "stocks": stocks })).into_response()
+}
+
+async fn volume_stats(State(app): State<AppState>) -> Response {
+    let stats = app.market.with(|p| p.volume_stats());
+    Json(json!({ "stats": stats })).into_response()
+}
+
+#[derive(Deserialize)]
+struct TrendQuery {
+    minutes: Option<String>,
+}
+
+async fn basis_trend(State(app): State<AppState>, Query(q): Query<TrendQuery>) -> Response {
+    let minutes = match q.minutes.as_deref().map(str::trim) {
+        None => 30,
+        Some(m) => match m.parse::<u32>() {
+            Ok(n) if (1..=120).contains(&n) => n,
+            _ => {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({
+                        "detail": [{
+                            "loc": ["query", "minutes"],
+                            "msg": "minutes must be a whole number from 1 to 120",
+                            "input": m,
+                        }]
+                    })),
+                )
+                    .into_response()
+            }
+        },
+    };
+    let now = app.clock.now();
+    let points = app.market.with(|p| p.basis_trend(minutes, now));
+    Json(points).into_response()
+}
+
+async fn vn30_components(State(app): State<AppState>) -> Response {
+    let symbols = app.market.with(|p| p.vn30_symbols().to_vec());
+    Json(json!({ "symbols": symbols })).into_response()
+}
+
+async fn history() -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        Json(json!({
+            "detail": "history is not available: marketcast keeps only the live session and has no history database"
+        })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct HealthQuery {
+    #[serde(default)]
+    clients: bool,
+}
+
+async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Response {
+    let totals = app.hub.totals();
+    let last_tick = app
+        .hub
+        .latest()
+        .map(|t| json!({ "seq": t.seq, "ts": t.ts_ms, "bytes": t.payload_len }));
+    let counters = app.market.with(|p| p.counters());
+    let mut body = json!({
+        "status": if app.hub.is_accepting() { "ok" } else { "shutting_down" },
+        "clients": totals.clients,
+        "last_tick": last_tick,
+        "feed": app.feed.status(),
+        "processor": counters,
+        "broadcast": totals,
+        "uptime_seconds": app.started.elapsed().as_secs(),
+    });
+    // Per-client counters only on request (`/health?clients=true`): 19,000 rows otherwise.
+    if q.clients {
+        body["client_list"] = json!(app.hub.clients());
+    }
+    Json(body).into_response()
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let t = app.hub.totals();
+    let f = app.feed.status();
+    let p = app.market.with(|p| p.counters());
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP marketcast_{name} {help}");
+        let _ = writeln!(out, "# TYPE marketcast_{name} {kind}");
+        let _ = writeln!(out, "marketcast_{name} {value}");
+    };
+    metric(
+        "clients",
+        "gauge",
+        "WebSocket clients connected.",
+        t.clients as f64,
+    );
+    metric(
+        "deflate_clients",
+        "gauge",
+        "Clients receiving compressed frames.",
+        t.deflate_clients as f64,
+    );
+    metric(
+        "connections_total",
+        "counter",
+        "WebSocket connections accepted.",
+        t.connections_total as f64,
+    );
+    metric(
+        "messages_sent_total",
+        "counter",
+        "Snapshot messages written to clients.",
+        t.messages_sent as f64,
+    );
+    metric(
+        "messages_dropped_total",
+        "counter",
+        "Snapshot messages dropped for slow clients.",
+        t.messages_dropped as f64,
+    );
+    metric(
+        "heartbeat_timeouts_total",
+        "counter",
+        "Clients closed for not answering a ping.",
+        t.heartbeat_timeouts as f64,
+    );
+    metric(
+        "protocol_closes_total",
+        "counter",
+        "Clients closed for a protocol or size violation.",
+        t.protocol_closes as f64,
+    );
+    metric(
+        "ticks_total",
+        "counter",
+        "Snapshots broadcast.",
+        t.ticks as f64,
+    );
+    metric(
+        "feed_messages_total",
+        "counter",
+        "Feed messages received.",
+        f.messages as f64,
+    );
+    metric(
+        "feed_events_total",
+        "counter",
+        "Feed messages applied as market events.",
+        f.events as f64,
+    );
+    metric(
+        "feed_skipped_total",
+        "counter",
+        "Feed messages of unused types.",
+        f.skipped as f64,
+    );
+    metric(
+        "feed_malformed_total",
+        "counter",
+        "Feed messages that could not be parsed.",
+        f.malformed as f64,
+    );
+    metric(
+        "processor_filtered_total",
+        "counter",
+        "Events outside the watchlist.",
+        p.filtered as f64,
+    );
+    metric(
+        "processor_session_resets_total",
+        "counter",
+        "Daily session resets.",
+        p.session_resets as f64,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+/// Compares without an early exit, so the time taken does not reveal a matching prefix.
+fn same_token(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= (*a.get(i).unwrap_or(&0) ^ *b.get(i).unwrap_or(&0)) as usize;
+    }
+    diff == 0
+}
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (status, format!("{text}\n")).into_response()
+}
+
+async fn ws_market(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    mut req: Request,
+) -> Response {
+    if !app.hub.is_accepting() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    if !app.auth_token.is_empty() && !same_token(q.token.as_deref().unwrap_or(""), &app.auth_token)
+    {
+        tracing::warn!(%peer, "WebSocket rejected: wrong or missing token");
+        return plain(StatusCode::FORBIDDEN, "missing or wrong ?token=");
+    }
+    let accepted = match handshake::accept(req.headers(), app.hub.settings().compression) {
+        Ok(h) => h,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut resp = plain(status, &e.to_string());
+            resp.headers_mut()
+                .insert("sec-websocket-version", HeaderValue::from_static("13"));
+            return resp;
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let hub = app.hub.clone();
+    let deflate = accepted.deflate;
+    app.hub.spawn_client(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, "upgrade failed: {e}");
+                return;
+            }
+        };
+        let parts =
+            match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded)
+            {
+                Ok(parts) => parts,
+                Err(_) => {
+                    tracing::error!("upgraded connection is not a TCP stream; closing it");
+                    return;
+                }
+            };
+        let stream = parts.io.into_inner();
+        let client = hub.register(peer, deflate);
+        connection::serve(client, stream, &parts.read_buf).await;
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accepted.accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if deflate {
+        h.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(handshake::DEFLATE_RESPONSE),
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token("secret", "secret"));
+        assert!(!same_token("secret", "secreT"));
+        assert!(!same_token("secre", "secret"));
+        assert!(!same_token("", "secret"));
+        assert!(same_token("", ""));
+    }
+}
