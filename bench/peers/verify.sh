@@ -22,9 +22,18 @@ pid=
 cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; rm -rf "$log"; }
 trap cleanup EXIT
 
+starts=0
+start_peer() { # name snapshot interval; sets pid and out (a fresh file per start, never stale)
+  starts=$((starts + 1))
+  out=$log/out.$starts
+  : >"$out"
+  $(peer_cmd "$1") --port "$PORT" --snapshot "$2" --interval "$3" >"$out" 2>>"$log/err" &
+  pid=$!
+}
+
 wait_ready() { # up to 30 s for this peer's READY line
   for _ in $(seq 300); do
-    grep -q "^READY $PORT$" "$log/out" && return 0
+    grep -qs "^READY $PORT$" "$out" && return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -45,18 +54,17 @@ for name in seed node floor; do
     # Large payloads: give the Python client room (it, not the peer, is the bottleneck).
     interval=0.2; hold_interval=0.2; [ "$size" = large ] && hold_interval=1.0
     echo "== $name / $size"
-    $(peer_cmd $name) --port "$PORT" --snapshot "$snap" --interval "$interval" >"$log/out" 2>"$log/err" &
-    pid=$!
+    : >"$log/err"
+    start_peer "$name" "$snap" "$interval"
     if ! wait_ready; then
       echo "FAIL no 'READY $PORT' within 30s (alive: $(kill -0 "$pid" 2>/dev/null && echo yes || echo no))"
-      cat "$log/out" "$log/err"; fail=1; kill "$pid" 2>/dev/null; wait "$pid"; pid=; continue
+      cat "$out" "$log/err"; fail=1; kill "$pid" 2>/dev/null; wait "$pid"; pid=; continue
     fi
     $PY "$here/check_peer.py" --port "$PORT" --snapshot "$snap" || fail=1
     $PY "$here/check_peer.py" --port "$PORT" --clients 5 --messages 10 || fail=1
     if [ "$hold_interval" != "$interval" ]; then  # restart slower for the many-clients hold
       kill -TERM "$pid"; wait "$pid"
-      $(peer_cmd $name) --port "$PORT" --snapshot "$snap" --interval "$hold_interval" >"$log/out" 2>>"$log/err" &
-      pid=$!
+      start_peer "$name" "$snap" "$hold_interval"
       wait_ready || { echo "FAIL no READY on restart"; fail=1; }
     fi
     $PY "$here/many_clients.py" --port "$PORT" --clients "$CLIENTS" --duration 5 || fail=1
