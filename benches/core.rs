@@ -86,14 +86,29 @@ fn main() {
         rows.push((name, size, best, median));
     }
 
-    println!("marketcast core benchmark ({events} simulator messages, {:.0} bytes each on average)", bytes as f64 / events as f64);
-    println!("{:<34} {:>16}", "parse only", format!("{:.0} msg/s", rate_parse));
-    println!("{:<34} {:>16}", "parse + process (one core)", format!("{:.0} msg/s", rate_full));
+    println!(
+        "marketcast core benchmark ({events} simulator messages, {:.0} bytes each on average)",
+        bytes as f64 / events as f64
+    );
+    println!(
+        "{:<34} {:>16}",
+        "parse only",
+        format!("{:.0} msg/s", rate_parse)
+    );
+    println!(
+        "{:<34} {:>16}",
+        "parse + process (one core)",
+        format!("{:.0} msg/s", rate_full)
+    );
     for (name, size, best, median) in &rows {
         println!(
             "{:<34} {:>16}",
             format!("serialise {name} ({size} B)"),
-            format!("{:.1} us (median {:.1})", best.as_secs_f64() * 1e6, median.as_secs_f64() * 1e6)
+            format!(
+                "{:.1} us (median {:.1})",
+                best.as_secs_f64() * 1e6,
+                median.as_secs_f64() * 1e6
+            )
         );
     }
     let json = serde_json::json!({

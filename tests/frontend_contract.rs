@@ -56,9 +56,18 @@ fn hook_url(host: &str, channel: &str, token: Option<&str>) -> String {
         url.push_str("?token=");
         for b in t.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
-                    url.push(b as char)
-                }
+                b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'_'
+                | b'.'
+                | b'!'
+                | b'~'
+                | b'*'
+                | b'\''
+                | b'('
+                | b')' => url.push(b as char),
                 _ => url.push_str(&format!("%{b:02X}")),
             }
         }
@@ -103,7 +112,8 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
     // Price board: the VN30 list once, then the market channel.
     let components = server.get("/api/vn30-components").await;
     assert_eq!(components.status, 200);
-    let symbols: Vec<String> = serde_json::from_value(components.json()["symbols"].clone()).unwrap();
+    let symbols: Vec<String> =
+        serde_json::from_value(components.json()["symbols"].clone()).unwrap();
     assert_eq!(symbols.len(), 30);
     let (mut ws, _) = tokio_tungstenite::connect_async(hook_url(&host, "market", None))
         .await
@@ -118,7 +128,12 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
     let data = frames.last().unwrap().clone();
     let rows: Vec<&String> = symbols
         .iter()
-        .filter(|s| data["prices"][s.as_str()]["last_price"].as_f64().unwrap_or(0.0) > 0.0)
+        .filter(|s| {
+            data["prices"][s.as_str()]["last_price"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+        })
         .collect();
     assert_eq!(rows.len(), 30, "every VN30 symbol has a row with a price");
     for s in &rows {
@@ -134,7 +149,15 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
     // Derivatives page: the snapshot's derivatives and the basis trend.
     let d = &data["derivatives"];
     assert!(d["symbol"].as_str().unwrap().starts_with("VN30F"));
-    for key in ["last_price", "change", "change_pct", "bid_price", "ask_price", "basis", "basis_pct"] {
+    for key in [
+        "last_price",
+        "change",
+        "change_pct",
+        "bid_price",
+        "ask_price",
+        "basis",
+        "basis_pct",
+    ] {
         assert!(d[key].is_f64(), "derivatives.{key}");
     }
     assert!(d["volume"].is_i64() && d["is_premium"].is_boolean());
@@ -143,14 +166,30 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
     let trend = trend.json();
     let points = trend.as_array().unwrap();
     assert!(!points.is_empty());
-    for key in ["timestamp", "futures_symbol", "futures_price", "spot_value", "basis", "basis_pct", "is_premium"] {
+    for key in [
+        "timestamp",
+        "futures_symbol",
+        "futures_price",
+        "spot_value",
+        "basis",
+        "basis_pct",
+        "is_premium",
+    ] {
         assert!(points[0].get(key).is_some(), "basis point lacks {key}");
     }
     assert_eq!(points.last().unwrap()["basis"], d["basis"]);
     assert_eq!(server.get("/api/market/basis-trend").await.json(), trend);
-    assert_eq!(server.get("/api/market/basis-trend?minutes=60").await.status, 200);
+    assert_eq!(
+        server
+            .get("/api/market/basis-trend?minutes=60")
+            .await
+            .status,
+        200
+    );
     for bad in ["0", "121", "abc", "-5"] {
-        let r = server.get(&format!("/api/market/basis-trend?minutes={bad}")).await;
+        let r = server
+            .get(&format!("/api/market/basis-trend?minutes={bad}"))
+            .await;
         assert_eq!(r.status, 422, "minutes={bad}");
         assert_eq!(r.json()["detail"][0]["loc"][1], "minutes");
     }
@@ -160,7 +199,22 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
     assert_eq!(detail["summary"], data["foreign"]);
     let stocks = detail["stocks"].as_array().unwrap();
     assert_eq!(stocks.len(), 30);
-    for key in ["symbol", "buy_volume", "sell_volume", "net_volume", "buy_value", "sell_value", "net_value", "total_room", "current_room", "buy_speed_per_min", "sell_speed_per_min", "buy_acceleration", "sell_acceleration", "last_updated"] {
+    for key in [
+        "symbol",
+        "buy_volume",
+        "sell_volume",
+        "net_volume",
+        "buy_value",
+        "sell_value",
+        "net_value",
+        "total_room",
+        "current_room",
+        "buy_speed_per_min",
+        "sell_speed_per_min",
+        "buy_acceleration",
+        "sell_acceleration",
+        "last_updated",
+    ] {
         assert!(stocks[0].get(key).is_some(), "foreign stock lacks {key}");
     }
 
@@ -192,9 +246,11 @@ async fn token_in_the_hook_url_and_cors_for_the_dev_server() {
     ])
     .await;
     let host = server.addr.to_string();
-    assert!(tokio_tungstenite::connect_async(hook_url(&host, "market", None))
-        .await
-        .is_err());
+    assert!(
+        tokio_tungstenite::connect_async(hook_url(&host, "market", None))
+            .await
+            .is_err()
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(hook_url(&host, "market", Some("a b&c/é")))
         .await
         .unwrap();
@@ -205,7 +261,12 @@ async fn token_in_the_hook_url_and_cors_for_the_dev_server() {
         let r = http_get(server.addr, "/api/market/snapshot", &[("Origin", origin)]).await;
         assert_eq!(r.header("access-control-allow-origin"), Some(origin));
     }
-    let r = http_get(server.addr, "/api/market/snapshot", &[("Origin", "http://evil.example")]).await;
+    let r = http_get(
+        server.addr,
+        "/api/market/snapshot",
+        &[("Origin", "http://evil.example")],
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), None);
 }

@@ -1,0 +1,88 @@
+//! End-to-end checks with independent client implementations: Python `websockets` and headless
+//! Chromium decode the shared permessage-deflate frame, and Chromium stays connected across
+//! server heartbeats (browsers answer Pings by themselves). `scripts/test` installs both.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs (scripts/test installs what the e2e clients need)");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+}
+
+fn large_static_server(extra: &[(&str, &str)]) -> ServerProcess {
+    let fixture = fixture("snapshot-large.json");
+    let mut env = vec![
+        ("FEED", "static"),
+        ("SNAPSHOT_FILE", fixture.as_str()),
+        ("WS_BROADCAST_INTERVAL", "0.2"),
+    ];
+    env.extend_from_slice(extra);
+    ServerProcess::start(&env)
+}
+
+#[test]
+fn python_websockets_decodes_the_shared_deflate_frame() {
+    let server = large_static_server(&[]);
+    let v = run_python(
+        "python_client.py",
+        &["--url", &server.ws_url("/ws/market"), "--messages", "4"],
+    );
+    assert!(v["extensions"]
+        .as_str()
+        .unwrap()
+        .contains("permessage-deflate"));
+    assert!(v["compared"].as_u64().unwrap() >= 1);
+    assert!(v["bytes"].as_u64().unwrap() > 470_000, "{v}");
+    let health = tokio_runtime().block_on(server.get("/health")).json();
+    assert!(health["broadcast"]["messages_sent"].as_u64().unwrap() >= 10);
+}
+
+#[test]
+fn chromium_decodes_deflate_and_stays_connected_across_heartbeats() {
+    let server = large_static_server(&[
+        ("WS_HEARTBEAT_INTERVAL", "1"),
+        ("WS_HEARTBEAT_TIMEOUT", "1"),
+    ]);
+    let http = format!("http://{}", server.addr);
+    let v = run_python(
+        "chromium_client.py",
+        &["--http", &http, "--messages", "3", "--hold", "4"],
+    );
+    assert!(v["extensions"]
+        .as_str()
+        .unwrap()
+        .contains("permessage-deflate"));
+    // Four seconds at 5 Hz, with four heartbeat rounds: every frame a snapshot, none missed.
+    let messages = v["messages"].as_u64().unwrap();
+    assert!(messages >= 15, "{v}");
+    assert_eq!(
+        v["last_seq"].as_u64().unwrap() - v["first_seq"].as_u64().unwrap() + 1,
+        messages
+    );
+    let health = tokio_runtime().block_on(server.get("/health")).json();
+    assert_eq!(health["broadcast"]["heartbeat_timeouts"], 0);
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
