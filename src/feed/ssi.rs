@@ -84,11 +84,22 @@ pub fn parse_message(text: &str) -> Result<Message, SsiError> {
             Err(e) => Err(SsiError::Json(e.to_string())),
         };
     }
+    if let Some((data_type, body)) = split_envelope(text) {
+        if let Some(content) = scan_flat(body, true) {
+            return route(content, Some(data_type));
+        }
+    }
     let envelope: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| SsiError::Json(e.to_string()))?;
     let data_type = envelope.data_type;
     match envelope.content.map(|raw| raw.get().trim_start()) {
         Some(raw) if raw.starts_with('"') => {
+            if let Some(content) = raw
+                .get(1..raw.len() - 1)
+                .and_then(|body| scan_flat(body, true))
+            {
+                return route(content, data_type.as_deref());
+            }
             let decoded = unescape_string(raw)?;
             if decoded.is_empty() {
                 return parse_content(text, data_type.as_deref());
@@ -98,6 +109,9 @@ pub fn parse_message(text: &str) -> Result<Message, SsiError> {
             route(content, data_type.as_deref())
         }
         Some(raw) if raw.starts_with('{') && raw.len() > 2 => {
+            if let Some(content) = scan_flat(raw, false) {
+                return route(content, data_type.as_deref());
+            }
             let content: Content<'_> =
                 serde_json::from_str(raw).map_err(|e| SsiError::Content(e.to_string()))?;
             route(content, data_type.as_deref())
@@ -109,6 +123,19 @@ pub fn parse_message(text: &str) -> Result<Message, SsiError> {
         // No envelope: the message is flat.
         None => parse_content(text, data_type.as_deref()),
     }
+}
+
+/// The envelope exactly as SSI's servers write it, `{"DataType":"X","Content":"..."}`, split
+/// without a JSON pass: the content body is then scanned in place by [`scan_flat`], which
+/// checks it completely. Any other spelling or order takes the general path.
+fn split_envelope(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix(r#"{"DataType":""#)?;
+    let end = rest.find(['"', '\\'])?;
+    let (data_type, rest) = rest.split_at(end);
+    let body = rest
+        .strip_prefix(r#"","Content":""#)?
+        .strip_suffix(r#""}"#)?;
+    Some((data_type, body))
 }
 
 /// Decodes a JSON string literal (quotes included) to its text.
@@ -157,6 +184,9 @@ fn unescape_string(raw: &str) -> Result<Cow<'_, str>, SsiError> {
 }
 
 fn parse_content(text: &str, data_type: Option<&str>) -> Result<Message, SsiError> {
+    if let Some(content) = scan_flat(text, false) {
+        return route(content, data_type);
+    }
     let content: Content<'_> =
         serde_json::from_str(text).map_err(|e| SsiError::Json(e.to_string()))?;
     route(content, data_type)
@@ -177,198 +207,562 @@ struct Envelope<'a> {
     content: Option<&'a RawValue>,
 }
 
-/// A JSON number, a numeric string, or something unusable; `null` deserialises as `None`
-/// through the surrounding `Option`.
+/// A number field's value: a JSON number or numeric string, or something unusable (reported
+/// with the field's name when a message type needs it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Num {
     Val(f64),
     Bad,
 }
 
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NumVisitor)
-    }
-}
-
-struct NumVisitor;
-
-impl<'de> Visitor<'de> for NumVisitor {
-    type Value = Num;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a number or a numeric string")
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
-        Ok(Num::Val(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
-        Ok(Num::Val(v as f64))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
-        Ok(Num::Val(v as f64))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Num, E> {
-        Ok(v.trim().parse::<f64>().map_or(Num::Bad, Num::Val))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Num, E> {
-        Ok(Num::Bad)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Num, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Num::Bad)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Num, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Num::Bad)
-    }
-}
-
-/// A string field that tolerates numbers (SSI sometimes sends codes as numbers).
+/// A text field's value (numbers are accepted and written out, as SSI sometimes sends codes
+/// as numbers).
 #[derive(Debug, Clone, PartialEq)]
 struct Text<'a>(Cow<'a, str>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+/// One scalar value of a content field, borrowed from the message where possible.
+#[derive(Debug, Clone, PartialEq)]
+enum Value<'a> {
+    Null,
+    Number(f64),
+    /// A number's text, parsed only if a field wants it (most quote levels are not read).
+    NumberText(&'a str),
+    Str(Cow<'a, str>),
+    Bool(bool),
+    /// An object or array, which no SSI field holds.
+    Nested,
+}
+
+impl<'a> Value<'a> {
+    /// As a number field: `null` is absent, a numeric string is its number.
+    fn num(self) -> Option<Num> {
+        match self {
+            Value::Null => None,
+            Value::Number(x) => Some(Num::Val(x)),
+            Value::NumberText(s) => Some(s.parse::<f64>().map_or(Num::Bad, Num::Val)),
+            Value::Str(s) => Some(s.trim().parse::<f64>().map_or(Num::Bad, Num::Val)),
+            Value::Bool(_) | Value::Nested => Some(Num::Bad),
+        }
+    }
+
+    /// As a text field: `null` is absent, a number is written out.
+    fn text(self) -> Option<Text<'a>> {
+        match self {
+            Value::Null | Value::Nested => None,
+            Value::Str(s) => Some(Text(s)),
+            Value::Number(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
+                Some(Text(Cow::Owned((x as i64).to_string())))
+            }
+            Value::Number(x) => Some(Text(Cow::Owned(x.to_string()))),
+            Value::NumberText(s) => match s.parse::<f64>() {
+                Ok(x) => Value::Number(x).text(),
+                Err(_) => Some(Text(Cow::Borrowed(s))),
+            },
+            Value::Bool(b) => Some(Text(Cow::Owned(b.to_string()))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
+            type Value = Value<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
+                f.write_str("a JSON value")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
+            fn visit_f64<E>(self, v: f64) -> Result<Value<'de>, E> {
+                Ok(Value::Number(v))
             }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
+            fn visit_i64<E>(self, v: i64) -> Result<Value<'de>, E> {
+                Ok(Value::Number(v as f64))
             }
-            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
+            fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
+                Ok(Value::Number(v as f64))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
+                Ok(Value::Str(Cow::Borrowed(v)))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
+            fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
+                Ok(Value::Str(Cow::Owned(v.to_string())))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
+            fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
+                Ok(Value::Str(Cow::Owned(v)))
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
+            fn visit_bool<E>(self, v: bool) -> Result<Value<'de>, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Value<'de>, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E>(self) -> Result<Value<'de>, E> {
+                Ok(Value::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Value::Nested)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Value::Nested)
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// Every content field marketcast reads, under SSI's names; the rest are skipped unread.
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// A map key, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The general path: any JSON object, through serde_json, into the same field table.
+impl<'de> Deserialize<'de> for Content<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Content<'de>, A::Error> {
+                let mut c = Content::default();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: Value<'de> = map.next_value()?;
+                    assign(&mut c, key.0.as_bytes(), value);
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The fast path: a flat object of scalars, scanned in place. `escaped` is true when the
+/// object is the body of a JSON string (SSI's `Content`), where every quote reads `\"`.
+/// Returns `None` for anything else (an escape inside a value, a nested value, odd spacing):
+/// the caller then takes the general path, so this only has to be right, not complete.
+fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
+    let b = text.as_bytes();
+    let quote_len = if escaped { 2 } else { 1 };
+    // Compared byte by byte: a slice comparison would call memcmp for one or two bytes.
+    let is_quote = |i: usize| {
+        if escaped {
+            b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b'"')
+        } else {
+            b.get(i) == Some(&b'"')
+        }
+    };
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
+            *i += 1;
+        }
+    };
+    // A string's body: from after its opening quote to its closing quote, with no escape in it.
+    let string = |i: &mut usize| -> Option<&str> {
+        let start = *i;
+        let end = start + b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+        if !is_quote(end) {
+            return None;
+        }
+        *i = end + quote_len;
+        text.get(start..end)
+    };
+    skip_ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut c = Content::default();
+    skip_ws(&mut i);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            skip_ws(&mut i);
+            if !is_quote(i) {
+                return None;
+            }
+            i += quote_len;
+            let key = string(&mut i)?;
+            skip_ws(&mut i);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i += 1;
+            skip_ws(&mut i);
+            let value = match *b.get(i)? {
+                _ if is_quote(i) => {
+                    i += quote_len;
+                    Value::Str(Cow::Borrowed(string(&mut i)?))
+                }
+                b'n' if b[i..].starts_with(b"null") => {
+                    i += 4;
+                    Value::Null
+                }
+                b't' if b[i..].starts_with(b"true") => {
+                    i += 4;
+                    Value::Bool(true)
+                }
+                b'f' if b[i..].starts_with(b"false") => {
+                    i += 5;
+                    Value::Bool(false)
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    while i < b.len()
+                        && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    {
+                        i += 1;
+                    }
+                    Value::NumberText(text.get(start..i)?)
+                }
+                _ => return None,
+            };
+            assign(&mut c, key.as_bytes(), value);
+            skip_ws(&mut i);
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    skip_ws(&mut i);
+    (i == b.len()).then_some(c)
+}
+
+/// Every content field marketcast reads, under SSI's names (see [`assign`]).
+#[derive(Default)]
 struct Content<'a> {
-    #[serde(rename = "RType", borrow)]
+    /// `RType`
     rtype: Option<Text<'a>>,
-    #[serde(rename = "Symbol", borrow)]
+    /// `Symbol`
     symbol: Option<Text<'a>>,
-    #[serde(rename = "StockSymbol", borrow)]
+    /// `StockSymbol`
     stock_symbol: Option<Text<'a>>,
-    #[serde(rename = "TradingSession", borrow)]
+    /// `TradingSession`
     trading_session: Option<Text<'a>>,
-    #[serde(rename = "LastPrice")]
+    /// `LastPrice`
     last_price: Option<Num>,
-    #[serde(rename = "LastVol")]
+    /// `LastVol`
     last_vol: Option<Num>,
-    #[serde(rename = "TotalVol")]
+    /// `TotalVol`
     total_vol: Option<Num>,
-    #[serde(rename = "Change")]
+    /// `Change`
     change: Option<Num>,
-    #[serde(rename = "RatioChange")]
+    /// `RatioChange`
     ratio_change: Option<Num>,
-    #[serde(rename = "Ceiling")]
+    /// `Ceiling`
     ceiling: Option<Num>,
-    #[serde(rename = "Floor")]
+    /// `Floor`
     floor: Option<Num>,
-    #[serde(rename = "RefPrice")]
+    /// `RefPrice`
     ref_price: Option<Num>,
-    #[serde(rename = "BidPrice1")]
+    /// `BidPrice1`
     bid_price_1: Option<Num>,
-    #[serde(rename = "BidPrice2")]
+    /// `BidPrice2`
     bid_price_2: Option<Num>,
-    #[serde(rename = "BidPrice3")]
+    /// `BidPrice3`
     bid_price_3: Option<Num>,
-    #[serde(rename = "BidVol1")]
+    /// `BidVol1`
     bid_vol_1: Option<Num>,
-    #[serde(rename = "BidVol2")]
+    /// `BidVol2`
     bid_vol_2: Option<Num>,
-    #[serde(rename = "BidVol3")]
+    /// `BidVol3`
     bid_vol_3: Option<Num>,
-    #[serde(rename = "AskPrice1")]
+    /// `AskPrice1`
     ask_price_1: Option<Num>,
-    #[serde(rename = "AskPrice2")]
+    /// `AskPrice2`
     ask_price_2: Option<Num>,
-    #[serde(rename = "AskPrice3")]
+    /// `AskPrice3`
     ask_price_3: Option<Num>,
-    #[serde(rename = "AskVol1")]
+    /// `AskVol1`
     ask_vol_1: Option<Num>,
-    #[serde(rename = "AskVol2")]
+    /// `AskVol2`
     ask_vol_2: Option<Num>,
-    #[serde(rename = "AskVol3")]
+    /// `AskVol3`
     ask_vol_3: Option<Num>,
-    #[serde(rename = "FBuyVol")]
+    /// `FBuyVol`
     f_buy_vol: Option<Num>,
-    #[serde(rename = "FSellVol")]
+    /// `FSellVol`
     f_sell_vol: Option<Num>,
-    #[serde(rename = "FBuyVal")]
+    /// `FBuyVal`
     f_buy_val: Option<Num>,
-    #[serde(rename = "FSellVal")]
+    /// `FSellVal`
     f_sell_val: Option<Num>,
-    #[serde(rename = "BuyVol")]
+    /// `BuyVol`
     buy_vol: Option<Num>,
-    #[serde(rename = "SellVol")]
+    /// `SellVol`
     sell_vol: Option<Num>,
-    #[serde(rename = "BuyVal")]
+    /// `BuyVal`
     buy_val: Option<Num>,
-    #[serde(rename = "SellVal")]
+    /// `SellVal`
     sell_val: Option<Num>,
-    #[serde(rename = "TotalRoom")]
+    /// `TotalRoom`
     total_room: Option<Num>,
-    #[serde(rename = "CurrentRoom")]
+    /// `CurrentRoom`
     current_room: Option<Num>,
-    #[serde(rename = "IndexId", borrow)]
+    /// `IndexId`
     index_id: Option<Text<'a>>,
-    #[serde(rename = "IndexID", borrow)]
+    /// `IndexID`
     index_id_upper: Option<Text<'a>>,
-    #[serde(rename = "IndexValue")]
+    /// `IndexValue`
     index_value: Option<Num>,
-    #[serde(rename = "PriorIndexValue")]
+    /// `PriorIndexValue`
     prior_index_value: Option<Num>,
-    #[serde(rename = "TotalQtty")]
+    /// `TotalQtty`
     total_qtty: Option<Num>,
-    #[serde(rename = "TotalValue")]
+    /// `TotalValue`
     total_value: Option<Num>,
-    #[serde(rename = "TotalVal")]
+    /// `TotalVal`
     total_val: Option<Num>,
-    #[serde(rename = "Advances")]
+    /// `Advances`
     advances: Option<Num>,
-    #[serde(rename = "Declines")]
+    /// `Declines`
     declines: Option<Num>,
-    #[serde(rename = "NoChanges")]
+    /// `NoChanges`
     no_changes: Option<Num>,
-    #[serde(rename = "Nochanges")]
+    /// `Nochanges`
     no_changes_lower: Option<Num>,
-    #[serde(rename = "Time", borrow)]
+    /// `Time`
     time: Option<Text<'a>>,
-    #[serde(rename = "TradingTime", borrow)]
+    /// `TradingTime`
     trading_time: Option<Text<'a>>,
-    #[serde(rename = "Open")]
+    /// `Open`
     open: Option<Num>,
-    #[serde(rename = "High")]
+    /// `High`
     high: Option<Num>,
-    #[serde(rename = "Low")]
+    /// `Low`
     low: Option<Num>,
-    #[serde(rename = "Close")]
+    /// `Close`
     close: Option<Num>,
-    #[serde(rename = "Volume")]
+    /// `Volume`
     volume: Option<Num>,
+}
+
+/// Stores one content field by its SSI name; unknown names are ignored. This table is the
+/// only place that knows SSI's field names. It dispatches on the key's length and its first
+/// and last bytes (a jump table), then confirms the whole name once: quotes carry 40 keys,
+/// most of them unused, so this runs tens of times per message.
+fn assign<'a>(c: &mut Content<'a>, key: &[u8], value: Value<'a>) {
+    let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
+        return;
+    };
+    match (key.len(), first, last) {
+        (3, b'L', b'w') => match key {
+            b"Low" => c.low = value.num(),
+            _ => {}
+        },
+        (4, b'H', b'h') => match key {
+            b"High" => c.high = value.num(),
+            _ => {}
+        },
+        (4, b'O', b'n') => match key {
+            b"Open" => c.open = value.num(),
+            _ => {}
+        },
+        (4, b'T', b'e') => match key {
+            b"Time" => c.time = value.text(),
+            _ => {}
+        },
+        (5, b'C', b'e') => match key {
+            b"Close" => c.close = value.num(),
+            _ => {}
+        },
+        (5, b'F', b'r') => match key {
+            b"Floor" => c.floor = value.num(),
+            _ => {}
+        },
+        (5, b'R', b'e') => match key {
+            b"RType" => c.rtype = value.text(),
+            _ => {}
+        },
+        (6, b'B', b'l') => match key {
+            b"BuyVol" => c.buy_vol = value.num(),
+            b"BuyVal" => c.buy_val = value.num(),
+            _ => {}
+        },
+        (6, b'C', b'e') => match key {
+            b"Change" => c.change = value.num(),
+            _ => {}
+        },
+        (6, b'S', b'l') => match key {
+            b"Symbol" => c.symbol = value.text(),
+            _ => {}
+        },
+        (6, b'V', b'e') => match key {
+            b"Volume" => c.volume = value.num(),
+            _ => {}
+        },
+        (7, b'A', b'1') => match key {
+            b"AskVol1" => c.ask_vol_1 = value.num(),
+            _ => {}
+        },
+        (7, b'A', b'2') => match key {
+            b"AskVol2" => c.ask_vol_2 = value.num(),
+            _ => {}
+        },
+        (7, b'A', b'3') => match key {
+            b"AskVol3" => c.ask_vol_3 = value.num(),
+            _ => {}
+        },
+        (7, b'B', b'1') => match key {
+            b"BidVol1" => c.bid_vol_1 = value.num(),
+            _ => {}
+        },
+        (7, b'B', b'2') => match key {
+            b"BidVol2" => c.bid_vol_2 = value.num(),
+            _ => {}
+        },
+        (7, b'B', b'3') => match key {
+            b"BidVol3" => c.bid_vol_3 = value.num(),
+            _ => {}
+        },
+        (7, b'C', b'g') => match key {
+            b"Ceiling" => c.ceiling = value.num(),
+            _ => {}
+        },
+        (7, b'F', b'l') => match key {
+            b"FBuyVol" => c.f_buy_vol = value.num(),
+            b"FBuyVal" => c.f_buy_val = value.num(),
+            _ => {}
+        },
+        (7, b'I', b'D') => match key {
+            b"IndexID" => c.index_id_upper = value.text(),
+            _ => {}
+        },
+        (7, b'I', b'd') => match key {
+            b"IndexId" => c.index_id = value.text(),
+            _ => {}
+        },
+        (7, b'L', b'l') => match key {
+            b"LastVol" => c.last_vol = value.num(),
+            _ => {}
+        },
+        (7, b'S', b'l') => match key {
+            b"SellVol" => c.sell_vol = value.num(),
+            b"SellVal" => c.sell_val = value.num(),
+            _ => {}
+        },
+        (8, b'A', b's') => match key {
+            b"Advances" => c.advances = value.num(),
+            _ => {}
+        },
+        (8, b'D', b's') => match key {
+            b"Declines" => c.declines = value.num(),
+            _ => {}
+        },
+        (8, b'F', b'l') => match key {
+            b"FSellVol" => c.f_sell_vol = value.num(),
+            b"FSellVal" => c.f_sell_val = value.num(),
+            _ => {}
+        },
+        (8, b'R', b'e') => match key {
+            b"RefPrice" => c.ref_price = value.num(),
+            _ => {}
+        },
+        (8, b'T', b'l') => match key {
+            b"TotalVol" => c.total_vol = value.num(),
+            b"TotalVal" => c.total_val = value.num(),
+            _ => {}
+        },
+        (9, b'A', b'1') => match key {
+            b"AskPrice1" => c.ask_price_1 = value.num(),
+            _ => {}
+        },
+        (9, b'A', b'2') => match key {
+            b"AskPrice2" => c.ask_price_2 = value.num(),
+            _ => {}
+        },
+        (9, b'A', b'3') => match key {
+            b"AskPrice3" => c.ask_price_3 = value.num(),
+            _ => {}
+        },
+        (9, b'B', b'1') => match key {
+            b"BidPrice1" => c.bid_price_1 = value.num(),
+            _ => {}
+        },
+        (9, b'B', b'2') => match key {
+            b"BidPrice2" => c.bid_price_2 = value.num(),
+            _ => {}
+        },
+        (9, b'B', b'3') => match key {
+            b"BidPrice3" => c.bid_price_3 = value.num(),
+            _ => {}
+        },
+        (9, b'L', b'e') => match key {
+            b"LastPrice" => c.last_price = value.num(),
+            _ => {}
+        },
+        (9, b'N', b's') => match key {
+            b"NoChanges" => c.no_changes = value.num(),
+            b"Nochanges" => c.no_changes_lower = value.num(),
+            _ => {}
+        },
+        (9, b'T', b'm') => match key {
+            b"TotalRoom" => c.total_room = value.num(),
+            _ => {}
+        },
+        (9, b'T', b'y') => match key {
+            b"TotalQtty" => c.total_qtty = value.num(),
+            _ => {}
+        },
+        (10, b'I', b'e') => match key {
+            b"IndexValue" => c.index_value = value.num(),
+            _ => {}
+        },
+        (10, b'T', b'e') => match key {
+            b"TotalValue" => c.total_value = value.num(),
+            _ => {}
+        },
+        (11, b'C', b'm') => match key {
+            b"CurrentRoom" => c.current_room = value.num(),
+            _ => {}
+        },
+        (11, b'R', b'e') => match key {
+            b"RatioChange" => c.ratio_change = value.num(),
+            _ => {}
+        },
+        (11, b'S', b'l') => match key {
+            b"StockSymbol" => c.stock_symbol = value.text(),
+            _ => {}
+        },
+        (11, b'T', b'e') => match key {
+            b"TradingTime" => c.trading_time = value.text(),
+            _ => {}
+        },
+        (14, b'T', b'n') => match key {
+            b"TradingSession" => c.trading_session = value.text(),
+            _ => {}
+        },
+        (15, b'P', b'e') => match key {
+            b"PriorIndexValue" => c.prior_index_value = value.num(),
+            _ => {}
+        },
+        _ => {}
+    }
 }
 
 /// Reads an optional float; absent is `None`.
@@ -723,6 +1117,44 @@ mod tests {
             parse_message(r#"{"RType":"MI","IndexValue":1.0}"#),
             Err(SsiError::MissingField("IndexId"))
         );
+    }
+
+    /// The fast scanner and the general path must read every message the same way.
+    #[test]
+    fn fast_scan_and_general_path_agree() {
+        let samples = [
+            X_TRADE,
+            r#"{"RType":"Trade","Symbol":"FPT","LastPrice":119100.0,"LastVol":"1500","TradingSession":null,"Flag":true}"#,
+            r#"{"DataType":"Quote","Content":{"RType":"Quote","Symbol":"FPT","BidPrice1":1.5e2,"AskVol1":"140"}}"#,
+            r#"{"RType":"MI","IndexId":"VN30","IndexValue":-1.25,"Advances":25,"Nested":{"a":[1,2]}}"#,
+            r#"{ "RType" : "R" , "Symbol" : "SSI" , "BuyVol" : 10 }"#,
+        ];
+        for text in samples {
+            let message = parse_message(text).unwrap();
+            // The general path alone: decode, then serde into the same field table.
+            let envelope: Envelope<'_> = serde_json::from_str(text).unwrap();
+            let general = match envelope.content.map(|r| r.get()) {
+                Some(raw) if raw.starts_with('"') => {
+                    let decoded = unescape_string(raw).unwrap();
+                    let c: Content<'_> = serde_json::from_str(&decoded).unwrap();
+                    route(c, envelope.data_type.as_deref()).unwrap()
+                }
+                Some(raw) => {
+                    let c: Content<'_> = serde_json::from_str(raw).unwrap();
+                    route(c, envelope.data_type.as_deref()).unwrap()
+                }
+                None => {
+                    let c: Content<'_> = serde_json::from_str(text).unwrap();
+                    route(c, None).unwrap()
+                }
+            };
+            assert_eq!(message, general, "{text}");
+        }
+        // The scanner declines what it does not handle, rather than guessing.
+        assert!(scan_flat(r#"{"a":"x\"y"}"#, false).is_none());
+        assert!(scan_flat(r#"{"a":{"b":1}}"#, false).is_none());
+        assert!(scan_flat(r#"{"a":1} trailing"#, false).is_none());
+        assert!(scan_flat(r#"{\"Symbol\":\"FPT\"}"#, true).is_some());
     }
 
     #[test]

@@ -50,16 +50,26 @@ pub struct ForeignTracker {
 impl ForeignTracker {
     /// Applies one R message at `now` and returns the symbol's record.
     pub fn update(&mut self, msg: &ForeignRoom, now: Timestamp) -> &ForeignInvestorData {
-        let flow = self
+        let index = match self.flows.get_index_of(&msg.symbol) {
+            Some(i) => i,
+            None => {
+                self.flows.insert(
+                    msg.symbol.clone(),
+                    SymbolFlow {
+                        prev_buy: msg.buy_vol,
+                        prev_sell: msg.sell_vol,
+                        baseline_at: now,
+                        history: VecDeque::new(),
+                        record: empty_record(&msg.symbol),
+                    },
+                );
+                self.flows.len() - 1
+            }
+        };
+        let (_, flow) = self
             .flows
-            .entry(msg.symbol.clone())
-            .or_insert_with(|| SymbolFlow {
-                prev_buy: msg.buy_vol,
-                prev_sell: msg.sell_vol,
-                baseline_at: now,
-                history: VecDeque::new(),
-                record: empty_record(&msg.symbol),
-            });
+            .get_index_mut(index)
+            .expect("index was just looked up or inserted");
         let d_buy = msg.buy_vol - flow.prev_buy;
         let d_sell = msg.sell_vol - flow.prev_sell;
         if d_buy < 0 || d_sell < 0 {

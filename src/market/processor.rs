@@ -179,7 +179,12 @@ impl MarketProcessor {
         }
         self.quotes.update_band(&t.symbol, &t.band);
         if let Some(total) = t.total_vol {
-            self.total_vol.insert(t.symbol.clone(), total);
+            match self.total_vol.get_mut(&t.symbol) {
+                Some(v) => *v = total,
+                None => {
+                    self.total_vol.insert(t.symbol.clone(), total);
+                }
+            }
         }
         if is_futures(&t.symbol) {
             let vn30 = self.indices.value(VN30);

@@ -35,9 +35,16 @@ pub struct QuoteCache {
 impl QuoteCache {
     /// Replaces the symbol's book and merges the band fields the quote carries.
     pub fn store(&mut self, quote: &Quote) {
-        let entry = self.entries.entry(quote.symbol.clone()).or_default();
+        // Look up before inserting: `entry()` would allocate the key on every quote.
+        let entry = match self.entries.get_mut(&quote.symbol) {
+            Some(entry) => entry,
+            None => self.entries.entry(quote.symbol.clone()).or_default(),
+        };
         merge_band(&mut entry.band, &quote.band);
-        entry.quote = Some(quote.clone());
+        match &mut entry.quote {
+            Some(q) => q.clone_from(quote),
+            None => entry.quote = Some(quote.clone()),
+        }
     }
 
     /// Merges band fields from any message (a trade, say).
