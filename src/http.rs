@@ -336,9 +336,8 @@ async fn ws_market(
                     return;
                 }
             };
-        let stream = parts.io.into_inner();
-        let client = hub.register(peer, deflate);
-        connection::serve(client, stream, &parts.read_buf).await;
+        let client = hub.register(peer, deflate, parts.io.into_inner());
+        connection::serve(client, &parts.read_buf).await;
     });
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

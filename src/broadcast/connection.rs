@@ -1,11 +1,9 @@
 //! One client's connection: its task, from the upgraded socket to the close.
 //!
-//! Each client is one Tokio task that waits on four things at once: the next tick from the hub,
-//! the socket becoming readable (client frames), the socket becoming writable (when a frame is
-//! only partly written), and its heartbeat timer. Writes are attempted at once with `try_write`
-//! and only wait for writability when the kernel's buffer is full, so a fast client costs one
-//! system call per message and a slow one never blocks anybody: while its frame waits, it
-//! simply stops taking ticks from the queue, and the hub's ring drops its oldest.
+//! Ticks are written by the hub's fan-out, not here (see [`super::hub`]). Each client's task
+//! sleeps until one of four things happens: the client sends a frame, its outbox needs the
+//! socket (the fan-out could not write a whole frame), its heartbeat timer fires, or the server
+//! shuts down. A client that keeps up therefore never wakes its task for a tick at all.
 //!
 //! The task holds no buffer between ticks: outgoing frames are shared [`Bytes`] from the tick,
 //! and the read buffer exists only while a client frame is half received. That is what keeps an
@@ -18,23 +16,17 @@
 //! has no subscriptions. Any frame from the client proves it alive for the heartbeat.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
 use serde::Deserialize;
-use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use super::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, PING};
-use super::hub::ClientHandle;
+use super::hub::{ClientHandle, ClientSlot, QueueError};
 
-/// Control frames a client may have waiting for the socket before it counts as abusive.
-const MAX_QUEUED_CONTROL: usize = 16;
 /// Reads handled per wake-up before yielding to other clients.
 const MAX_READS_PER_WAKE: usize = 16;
 /// How long a closing handshake may take (flushing our Close, draining theirs).
@@ -55,13 +47,10 @@ enum End {
     Shutdown,
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<'a> {
+    slot: &'a ClientSlot,
     deflate: bool,
     max_message: usize,
-    /// Frames waiting for the socket, in order; the flag marks data (tick) frames.
-    out: VecDeque<(Bytes, bool)>,
-    data_queued: bool,
     /// Bytes of a partly received client frame (empty, unallocated, most of the time).
     inbuf: Vec<u8>,
     /// A fragmented text message being assembled: payload so far and its compressed flag.
@@ -79,47 +68,22 @@ struct AppMessage<'a> {
 /// The reply to an application-level `{"type":"ping"}`.
 const APP_PONG: &[u8] = br#"{"type":"pong"}"#;
 
-impl Conn {
+impl Conn<'_> {
     fn queue_control(&mut self, frame: Bytes) -> Result<(), End> {
-        if self.out.len() > MAX_QUEUED_CONTROL {
-            return Err(End::Violation(1008, "too many unanswered control frames"));
-        }
-        self.out.push_back((frame, false));
-        Ok(())
-    }
-
-    fn queue_data(&mut self, frame: Bytes) {
-        self.out.push_back((frame, true));
-        self.data_queued = true;
-    }
-
-    /// Writes what the socket takes now; returns the number of data frames completed.
-    fn flush(&mut self) -> io::Result<u64> {
-        let mut completed = 0;
-        while let Some((buf, is_data)) = self.out.front_mut() {
-            match self.stream.try_write(buf) {
-                Ok(n) => {
-                    buf.advance(n);
-                    if buf.is_empty() {
-                        if *is_data {
-                            completed += 1;
-                            self.data_queued = false;
-                        }
-                        self.out.pop_front();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+        match self.slot.send_control(frame) {
+            Ok(()) => Ok(()),
+            Err(QueueError::ControlOverflow) => {
+                Err(End::Violation(1008, "too many unanswered control frames"))
             }
+            Err(QueueError::Closed) => Err(End::Gone),
         }
-        Ok(completed)
     }
 
     /// Reads and handles what the client sent.
     fn on_readable(&mut self) -> Result<(), End> {
         let mut buf = [0u8; 2048];
         for _ in 0..MAX_READS_PER_WAKE {
-            match self.stream.try_read(&mut buf) {
+            match self.slot.stream().try_read(&mut buf) {
                 Ok(0) => return Err(End::Gone),
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&buf[..n]);
@@ -257,13 +221,13 @@ impl Conn {
     /// Flushes everything queued, waiting for the socket up to `deadline`.
     async fn flush_until(&mut self, deadline: Instant) -> bool {
         loop {
-            if self.flush().is_err() {
+            if !self.slot.flush() {
                 return false;
             }
-            if self.out.is_empty() {
+            if !self.slot.has_pending() {
                 return true;
             }
-            match tokio::time::timeout_at(deadline, self.stream.writable()).await {
+            match tokio::time::timeout_at(deadline, self.slot.stream().writable()).await {
                 Ok(Ok(())) => {}
                 _ => return false,
             }
@@ -273,23 +237,17 @@ impl Conn {
     /// Sends a Close frame (after any frame half written), then half-closes and reads until
     /// the client closes too, so the client sees our Close rather than a reset.
     async fn close(&mut self, close: Option<Bytes>) {
-        // Only the frame at the front may be partly written; it must be finished first.
         let deadline = Instant::now() + CLOSE_GRACE;
-        while self.out.len() > 1 {
-            self.out.pop_back();
-        }
-        if let Some(close) = close {
-            self.out.push_back((close, false));
-        }
+        self.slot.close_with(close);
         if !self.flush_until(deadline).await {
             return;
         }
         // Ignore errors: the peer may already be gone.
-        let _ = socket_shutdown_write(&self.stream);
+        let _ = socket_shutdown_write(self.slot.stream());
         let mut sink = [0u8; 1024];
         loop {
-            match tokio::time::timeout_at(deadline, self.stream.readable()).await {
-                Ok(Ok(())) => match self.stream.try_read(&mut sink) {
+            match tokio::time::timeout_at(deadline, self.slot.stream().readable()).await {
+                Ok(Ok(())) => match self.slot.stream().try_read(&mut sink) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -301,7 +259,7 @@ impl Conn {
     }
 }
 
-fn socket_shutdown_write(stream: &TcpStream) -> io::Result<()> {
+fn socket_shutdown_write(stream: &tokio::net::TcpStream) -> io::Result<()> {
     socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
 }
 
@@ -328,41 +286,28 @@ fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, End> {
     Ok(out)
 }
 
-/// Serves one upgraded client until it leaves, breaks the protocol, times out, or the server
+/// Serves one registered client until it leaves, breaks the protocol, times out, or the server
 /// shuts down. `leftover` holds any bytes the HTTP layer read past the handshake.
-pub async fn serve(mut client: ClientHandle, stream: TcpStream, leftover: &[u8]) {
+pub async fn serve(client: ClientHandle, leftover: &[u8]) {
     let hub = client.hub().clone();
+    let slot = client.slot();
     let settings = hub.settings();
     let (interval, timeout) = (settings.heartbeat_interval, settings.heartbeat_timeout);
     let fresh_ms = (settings.broadcast_interval.as_millis() as i64 * 2).max(1000);
-    let Some(mut rx) = client.take_receiver() else {
-        return;
-    };
-    let _ = stream.set_nodelay(true);
+    let _ = slot.stream().set_nodelay(true);
     let mut conn = Conn {
-        stream,
-        deflate: client.deflate(),
+        slot,
+        deflate: slot.deflate(),
         max_message: settings.max_message_size,
-        out: VecDeque::new(),
-        data_queued: false,
         inbuf: leftover.to_vec(),
         fragment: None,
         heard: false,
     };
-    let sent = |n: u64| {
-        if n > 0 {
-            client.counters().sent.fetch_add(n, Ordering::Relaxed);
-        }
-    };
 
     // The latest snapshot at once, or ask for a fresh one when there is none.
-    let mut last_seq = 0;
     let now_ms = chrono::Utc::now().timestamp_millis();
     match hub.latest().filter(|t| now_ms - t.ts_ms <= fresh_ms) {
-        Some(tick) => {
-            last_seq = tick.seq;
-            conn.queue_data(tick.frame_for(conn.deflate).clone());
-        }
+        Some(tick) => slot.offer(&tick, settings.queue_size),
         None => hub.request_tick(),
     }
 
@@ -374,9 +319,8 @@ pub async fn serve(mut client: ClientHandle, stream: TcpStream, leftover: &[u8])
     let mut ping_sent_at: Option<Instant> = None;
 
     let end = loop {
-        match conn.flush() {
-            Ok(n) => sent(n),
-            Err(_) => break End::Gone,
+        if !slot.flush() {
+            break End::Gone;
         }
         if !conn.inbuf.is_empty() {
             if let Err(end) = conn.parse_frames() {
@@ -389,32 +333,21 @@ pub async fn serve(mut client: ClientHandle, stream: TcpStream, leftover: &[u8])
                 heartbeat.as_mut().reset(at + interval);
             }
         }
-        let want_write = !conn.out.is_empty();
-        let want_tick = !conn.data_queued;
+        let want_write = slot.has_pending();
         tokio::select! {
             biased;
             _ = &mut cancelled => break End::Shutdown,
-            ready = conn.stream.writable(), if want_write => {
+            ready = slot.stream().writable(), if want_write => {
                 if ready.is_err() {
                     break End::Gone;
                 }
             }
-            next = rx.recv(), if want_tick => match next {
-                Ok(tick) => {
-                    client.counters().last_seq.store(tick.seq, Ordering::Relaxed);
-                    if hub.is_stale(tick.seq) {
-                        client.counters().dropped.fetch_add(1, Ordering::Relaxed);
-                    } else if tick.seq > last_seq {
-                        last_seq = tick.seq;
-                        conn.queue_data(tick.frame_for(conn.deflate).clone());
-                    }
+            () = slot.woken() => {
+                if slot.is_broken() {
+                    break End::Gone;
                 }
-                Err(RecvError::Lagged(n)) => {
-                    client.counters().dropped.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(RecvError::Closed) => break End::Shutdown,
-            },
-            ready = conn.stream.readable() => {
+            }
+            ready = slot.stream().readable() => {
                 if ready.is_err() {
                     break End::Gone;
                 }
@@ -441,12 +374,12 @@ pub async fn serve(mut client: ClientHandle, stream: TcpStream, leftover: &[u8])
         End::ClientClosed(reply) => conn.close(Some(reply)).await,
         End::Violation(code, reason) => {
             hub.note_protocol_close();
-            tracing::debug!(client = client.id(), code, reason, "closing client");
+            tracing::debug!(client = slot.id(), code, reason, "closing client");
             conn.close(Some(frame::close(code, reason))).await;
         }
         End::HeartbeatTimeout => {
             hub.note_heartbeat_timeout();
-            tracing::debug!(client = client.id(), "heartbeat timeout");
+            tracing::debug!(client = slot.id(), "heartbeat timeout");
             conn.close(Some(frame::close(1011, "heartbeat timeout")))
                 .await;
         }
@@ -454,9 +387,6 @@ pub async fn serve(mut client: ClientHandle, stream: TcpStream, leftover: &[u8])
             conn.close(Some(frame::close(1001, "server shutting down")))
                 .await
         }
-    }
-    if let Ok(n) = conn.flush() {
-        sent(n);
     }
 }
 

@@ -1,40 +1,51 @@
 //! The hub (the original's `ConnectionManager`): who is connected, what was last broadcast,
-//! and the queue every client reads from.
+//! and the fan-out that writes each tick to every client.
 //!
-//! **One queue, a cursor per client.** Every tick is published once into a
-//! `tokio::sync::broadcast` ring of `WS_QUEUE_SIZE` slots holding `Arc<Tick>`. Each client reads
-//! the ring through its own receiver, which is exactly a bounded per-client queue with
-//! drop-oldest: a client that falls more than `WS_QUEUE_SIZE` messages behind skips the oldest
-//! ones (the receiver reports how many, and they are counted as drops for that client and in
-//! total). Publishing costs the same whatever the number of clients or how slow they are, no
-//! client can block it, and the memory a slow client can pin is the shared ring, not a queue of
-//! its own.
+//! **Writes happen in the fan-out, not in the clients' tasks.** Publishing a tick walks the
+//! client registry on one blocking thread per core (the registry is split in shards that the
+//! threads take in turn) and, for each client that has nothing pending, writes the shared frame
+//! straight into its socket with one non-blocking `write`. That is the whole per-client cost for
+//! a client that keeps up: no task wake-up, no channel, no copy, no allocation. This is what
+//! keeps marketcast's CPU per delivered message next to the kernel's own cost of the write, and
+//! spreads the writes over every core so the last client is not a whole tick behind the first.
 //!
-//! The ring's capacity is the queue size rounded up to a power of two (a property of Tokio's
-//! channel); a client that takes a tick more than `WS_QUEUE_SIZE` behind the latest skips it as
-//! dropped, so the bound a client sees is exactly the setting.
+//! **A client that falls behind gets a bounded outbox.** When the kernel does not take the whole
+//! frame, the rest stays in the client's outbox and its task is woken to finish it when the
+//! socket drains. Further ticks queue behind it, at most `WS_QUEUE_SIZE` of them; when the outbox
+//! is full the oldest tick not yet started is dropped (counted for the client and in total). The
+//! outbox holds shared `Bytes`, so a slow client pins at most `WS_QUEUE_SIZE` references to frames
+//! that exist anyway, and never slows the fan-out: its write attempt is skipped while it is behind.
 //!
-//! Counters are kept per client (each client's task owns its atomics, so there is no shared
-//! cache line written per message); totals are summed when `/health` or `/metrics` ask, and a
-//! departing client's counts are folded into the totals once.
+//! Control frames (Ping, Pong, Close, the app-level pong) go through the same outbox, so frames
+//! never interleave on the wire.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use serde::Serialize;
-use tokio::sync::{broadcast, Notify};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frame::Tick;
 
+/// Registry shards: enough that fan-out threads rarely wait for one another and that a
+/// connect or disconnect never waits for a whole tick's writes.
+const SHARDS: usize = 64;
+
+/// Control frames a client may have waiting before it counts as abusive.
+pub const MAX_QUEUED_CONTROL: usize = 16;
+
 /// Limits and timings of the WebSocket side.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
-    /// Messages a client may fall behind before the oldest are dropped.
+    /// Ticks a client may have waiting before the oldest are dropped.
     pub queue_size: usize,
     /// Time between protocol Pings to a client.
     pub heartbeat_interval: Duration,
@@ -61,31 +72,227 @@ impl Default for HubSettings {
     }
 }
 
-/// One client's counters, written only by its own task.
+/// One client's counters.
 #[derive(Debug, Default)]
 pub struct ClientCounters {
-    /// Messages written to the socket.
+    /// Ticks completely written to the socket.
     pub sent: AtomicU64,
-    /// Messages skipped because the client was too far behind, counted when it next reads.
+    /// Ticks dropped because the client was too far behind.
     pub dropped: AtomicU64,
-    /// `seq` of the last tick the client took from the queue.
-    pub last_seq: AtomicU64,
-}
-
-impl ClientCounters {
-    /// Drops so far, including those a stalled client has not yet noticed: ticks that have
-    /// fallen out of the ring behind its cursor.
-    fn dropped_now(&self, latest_seq: u64, queue_size: usize) -> u64 {
-        let behind = latest_seq.saturating_sub(self.last_seq.load(Ordering::Relaxed));
-        self.dropped.load(Ordering::Relaxed) + behind.saturating_sub(queue_size as u64)
-    }
 }
 
 #[derive(Debug)]
-struct ClientEntry {
+struct Pending {
+    bytes: Bytes,
+    /// A tick (counted as sent when done, droppable while not started), or a control frame.
+    tick: bool,
+    started: bool,
+}
+
+/// Frames waiting for a client's socket.
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Pending>,
+    ticks: usize,
+    controls: usize,
+    /// Highest tick seq accepted, so the connect-time snapshot and the fan-out never send one
+    /// twice.
+    last_seq: u64,
+    /// No more frames: the socket failed or the connection is closing.
+    closed: bool,
+    /// The socket failed.
+    broken: bool,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// Too many control frames waiting: the client sends faster than it reads.
+    ControlOverflow,
+    /// The connection is closing or broken.
+    Closed,
+}
+
+/// What the fan-out and a client's own task share.
+pub struct ClientSlot {
+    id: u64,
     peer: SocketAddr,
     deflate: bool,
-    counters: Arc<ClientCounters>,
+    stream: Arc<TcpStream>,
+    outbox: Mutex<Outbox>,
+    /// Wakes the client's task when its outbox needs the socket (or broke).
+    wake: Notify,
+    counters: ClientCounters,
+}
+
+impl ClientSlot {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The client's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the client receives compressed frames.
+    pub fn deflate(&self) -> bool {
+        self.deflate
+    }
+
+    /// The socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The client's counters.
+    pub fn counters(&self) -> &ClientCounters {
+        &self.counters
+    }
+
+    /// Resolves when the outbox needs attention from the client's task.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Offers a tick: written at once when the client has nothing pending, queued otherwise
+    /// (dropping the oldest queued tick beyond `queue_size`).
+    pub fn offer(&self, tick: &Tick, queue_size: usize) {
+        let mut ob = self.outbox();
+        if ob.closed || tick.seq <= ob.last_seq {
+            return;
+        }
+        ob.last_seq = tick.seq;
+        let frame = tick.frame_for(self.deflate);
+        if ob.frames.is_empty() {
+            match self.stream.try_write(frame) {
+                Ok(n) if n == frame.len() => {
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(n) => ob.frames.push_back(Pending {
+                    bytes: frame.slice(n..),
+                    tick: true,
+                    started: n > 0,
+                }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ob.frames.push_back(Pending {
+                    bytes: frame.clone(),
+                    tick: true,
+                    started: false,
+                }),
+                Err(_) => {
+                    ob.closed = true;
+                    ob.broken = true;
+                    drop(ob);
+                    self.wake.notify_one();
+                    return;
+                }
+            }
+            ob.ticks += 1;
+            drop(ob);
+            // The task finishes the write when the socket drains.
+            self.wake.notify_one();
+            return;
+        }
+        if ob.ticks >= queue_size {
+            // Drop the oldest tick that has not started; a started one must be finished.
+            if let Some(pos) = ob.frames.iter().position(|p| p.tick && !p.started) {
+                ob.frames.remove(pos);
+                ob.ticks -= 1;
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        ob.frames.push_back(Pending {
+            bytes: frame.clone(),
+            tick: true,
+            started: false,
+        });
+        ob.ticks += 1;
+    }
+
+    /// Queues a control frame and writes what the socket takes now.
+    pub fn send_control(&self, frame: Bytes) -> Result<(), QueueError> {
+        let mut ob = self.outbox();
+        if ob.closed {
+            return Err(QueueError::Closed);
+        }
+        if ob.controls >= MAX_QUEUED_CONTROL {
+            return Err(QueueError::ControlOverflow);
+        }
+        ob.frames.push_back(Pending {
+            bytes: frame,
+            tick: false,
+            started: false,
+        });
+        ob.controls += 1;
+        self.flush_locked(&mut ob);
+        Ok(())
+    }
+
+    /// Writes what the socket takes now. Returns `false` when the socket failed.
+    pub fn flush(&self) -> bool {
+        let mut ob = self.outbox();
+        self.flush_locked(&mut ob);
+        !ob.broken
+    }
+
+    fn flush_locked(&self, ob: &mut Outbox) {
+        while let Some(front) = ob.frames.front_mut() {
+            match self.stream.try_write(&front.bytes) {
+                Ok(n) => {
+                    front.bytes.advance(n);
+                    front.started |= n > 0;
+                    if front.bytes.is_empty() {
+                        let done = ob.frames.pop_front().map(|p| p.tick);
+                        if done == Some(true) {
+                            ob.ticks -= 1;
+                            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            ob.controls -= 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    ob.frames.clear();
+                    ob.closed = true;
+                    ob.broken = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// True while frames wait for the socket.
+    pub fn has_pending(&self) -> bool {
+        !self.outbox().frames.is_empty()
+    }
+
+    /// True when the socket failed.
+    pub fn is_broken(&self) -> bool {
+        self.outbox().broken
+    }
+
+    /// Stops taking ticks and replaces everything not yet started by `last` (a Close frame).
+    pub fn close_with(&self, last: Option<Bytes>) {
+        let mut ob = self.outbox();
+        ob.closed = true;
+        ob.frames.retain(|p| p.started);
+        ob.ticks = ob.frames.iter().filter(|p| p.tick).count();
+        ob.controls = ob.frames.len() - ob.ticks;
+        if let Some(frame) = last {
+            ob.frames.push_back(Pending {
+                bytes: frame,
+                tick: false,
+                started: false,
+            });
+            ob.controls += 1;
+        }
+        self.flush_locked(&mut ob);
+    }
 }
 
 /// Totals over all clients, for health and metrics.
@@ -109,7 +316,7 @@ pub struct HubTotals {
     pub ticks: u64,
 }
 
-/// What one client looks like from outside (for `/health`'s per-client view and tests).
+/// What one client looks like from outside (for `/health?clients=true` and tests).
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientView {
     pub id: u64,
@@ -117,15 +324,15 @@ pub struct ClientView {
     pub deflate: bool,
     pub sent: u64,
     pub dropped: u64,
+    /// Frames waiting for its socket.
+    pub pending: usize,
 }
 
 struct Shared {
     settings: HubSettings,
-    tx: broadcast::Sender<Arc<Tick>>,
     latest: RwLock<Option<Arc<Tick>>>,
-    /// `latest`'s seq, readable without the lock (every client checks it per message).
-    latest_seq: AtomicU64,
-    clients: Mutex<HashMap<u64, ClientEntry>>,
+    shards: Vec<Mutex<Vec<Arc<ClientSlot>>>>,
+    writers: usize,
     client_count: AtomicUsize,
     deflate_count: AtomicUsize,
     next_id: AtomicU64,
@@ -146,16 +353,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub with no clients.
+    /// A hub with no clients; the fan-out uses one thread per available core.
     pub fn new(settings: HubSettings) -> Self {
-        let (tx, _) = broadcast::channel(settings.queue_size.max(1));
+        let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
             shared: Arc::new(Shared {
                 settings,
-                tx,
                 latest: RwLock::new(None),
-                latest_seq: AtomicU64::new(0),
-                clients: Mutex::new(HashMap::new()),
+                shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+                writers,
                 client_count: AtomicUsize::new(0),
                 deflate_count: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
@@ -176,18 +382,48 @@ impl Hub {
         &self.shared.settings
     }
 
-    /// Publishes a tick to every client and keeps it as the latest.
-    pub fn publish(&self, tick: Tick) {
+    fn shard(&self, i: usize) -> MutexGuard<'_, Vec<Arc<ClientSlot>>> {
+        self.shared.shards[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `tick` as the latest and writes it to every client, spread over the fan-out
+    /// threads. Returns when every client has it written or queued.
+    pub async fn publish(&self, tick: Tick) {
         let tick = Arc::new(tick);
         *self
             .shared
             .latest
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(tick.clone());
-        self.shared.latest_seq.store(tick.seq, Ordering::Release);
         self.shared.ticks.fetch_add(1, Ordering::Relaxed);
-        // An error only means nobody is subscribed, which is fine.
-        let _ = self.shared.tx.send(tick);
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut writers = Vec::with_capacity(self.shared.writers);
+        for _ in 0..self.shared.writers {
+            let (hub, tick, next) = (self.clone(), tick.clone(), next.clone());
+            // Blocking threads: the writes are system calls back to back for tens of
+            // milliseconds, which must not hold up the async workers reading client frames.
+            writers.push(tokio::task::spawn_blocking(move || {
+                hub.write_shards(&tick, &next)
+            }));
+        }
+        for w in writers {
+            let _ = w.await;
+        }
+    }
+
+    fn write_shards(&self, tick: &Tick, next: &AtomicUsize) {
+        let queue = self.shared.settings.queue_size;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= SHARDS {
+                return;
+            }
+            for slot in self.shard(i).iter() {
+                slot.offer(tick, queue);
+            }
+        }
     }
 
     /// The most recent tick, if any.
@@ -197,19 +433,6 @@ impl Hub {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    /// `seq` of the latest tick, 0 before the first.
-    pub fn latest_seq(&self) -> u64 {
-        self.shared.latest_seq.load(Ordering::Acquire)
-    }
-
-    /// True when a tick is more than `WS_QUEUE_SIZE` behind the latest: it counts as dropped.
-    ///
-    /// The ring rounds its capacity up to a power of two; this check makes the bound exactly
-    /// the configured queue size.
-    pub fn is_stale(&self, seq: u64) -> bool {
-        self.latest_seq().saturating_sub(seq) >= self.shared.settings.queue_size as u64
     }
 
     /// Clients connected now.
@@ -222,38 +445,26 @@ impl Hub {
         self.shared.deflate_count.load(Ordering::Relaxed)
     }
 
-    /// Registers a client; the returned handle unregisters it when dropped.
-    pub fn register(&self, peer: SocketAddr, deflate: bool) -> ClientHandle {
+    /// Registers a client's socket; the returned handle unregisters it when dropped.
+    pub fn register(&self, peer: SocketAddr, deflate: bool, stream: TcpStream) -> ClientHandle {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        // Subscribe before the client counts as connected, so the tick loop's first broadcast
-        // for it cannot be missed.
-        let rx = self.shared.tx.subscribe();
-        let counters = Arc::new(ClientCounters {
-            last_seq: AtomicU64::new(self.latest_seq()),
-            ..Default::default()
+        let slot = Arc::new(ClientSlot {
+            id,
+            peer,
+            deflate,
+            stream: Arc::new(stream),
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
+            counters: ClientCounters::default(),
         });
-        self.shared
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id,
-                ClientEntry {
-                    peer,
-                    deflate,
-                    counters: counters.clone(),
-                },
-            );
+        self.shard(id as usize % SHARDS).push(slot.clone());
         self.shared.client_count.fetch_add(1, Ordering::Relaxed);
         if deflate {
             self.shared.deflate_count.fetch_add(1, Ordering::Relaxed);
         }
         ClientHandle {
             hub: self.clone(),
-            id,
-            deflate,
-            counters,
-            rx: Some(rx),
+            slot,
         }
     }
 
@@ -279,21 +490,24 @@ impl Hub {
         self.shared.protocol_closes.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn each_client(&self, mut f: impl FnMut(&ClientSlot)) {
+        for i in 0..SHARDS {
+            for slot in self.shard(i).iter() {
+                f(slot);
+            }
+        }
+    }
+
     /// Sums the counters of every client, connected or gone.
     pub fn totals(&self) -> HubTotals {
-        let (latest, queue) = (self.latest_seq(), self.shared.settings.queue_size);
-        let clients = self
-            .shared
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (mut sent, mut dropped) = (0, 0);
-        for c in clients.values() {
+        let (mut clients, mut sent, mut dropped) = (0, 0, 0);
+        self.each_client(|c| {
+            clients += 1;
             sent += c.counters.sent.load(Ordering::Relaxed);
-            dropped += c.counters.dropped_now(latest, queue);
-        }
+            dropped += c.counters.dropped.load(Ordering::Relaxed);
+        });
         HubTotals {
-            clients: clients.len(),
+            clients,
             deflate_clients: self.deflate_client_count(),
             connections_total: self.shared.next_id.load(Ordering::Relaxed) - 1,
             messages_sent: sent + self.shared.departed_sent.load(Ordering::Relaxed),
@@ -304,24 +518,19 @@ impl Hub {
         }
     }
 
-    /// Every connected client's counters.
+    /// Every connected client's counters, by id.
     pub fn clients(&self) -> Vec<ClientView> {
-        let (latest, queue) = (self.latest_seq(), self.shared.settings.queue_size);
-        let clients = self
-            .shared
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut views: Vec<ClientView> = clients
-            .iter()
-            .map(|(id, c)| ClientView {
-                id: *id,
+        let mut views = Vec::new();
+        self.each_client(|c| {
+            views.push(ClientView {
+                id: c.id,
                 peer: c.peer.to_string(),
                 deflate: c.deflate,
                 sent: c.counters.sent.load(Ordering::Relaxed),
-                dropped: c.counters.dropped_now(latest, queue),
+                dropped: c.counters.dropped.load(Ordering::Relaxed),
+                pending: c.outbox().frames.len(),
             })
-            .collect();
+        });
         views.sort_by_key(|v| v.id);
         views
     }
@@ -344,8 +553,8 @@ impl Hub {
         self.shared.tasks.spawn(task);
     }
 
-    /// Stops accepting, tells every client to close with 1001, and waits up to `grace` for
-    /// their tasks to finish. Returns the number of client tasks still running after it.
+    /// Tells every client to close with 1001 (if not told yet) and waits up to `grace` for their
+    /// tasks to finish. Returns the number of client tasks still running after it.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
@@ -354,34 +563,16 @@ impl Hub {
     }
 }
 
-/// A registered client: its queue cursor and counters. Dropping it unregisters the client.
+/// A registered client. Dropping it unregisters the client.
 pub struct ClientHandle {
     hub: Hub,
-    id: u64,
-    deflate: bool,
-    counters: Arc<ClientCounters>,
-    rx: Option<broadcast::Receiver<Arc<Tick>>>,
+    slot: Arc<ClientSlot>,
 }
 
 impl ClientHandle {
-    /// The client's id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Whether the client receives compressed frames.
-    pub fn deflate(&self) -> bool {
-        self.deflate
-    }
-
-    /// The client's counters.
-    pub fn counters(&self) -> &ClientCounters {
-        &self.counters
-    }
-
-    /// Takes the client's queue receiver (once).
-    pub fn take_receiver(&mut self) -> Option<broadcast::Receiver<Arc<Tick>>> {
-        self.rx.take()
+    /// The shared part of the client.
+    pub fn slot(&self) -> &ClientSlot {
+        &self.slot
     }
 
     /// The hub the client belongs to.
@@ -393,26 +584,22 @@ impl ClientHandle {
 impl Drop for ClientHandle {
     fn drop(&mut self) {
         let shared = &self.hub.shared;
-        let removed = shared
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
-        if removed.is_some() {
+        let id = self.slot.id;
+        let mut shard = self.hub.shard(id as usize % SHARDS);
+        if let Some(pos) = shard.iter().position(|s| s.id == id) {
+            shard.swap_remove(pos);
+            drop(shard);
             shared.client_count.fetch_sub(1, Ordering::Relaxed);
-            if self.deflate {
+            if self.slot.deflate {
                 shared.deflate_count.fetch_sub(1, Ordering::Relaxed);
             }
-            shared.departed_sent.fetch_add(
-                self.counters.sent.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
-            let latest = self.hub.latest_seq();
-            shared.departed_dropped.fetch_add(
-                self.counters
-                    .dropped_now(latest, shared.settings.queue_size),
-                Ordering::Relaxed,
-            );
+            let c = &self.slot.counters;
+            shared
+                .departed_sent
+                .fetch_add(c.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            shared
+                .departed_dropped
+                .fetch_add(c.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 }
@@ -420,6 +607,16 @@ impl Drop for ClientHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
 
     fn peer() -> SocketAddr {
         "127.0.0.1:5000".parse().unwrap()
@@ -428,35 +625,79 @@ mod tests {
     #[tokio::test]
     async fn register_counts_and_drop_unregisters() {
         let hub = Hub::new(HubSettings::default());
-        let a = hub.register(peer(), false);
-        let b = hub.register(peer(), true);
+        let (s1, _c1) = socket_pair().await;
+        let (s2, _c2) = socket_pair().await;
+        let a = hub.register(peer(), false, s1);
+        let b = hub.register(peer(), true, s2);
         assert_eq!((hub.client_count(), hub.deflate_client_count()), (2, 1));
-        a.counters().sent.fetch_add(3, Ordering::Relaxed);
+        hub.publish(Tick::build(1, 0, b"{}", None)).await;
+        assert_eq!(hub.totals().messages_sent, 2);
         drop(a);
         drop(b);
         let totals = hub.totals();
         assert_eq!((totals.clients, totals.deflate_clients), (0, 0));
-        assert_eq!((totals.connections_total, totals.messages_sent), (2, 3));
+        assert_eq!((totals.connections_total, totals.messages_sent), (2, 2));
     }
 
     #[tokio::test]
-    async fn a_slow_receiver_skips_the_oldest_and_keeps_the_newest() {
+    async fn a_keeping_up_client_gets_every_frame_in_order_written_by_the_fan_out() {
+        let hub = Hub::new(HubSettings::default());
+        let (server, mut client) = socket_pair().await;
+        let _handle = hub.register(peer(), false, server);
+        let mut expected = Vec::new();
+        for seq in 1..=3 {
+            let tick = Tick::build(seq, 0, b"{}", None);
+            expected.extend_from_slice(&tick.plain);
+            hub.publish(tick).await;
+        }
+        let mut got = vec![0u8; expected.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(hub.clients()[0].pending, 0);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_keeps_at_most_queue_size_ticks_and_counts_drops() {
         let hub = Hub::new(HubSettings {
-            queue_size: 2,
+            queue_size: 3,
             ..Default::default()
         });
-        let mut client = hub.register(peer(), false);
-        let mut rx = client.take_receiver().unwrap();
-        for seq in 1..=5 {
-            hub.publish(Tick::build(seq, 0, b"{}", None));
+        let (server, _client_never_reads) = socket_pair().await;
+        let handle = hub.register(peer(), false, server);
+        let body = vec![b' '; 256 * 1024];
+        let mut body_json = b"{".to_vec();
+        body_json.extend_from_slice(&body);
+        body_json.push(b'}');
+        for seq in 1..=40 {
+            hub.publish(Tick::build(seq, 0, &body_json, None)).await;
         }
-        match rx.recv().await {
-            Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 3),
-            other => panic!("expected a lag, got {other:?}"),
+        let view = &hub.clients()[0];
+        // The kernel took a few frames; the rest wait or were dropped, never more than 3 queued.
+        assert!(view.pending <= 3, "{view:?}");
+        assert!(view.dropped > 0, "{view:?}");
+        assert_eq!(
+            view.sent + view.dropped + view.pending as u64,
+            40,
+            "{view:?}"
+        );
+        // Ticks already seen are not queued twice (the connect-time snapshot path).
+        let tick = Tick::build(40, 0, b"{}", None);
+        handle.slot().offer(&tick, 3);
+        assert_eq!(hub.clients()[0].pending, view.pending);
+    }
+
+    #[tokio::test]
+    async fn control_frames_are_bounded() {
+        let hub = Hub::new(HubSettings::default());
+        let (server, _client) = socket_pair().await;
+        let handle = hub.register(peer(), false, server);
+        for _ in 0..100 {
+            if let Err(e) = handle.slot().send_control(Bytes::from_static(b"\x89\x00")) {
+                assert_eq!(e, QueueError::ControlOverflow);
+                return;
+            }
         }
-        assert_eq!(rx.recv().await.unwrap().seq, 4);
-        assert_eq!(rx.recv().await.unwrap().seq, 5);
-        assert_eq!(hub.latest().unwrap().seq, 5);
-        assert_eq!(hub.totals().ticks, 5);
+        // The socket took all 100 small frames at once: nothing was queued, which is fine too.
+        assert!(!handle.slot().has_pending());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! This layer moves bytes, not market types: the tick loop takes a JSON body from a
 //! [`ticker::SnapshotSource`] (the local processor, a fixed file, later a Redis stream), stamps it
-//! with `seq` and `ts`, frames it once ([`frame`]), and publishes it through the [`hub::Hub`];
-//! each client's task ([`connection`]) writes the shared frame to its socket.
+//! with `seq` and `ts`, frames it once ([`frame`]), and publishes it through the [`hub::Hub`],
+//! whose fan-out writes the shared frame to every socket; each client's task ([`connection`])
+//! handles what the client sends, its heartbeat, and any frame its socket could not take at once.
 
 pub mod connection;
 pub mod frame;

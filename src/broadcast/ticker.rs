@@ -67,6 +67,6 @@ pub async fn run(
             &body,
             deflate.then_some(&mut deflater),
         );
-        hub.publish(tick);
+        hub.publish(tick).await;
     }
 }
