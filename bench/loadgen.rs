@@ -1438,7 +1438,7 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
             .iter()
             .filter(|w| !w.exited && w.progress.recent_s > 0.0)
             .map(|w| w.progress.recent_msgs as f64 / w.progress.recent_s)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         let mut h = Hist::new();
         for w in v.iter() {
             h.add_sparse(&w.progress.recent_hist);

@@ -336,8 +336,12 @@ async fn ws_market(
                     return;
                 }
             };
+        // Copy what hyper read past the handshake (usually nothing) and let its read buffer
+        // go: kept, it would pin several KiB per connection for the connection's life.
+        let leftover = parts.read_buf.to_vec();
+        drop(parts.read_buf);
         let client = hub.register(peer, deflate, parts.io.into_inner());
-        connection::serve(client, &parts.read_buf).await;
+        connection::serve(client, leftover).await;
     });
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

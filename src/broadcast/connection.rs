@@ -244,10 +244,9 @@ impl Conn<'_> {
         }
         // Ignore errors: the peer may already be gone.
         let _ = socket_shutdown_write(self.slot.stream());
-        let mut sink = [0u8; 1024];
         loop {
             match tokio::time::timeout_at(deadline, self.slot.stream().readable()).await {
-                Ok(Ok(())) => match self.slot.stream().try_read(&mut sink) {
+                Ok(Ok(())) => match drain(self.slot.stream()) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -257,6 +256,13 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// Reads and discards what the socket holds (a plain function, so its buffer is not part of the
+/// connection task's state).
+fn drain(stream: &tokio::net::TcpStream) -> io::Result<usize> {
+    let mut sink = [0u8; 1024];
+    stream.try_read(&mut sink)
 }
 
 fn socket_shutdown_write(stream: &tokio::net::TcpStream) -> io::Result<()> {
@@ -288,7 +294,7 @@ fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, End> {
 
 /// Serves one registered client until it leaves, breaks the protocol, times out, or the server
 /// shuts down. `leftover` holds any bytes the HTTP layer read past the handshake.
-pub async fn serve(client: ClientHandle, leftover: &[u8]) {
+pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
     let hub = client.hub().clone();
     let slot = client.slot();
     let settings = hub.settings();
@@ -299,7 +305,7 @@ pub async fn serve(client: ClientHandle, leftover: &[u8]) {
         slot,
         deflate: slot.deflate(),
         max_message: settings.max_message_size,
-        inbuf: leftover.to_vec(),
+        inbuf: leftover,
         fragment: None,
         heard: false,
     };
