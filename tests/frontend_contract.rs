@@ -13,8 +13,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A replay of a simulated morning, played as fast as possible, so the state is frozen when
 /// the test looks and every route must agree.
-fn replay_file() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("marketcast-frontend-{}", std::process::id()));
+fn replay_file(name: &str) -> std::path::PathBuf {
+    // One file per test: tests run in parallel and must not read each other's half-written file.
+    let dir =
+        std::env::temp_dir().join(format!("marketcast-frontend-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("morning.jsonl");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
@@ -26,8 +28,8 @@ fn replay_file() -> std::path::PathBuf {
     path
 }
 
-async fn start_frozen(extra: &[(&str, &str)]) -> ServerProcess {
-    let path = replay_file();
+async fn start_frozen(name: &str, extra: &[(&str, &str)]) -> ServerProcess {
+    let path = replay_file(name);
     let mut env = vec![
         ("FEED", "replay"),
         ("REPLAY_FILE", path.to_str().unwrap()),
@@ -106,7 +108,7 @@ fn without_stamp(mut v: Value) -> Value {
 
 #[tokio::test]
 async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
-    let server = start_frozen(&[]).await;
+    let server = start_frozen("pages", &[]).await;
     let host = server.addr.to_string();
 
     // Price board: the VN30 list once, then the market channel.
@@ -240,10 +242,13 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
 
 #[tokio::test]
 async fn token_in_the_hook_url_and_cors_for_the_dev_server() {
-    let server = start_frozen(&[
-        ("WS_AUTH_TOKEN", "a b&c/é"),
-        ("CORS_ORIGINS", "http://localhost:5173, http://dash.example"),
-    ])
+    let server = start_frozen(
+        "token",
+        &[
+            ("WS_AUTH_TOKEN", "a b&c/é"),
+            ("CORS_ORIGINS", "http://localhost:5173, http://dash.example"),
+        ],
+    )
     .await;
     let host = server.addr.to_string();
     assert!(
