@@ -98,8 +98,9 @@ impl Deflater {
     }
 
     /// Compresses one message from a fresh window (no context takeover) into the payload of
-    /// an RSV1 frame.
-    pub fn compress_message(&mut self, input: &[u8]) -> Vec<u8> {
+    /// an RSV1 frame. `None` only if the compressor fails, which a reset compressor does not;
+    /// the tick then goes out uncompressed, which RFC 7692 allows message by message.
+    pub fn compress_message(&mut self, input: &[u8]) -> Option<Vec<u8>> {
         self.compress.reset();
         let mut out = Vec::with_capacity(input.len() / 4 + 64);
         let mut consumed = 0;
@@ -114,9 +115,7 @@ impl Deflater {
             consumed += self.compress.total_in() as usize - before_in;
             match status {
                 Ok(Status::Ok) | Ok(Status::BufError) | Ok(Status::StreamEnd) => {}
-                // Compress only fails on invalid state, which reset() rules out; fall back to
-                // an uncompressed deflate is not possible, so send an empty payload's encoding.
-                Err(_) => return vec![0x02, 0x00],
+                Err(_) => return None,
             }
             // Done when all input is in and the flush fitted (spare room left over).
             if consumed == input.len() && out.capacity() > out.len() {
@@ -126,7 +125,7 @@ impl Deflater {
         if out.ends_with(&DEFLATE_TAIL) {
             out.truncate(out.len() - DEFLATE_TAIL.len());
         }
-        out
+        Some(out)
     }
 }
 
@@ -149,7 +148,9 @@ impl Tick {
     /// Stamps `body` and frames it once (and compressed once, with `deflater`).
     pub fn build(seq: u64, ts_ms: i64, body: &[u8], deflater: Option<&mut Deflater>) -> Tick {
         let payload = stamp(body, seq, ts_ms);
-        let deflated = deflater.map(|d| frame(OP_TEXT, true, &d.compress_message(&payload)));
+        let deflated = deflater
+            .and_then(|d| d.compress_message(&payload))
+            .map(|compressed| frame(OP_TEXT, true, &compressed));
         Tick {
             seq,
             ts_ms,
@@ -226,8 +227,8 @@ mod tests {
             "/fixtures/snapshot-small.json"
         ))
         .unwrap();
-        let first = d.compress_message(&body);
-        let second = d.compress_message(&body);
+        let first = d.compress_message(&body).unwrap();
+        let second = d.compress_message(&body).unwrap();
         assert_eq!(
             first, second,
             "no context carried from one message to the next"
@@ -239,7 +240,7 @@ mod tests {
             body.len()
         );
         assert_eq!(inflate(&first), body);
-        assert_eq!(inflate(&d.compress_message(b"")), b"");
+        assert_eq!(inflate(&d.compress_message(b"").unwrap()), b"");
     }
 
     #[test]
