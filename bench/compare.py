@@ -18,16 +18,23 @@ Run from the repo root (Python 3.11, stdlib only):
     python3 bench/compare.py --quick                      # smoke run: small, 1000 clients, 10 s
     python3 bench/compare.py [--sizes small,large] [--clients 1000,5000,10000,19000]
                              [--servers marketcast,seed,node,floor] [--duration 60] [--deflate-run]
-Options for development: --loadgen PATH (a loadgen built elsewhere, until the crate has the
-marketcast-loadgen bin), --marketcast PATH (a prebuilt server; skips cargo build),
---ramp, --warmup, --per-process, --rss-cap-gb, --quiet-wait, --no-markdown.
+Other options: --loadgen PATH (a load generator built elsewhere, needed until the crate has the
+marketcast-loadgen bin), --marketcast PATH (a prebuilt server; skips its cargo build), --ramp
+(2000/s), --warmup (3 s), --per-process (5000), --rss-cap-gb (12), --quiet-wait (300 s),
+--noisy-retries (1), --markdown FILE, --results-dir DIR, --no-markdown.
+Builds: cargo build --release --bin marketcast --bin marketcast-loadgen (only what is needed),
+npm ci in bench/peers when node_modules is missing, pip install -r bench/peers/requirements.txt
+when fastapi is missing, bench/peers/build.sh for the floor.
 
 Why some choices:
 - Load generator processes = ceil(clients / 5000) (--per-process), so each stays far below the
   20,000 open-file limit and the workers spread over both cores.
 - The load generator shares the 2 cores with the server. Before each run the script waits (up
-  to --quiet-wait s) until the machine is idle, and each row records the CPU that other
-  processes used during the window, so a run disturbed by, say, a concurrent build shows it.
+  to --quiet-wait s) until the machine has been idle for 3 s; each row records the CPU that other
+  processes used during the window, and a run where that passed 10% of one core (a concurrent
+  build, say) is run again (--noisy-retries) and, if still disturbed, marked [!] in the tables.
+- marketcast logs "listening on http://..." at info level, which LOG_LEVEL=warning hides, so
+  besides the ready line its GET /health answering 200 counts as ready.
 - A server whose RSS passes --rss-cap-gb is killed (a server that buffers without bound at
   19,000 clients x 480 KB could otherwise take the machine down); its row says so.
 """
@@ -291,18 +298,19 @@ def machine_busy_fraction(interval: float = 1.0) -> float:
     return (b1 - b0) / max(1, t1 - t0)
 
 
-def wait_quiet(max_wait: float, threshold: float = 0.15) -> tuple[float, float]:
-    """Waits until the machine is idle (busy < threshold of all cores over 1 s), at most
-    max_wait seconds. Returns (seconds waited, last busy fraction)."""
+def wait_quiet(max_wait: float, threshold: float = 0.15, quiet_s: int = 3) -> tuple[float, float]:
+    """Waits until the machine has been idle (busy < threshold of all cores) for quiet_s
+    consecutive seconds, at most max_wait seconds. Returns (seconds waited, last busy share)."""
     t0 = time.monotonic()
-    busy = machine_busy_fraction()
-    announced = False
-    while busy > threshold and time.monotonic() - t0 < max_wait:
-        if not announced:
+    quiet, busy, announced = 0, 0.0, False
+    while quiet < quiet_s:
+        busy = machine_busy_fraction()
+        quiet = quiet + 1 if busy <= threshold else 0
+        if busy > threshold and not announced:
             log(f"machine busy ({busy:.0%} of all cores) before the run: waiting up to {max_wait:.0f} s")
             announced = True
-        time.sleep(2)
-        busy = machine_busy_fraction()
+        if time.monotonic() - t0 >= max_wait:
+            break
     return time.monotonic() - t0, busy
 
 
@@ -368,8 +376,9 @@ def one_run(args: argparse.Namespace, loadgen: str, name: str, size: str, client
     watchdog: RssWatchdog | None = None
     try:
         if not server.wait_ready():
-            alive = server.proc.poll() is None
-            row["status"] = f"failed: not ready within {READY_TIMEOUT_S} s" + ("" if alive else f" (exited {server.proc.returncode})")
+            code = server.proc.poll()
+            row["status"] = (f"failed: not ready within {READY_TIMEOUT_S} s" if code is None
+                             else f"failed: exited with code {code} before it was ready")
             row["server_output"] = server.tail()
             return row
         processes = max(1, math.ceil(clients / args.per_process))
@@ -517,10 +526,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(section: str) -> None:
+def write_markdown(section: str, path: Path) -> None:
+    """Replaces only what lies between the markers (appends them when missing)."""
     block = f"{BEGIN}\n{section}\n{END}"
-    if BENCHMARKS_MD.exists():
-        text = BENCHMARKS_MD.read_text()
+    if path.exists():
+        text = path.read_text()
         b, e = text.find(BEGIN), text.find(END)
         if b != -1 and e > b:
             text = text[:b] + block + text[e + len(END):]
@@ -528,7 +538,7 @@ def write_markdown(section: str) -> None:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:
         text = "# Benchmarks\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    path.write_text(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,7 +568,9 @@ def main() -> int:
                     help="wait at most this long for an idle machine before each run (default 300 s)")
     ap.add_argument("--noisy-retries", type=int, default=1,
                     help="re-run a run disturbed by other processes (see NOISY_SHARE) this many times")
-    ap.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--markdown", default=str(BENCHMARKS_MD), help="file that gets the section (default BENCHMARKS.md)")
+    ap.add_argument("--results-dir", default=str(RESULTS), help="where the JSON rows go (default bench/results)")
+    ap.add_argument("--no-markdown", action="store_true", help="do not write the Markdown file")
     args = ap.parse_args()
     command = shlex.join(["python3", "bench/compare.py"] + sys.argv[1:])
     if args.quick:
@@ -596,9 +608,10 @@ def main() -> int:
                  if d or not ("large" in sizes and "marketcast" in servers)]
     rows: list[dict] = []
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_file = RESULTS / f"{stamp}.json"
-    meta["results_file"] = str(out_file.relative_to(REPO))
+    results_dir = Path(args.results_dir).resolve()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out_file = results_dir / f"{stamp}.json"
+    meta["results_file"] = str(out_file.relative_to(REPO)) if out_file.is_relative_to(REPO) else str(out_file)
     log(f"{len(plan)} runs; results -> {meta['results_file']}")
     try:
         for i, (name, size, n, deflate) in enumerate(plan, 1):
@@ -628,8 +641,9 @@ def main() -> int:
     section = markdown(rows, meta)
     print(section)
     if not args.no_markdown:
-        write_markdown(section)
-        log(f"wrote {BENCHMARKS_MD.relative_to(REPO)} and {meta['results_file']}")
+        md = Path(args.markdown).resolve()
+        write_markdown(section, md)
+        log(f"wrote {md} and {meta['results_file']}")
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 
 

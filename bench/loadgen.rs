@@ -38,6 +38,21 @@
 // - Latency uses fixed log-linear buckets (1 us steps below 1 ms, then 900 steps per decade up
 //   to 100 s, i.e. <= 1% error) so worker histograms merge exactly; max and min are exact.
 //   ts has millisecond resolution, so a latency reads up to 1 ms high (0.5 ms on average).
+//
+// Figures in the result:
+// - seqs_published = last - first + 1 over the seqs any client received in the window;
+//   expected = connected (at START) x seqs_published; missed = late_first (a client's first seq
+//   after the global first) + gaps + early_last (its last before the global last) + silent
+//   clients x seqs_published. Without duplicates, delivered + missed = expected.
+// - spread: per seq, latest minus earliest receive time over all clients of all workers.
+// - server (with --server-pid): utime/stime from /proc/PID/stat at START and END (clock ticks,
+//   so 10 ms resolution), per delivered message; cpu_schedstat_s is the same at nanosecond
+//   resolution from /proc/PID/task/*/schedstat. rss_before_kb is read before the first
+//   connection, rss_after_ramp_kb at START (after the ramp and the warmup), rss_end_kb at END;
+//   rss_per_conn_kb = (after_ramp - before) / connected.
+// - loadgen_cpu_s: the workers' CPU in the window. other_cpu_s: process CPU of everything else
+//   on the machine (a concurrent build shows here; the run is then suspect). irq_softirq_cpu_s:
+//   interrupt time, where loopback packet processing is charged, outside every process.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -173,7 +188,13 @@ fn parse_args() -> Args {
         a.processes = a.clients.div_ceil(5000);
     }
     a.processes = a.processes.min(a.clients);
-    if !(a.ramp > 0.0) || a.warmup < 0.0 || a.drain < 0.0 || !(a.connect_timeout > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    let non_negative = |x: f64| x.is_finite() && x >= 0.0;
+    if !positive(a.ramp)
+        || !non_negative(a.warmup)
+        || !non_negative(a.drain)
+        || !positive(a.connect_timeout)
+    {
         eprintln!("loadgen: --ramp and --connect-timeout must be > 0, --warmup and --drain >= 0");
         usage()
     }
@@ -189,7 +210,10 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
         Some(p) => (&rest[..p], rest[p..].to_string()),
         None => (rest, "/".to_string()),
     };
-    let with_port = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         hostport.to_string()
     } else {
         format!("{hostport}:80")
@@ -207,7 +231,10 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
 // ------------------------------------------------------------------------------------------
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn now_ms() -> u64 {
@@ -287,14 +314,22 @@ struct Hist {
 
 impl Hist {
     fn new() -> Self {
-        Hist { counts: vec![0; HIST_BUCKETS], total: 0 }
+        Hist {
+            counts: vec![0; HIST_BUCKETS],
+            total: 0,
+        }
     }
     fn record(&mut self, us: u64) {
         self.counts[bucket_of(us)] += 1;
         self.total += 1;
     }
     fn sparse(&self) -> Vec<(u32, u64)> {
-        self.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (i as u32, *c)).collect()
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u32, *c))
+            .collect()
     }
     fn add_sparse(&mut self, s: &[(u32, u64)]) {
         for &(i, c) in s {
@@ -365,13 +400,25 @@ fn parse_stamp(b: &[u8]) -> Stamp {
             Stamp::Invalid
         }
     };
-    let Some(rest) = b.strip_prefix(HEAD) else { return incomplete_or_invalid(b, HEAD) };
-    let Some((seq, rest)) = parse_u64(rest) else {
-        return if rest.is_empty() { Stamp::Incomplete } else { Stamp::Invalid };
+    let Some(rest) = b.strip_prefix(HEAD) else {
+        return incomplete_or_invalid(b, HEAD);
     };
-    let Some(rest) = rest.strip_prefix(MID) else { return incomplete_or_invalid(rest, MID) };
+    let Some((seq, rest)) = parse_u64(rest) else {
+        return if rest.is_empty() {
+            Stamp::Incomplete
+        } else {
+            Stamp::Invalid
+        };
+    };
+    let Some(rest) = rest.strip_prefix(MID) else {
+        return incomplete_or_invalid(rest, MID);
+    };
     let Some((ts, rest)) = parse_u64(rest) else {
-        return if rest.is_empty() { Stamp::Incomplete } else { Stamp::Invalid };
+        return if rest.is_empty() {
+            Stamp::Incomplete
+        } else {
+            Stamp::Invalid
+        };
     };
     match rest.first() {
         Some(b',') | Some(b'.') | Some(b'}') => Stamp::Found(seq, ts),
@@ -398,7 +445,11 @@ fn inflate_stamp(input: &[u8], input_complete: bool) -> Stamp {
         // A few passes: inflate may return before filling the output at block boundaries.
         for _ in 0..8 {
             let (in0, out0) = (d.total_in(), d.total_out());
-            let res = d.decompress(&input[consumed..], &mut out[produced..], FlushDecompress::Sync);
+            let res = d.decompress(
+                &input[consumed..],
+                &mut out[produced..],
+                FlushDecompress::Sync,
+            );
             consumed += (d.total_in() - in0) as usize;
             produced += (d.total_out() - out0) as usize;
             if res.is_err() {
@@ -422,13 +473,21 @@ fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     f.push(0x80 | opcode);
     f.push(0x80 | len as u8);
     f.extend_from_slice(&mask);
-    f.extend(payload[..len].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f.extend(
+        payload[..len]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4]),
+    );
     f
 }
 
 enum Event {
     /// A complete data message: its stamp, or None when it had none; its bytes on the wire.
-    Message { stamp: Option<(u64, u64)>, wire: u64 },
+    Message {
+        stamp: Option<(u64, u64)>,
+        wire: u64,
+    },
     Ping(Vec<u8>),
     Close(Vec<u8>),
 }
@@ -569,7 +628,11 @@ impl FrameParser {
         if self.stamp.is_some() || self.stamp_dead {
             return;
         }
-        let cap = if self.msg_compressed { DEFLATE_INPUT_CAP } else { TEXT_PREFIX };
+        let cap = if self.msg_compressed {
+            DEFLATE_INPUT_CAP
+        } else {
+            TEXT_PREFIX
+        };
         let take = (cap - self.prefix.len()).min(chunk.len());
         self.prefix.extend_from_slice(&chunk[..take]);
         let message_ends = self.frame_fin && self.remaining == 0;
@@ -605,7 +668,10 @@ impl FrameParser {
                         self.stamp = Some((a, b));
                     }
                 }
-                out.push(Event::Message { stamp: self.stamp.take(), wire: self.msg_wire });
+                out.push(Event::Message {
+                    stamp: self.stamp.take(),
+                    wire: self.msg_wire,
+                });
                 self.msg_active = false;
             }
         } else {
@@ -774,7 +840,12 @@ impl WorkerState {
         self.lat_min = self.lat_min.min(latency);
         self.lat_max = self.lat_max.max(latency);
         self.lat_sum += latency;
-        let r = self.seqs.entry(seq).or_insert(SeqRec { ts, min_us: u64::MAX, max_us: 0, n: 0 });
+        let r = self.seqs.entry(seq).or_insert(SeqRec {
+            ts,
+            min_us: u64::MAX,
+            max_us: 0,
+            n: 0,
+        });
         r.min_us = r.min_us.min(recv_us);
         r.max_us = r.max_us.max(recv_us);
         r.n += 1;
@@ -853,7 +924,11 @@ impl WorkerState {
         }
         r.first_seq_hist = firsts.into_iter().collect();
         r.last_seq_hist = lasts.into_iter().collect();
-        let mut seqs: Vec<_> = self.seqs.iter().map(|(s, x)| (*s, x.ts, x.min_us, x.max_us, x.n)).collect();
+        let mut seqs: Vec<_> = self
+            .seqs
+            .iter()
+            .map(|(s, x)| (*s, x.ts, x.min_us, x.max_us, x.n))
+            .collect();
         seqs.sort_unstable();
         r.seqs = seqs;
         r
@@ -907,11 +982,17 @@ async fn handshake(stream: &mut TcpStream, cfg: &ClientCfg) -> Result<(bool, Vec
     key[8..].copy_from_slice(&random_u64().to_le_bytes());
     let key = base64::engine::general_purpose::STANDARD.encode(key);
     let req = format!("{}Sec-WebSocket-Key: {key}\r\n\r\n", cfg.request_head);
-    stream.write_all(req.as_bytes()).await.map_err(|_| "handshake_write_error".to_string())?;
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|_| "handshake_write_error".to_string())?;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let head_end = loop {
         let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await.map_err(|_| "handshake_read_error".to_string())?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| "handshake_read_error".to_string())?;
         if n == 0 {
             return Err("handshake_eof".into());
         }
@@ -967,11 +1048,12 @@ async fn run_client(id: usize, cfg: Rc<ClientCfg>, st: Shared) {
         Err(_) => return fail(&st, "connect_timeout"),
     };
     let _ = stream.set_nodelay(true);
-    let (deflate, rest) = match tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &cfg)).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(kind)) => return fail(&st, &kind),
-        Err(_) => return fail(&st, "handshake_timeout"),
-    };
+    let (deflate, rest) =
+        match tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &cfg)).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(kind)) => return fail(&st, &kind),
+            Err(_) => return fail(&st, "handshake_timeout"),
+        };
     {
         let mut s = st.borrow_mut();
         let t = now_us();
@@ -1076,7 +1158,8 @@ fn worker_main(args: Args) {
          Sec-WebSocket-Version: 13\r\n"
     );
     if args.deflate {
-        request_head.push_str("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
+        request_head
+            .push_str("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
     }
     let cfg = Rc::new(ClientCfg {
         addr,
@@ -1111,7 +1194,10 @@ fn worker_main(args: Args) {
         errors: BTreeMap::new(),
         errors_in_window: BTreeMap::new(),
     }));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let local = tokio::task::LocalSet::new();
     let worker = args.worker_index;
     let st_final = st.clone();
@@ -1129,7 +1215,11 @@ fn worker_main(args: Args) {
                     match f.as_slice() {
                         ["window", a, b, c] => {
                             if let (Ok(a), Ok(b), Ok(c)) = (a.parse(), b.parse(), c.parse()) {
-                                let _ = tx.send(Some(Window { start_ms: a, end_ms: b, drain_ms: c }));
+                                let _ = tx.send(Some(Window {
+                                    start_ms: a,
+                                    end_ms: b,
+                                    drain_ms: c,
+                                }));
                             }
                         }
                         ["stop"] => break,
@@ -1152,7 +1242,12 @@ fn worker_main(args: Args) {
         // Ramp: client i of this worker at ramp_start + (i*P + k)/R.
         {
             let (st, cfg) = (st.clone(), cfg.clone());
-            let (p, k, rate, start_ms) = (args.processes, args.worker_index, args.ramp, args.ramp_start_ms);
+            let (p, k, rate, start_ms) = (
+                args.processes,
+                args.worker_index,
+                args.ramp,
+                args.ramp_start_ms,
+            );
             tokio::task::spawn_local(async move {
                 let start = instant_at_ms(start_ms);
                 for i in 0..n {
@@ -1208,9 +1303,16 @@ fn proc_cpu_ticks(pid: u32) -> Option<(u64, u64)> {
 /// a cross-check of utime+stime at nanosecond resolution (time of threads that exited is lost).
 fn proc_schedstat_ns(pid: u32) -> Option<u64> {
     let mut total = 0u64;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
         if let Ok(s) = std::fs::read_to_string(entry.path().join("schedstat")) {
-            total += s.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Some(total)
@@ -1222,13 +1324,32 @@ fn proc_rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// (busy, total) jiffies of the whole machine.
-fn machine_jiffies() -> Option<(u64, u64)> {
+/// Jiffies of the whole machine (all cores) from /proc/stat.
+#[derive(Clone, Copy)]
+struct MachineJiffies {
+    /// user + nice + system: time charged to processes.
+    tasks: u64,
+    /// irq + softirq: with IRQ time accounting, loopback packet processing lands here, not in
+    /// any process's utime/stime.
+    irq: u64,
+    /// Everything, idle included.
+    total: u64,
+}
+
+fn machine_jiffies() -> Option<MachineJiffies> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let f: Vec<u64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let total: u64 = f.iter().take(8).sum();
-    let idle = f.get(3)? + f.get(4).unwrap_or(&0);
-    Some((total - idle, total))
+    let f: Vec<u64> = s
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some(MachineJiffies {
+        tasks: f.first()? + f.get(1)? + f.get(2)?,
+        irq: f.get(5)? + f.get(6)?,
+        total: f.iter().take(8).sum(),
+    })
 }
 
 fn clk_tck() -> f64 {
@@ -1247,19 +1368,31 @@ fn nofile_limits() -> Option<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = s.lines().find(|l| l.starts_with("Max open files"))?;
     let f: Vec<&str> = line.split_whitespace().collect();
-    let parse = |x: &str| if x == "unlimited" { Some(u64::MAX) } else { x.parse().ok() };
+    let parse = |x: &str| {
+        if x == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            x.parse().ok()
+        }
+    };
     Some((parse(f.get(3)?)?, parse(f.get(4)?)?))
 }
 
 /// Makes sure every worker (which inherits the limit) can open its sockets.
 fn ensure_nofile(per_process: u64) -> Result<(), String> {
     let need = per_process + FD_SLACK;
-    let Some((soft, hard)) = nofile_limits() else { return Ok(()) };
+    let Some((soft, hard)) = nofile_limits() else {
+        return Ok(());
+    };
     if soft >= need {
         return Ok(());
     }
     if hard >= need {
-        let hard_s = if hard == u64::MAX { "unlimited".to_string() } else { hard.to_string() };
+        let hard_s = if hard == u64::MAX {
+            "unlimited".to_string()
+        } else {
+            hard.to_string()
+        };
         let _ = std::process::Command::new("prlimit")
             .arg(format!("--pid={}", std::process::id()))
             .arg(format!("--nofile={hard_s}:{hard_s}"))
@@ -1284,7 +1417,9 @@ struct ServerSample {
 }
 
 fn sample_server(pid: Option<u32>) -> ServerSample {
-    let Some(pid) = pid else { return ServerSample::default() };
+    let Some(pid) = pid else {
+        return ServerSample::default();
+    };
     match (proc_cpu_ticks(pid), proc_rss_kb(pid)) {
         (Some((u, s)), Some(r)) => ServerSample {
             utime: u,
@@ -1340,7 +1475,10 @@ fn parent_main(args: Args) {
         std::process::exit(2);
     }
     let tck = clk_tck();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let code = rt.block_on(parent_run(args, tck));
     std::process::exit(code);
 }
@@ -1349,14 +1487,15 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     let p = args.processes;
     let n = args.clients;
     let before = sample_server(args.server_pid);
-    if args.server_pid.is_some() && !before.ok {
-        eprintln!("loadgen: warning: cannot read /proc/{} (server pid); no server figures", args.server_pid.unwrap());
+    if let Some(pid) = args.server_pid.filter(|_| !before.ok) {
+        eprintln!("loadgen: warning: cannot read /proc/{pid} (server pid); no server figures");
     }
     let t_begin = Instant::now();
     let ramp_start_ms = now_ms() + 300;
     let planned_ramp = n as f64 / args.ramp;
     // The ramp must be over by then (every client connected or failed, timeouts included).
-    let ramp_deadline_ms = ramp_start_ms + ((planned_ramp * 1.5 + 2.0 * args.connect_timeout + 5.0) * 1000.0) as u64;
+    let ramp_deadline_ms =
+        ramp_start_ms + ((planned_ramp * 1.5 + 2.0 * args.connect_timeout + 5.0) * 1000.0) as u64;
     let worker_deadline_ms =
         ramp_deadline_ms + ((args.warmup + args.duration + args.drain + 30.0) * 1000.0) as u64;
     let exe = std::env::current_exe().expect("current_exe");
@@ -1400,8 +1539,14 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let kind = v
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("")
+                    .to_string();
                 let mut views = views.lock().unwrap();
                 match kind.as_str() {
                     "progress" => {
@@ -1443,7 +1588,10 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         for w in v.iter() {
             h.add_sparse(&w.progress.recent_hist);
         }
-        let p99 = h.percentile(0.99, None).map(|x| format!("{:.1}", x / 1000.0)).unwrap_or("-".into());
+        let p99 = h
+            .percentile(0.99, None)
+            .map(|x| format!("{:.1}", x / 1000.0))
+            .unwrap_or("-".into());
         let line = format!(
             "[{:>6.1}s] {phase:<7} connected {connected}/{n} failed {failed} | {rate:.0} msg/s | p99 {p99} ms",
             t_begin.elapsed().as_secs_f64()
@@ -1455,10 +1603,15 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
             eprintln!("{line}");
         }
     };
-    let all_exited = |views: &Arc<Mutex<Vec<WorkerView>>>| views.lock().unwrap().iter().all(|w| w.exited);
+    let all_exited =
+        |views: &Arc<Mutex<Vec<WorkerView>>>| views.lock().unwrap().iter().all(|w| w.exited);
     let worker_pids: Vec<u32> = views.lock().unwrap().iter().map(|w| w.pid).collect();
     let workers_cpu = || -> u64 {
-        worker_pids.iter().filter_map(|&pid| proc_cpu_ticks(pid)).map(|(u, s)| u + s).sum()
+        worker_pids
+            .iter()
+            .filter_map(|&pid| proc_cpu_ticks(pid))
+            .map(|(u, s)| u + s)
+            .sum()
     };
 
     // Ramp.
@@ -1466,7 +1619,11 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         render("ramp", &views, false);
-        let done = views.lock().unwrap().iter().all(|w| w.progress.ramp_done || w.exited);
+        let done = views
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|w| w.progress.ramp_done || w.exited);
         if done {
             break;
         }
@@ -1480,12 +1637,21 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         }
     }
     let ramp_s = t_begin.elapsed().as_secs_f64() - 0.3;
-    let connected_after_ramp: u64 = views.lock().unwrap().iter().map(|w| w.progress.connected).sum();
+    let connected_after_ramp: u64 = views
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|w| w.progress.connected)
+        .sum();
     if connected_after_ramp == 0 && aborted.is_none() {
         aborted = Some("no client connected".into());
     }
     // Warmup.
-    let (duration_ms, warmup) = if aborted.is_some() { (0, 0.0) } else { ((args.duration * 1000.0) as u64, args.warmup) };
+    let (duration_ms, warmup) = if aborted.is_some() {
+        (0, 0.0)
+    } else {
+        ((args.duration * 1000.0) as u64, args.warmup)
+    };
     let warm_until = Instant::now() + Duration::from_secs_f64(warmup);
     while Instant::now() < warm_until {
         tokio::time::sleep_until(warm_until.min(Instant::now() + Duration::from_millis(200))).await;
@@ -1494,7 +1660,12 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     // Window.
     let start_ms = now_ms() + 300;
     let end_ms = start_ms + duration_ms;
-    let drain_ms = end_ms + if aborted.is_some() { 0 } else { (args.drain * 1000.0) as u64 };
+    let drain_ms = end_ms
+        + if aborted.is_some() {
+            0
+        } else {
+            (args.drain * 1000.0) as u64
+        };
     let cmd = format!("window {start_ms} {end_ms} {drain_ms}\n");
     for s in stdins.iter_mut().flatten() {
         let _ = s.write_all(cmd.as_bytes()).await;
@@ -1505,7 +1676,10 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     let machine_start = machine_jiffies();
     let workers_start = workers_cpu();
     while now_ms() < end_ms {
-        tokio::time::sleep_until(instant_at_ms(end_ms).min(Instant::now() + Duration::from_millis(200))).await;
+        tokio::time::sleep_until(
+            instant_at_ms(end_ms).min(Instant::now() + Duration::from_millis(200)),
+        )
+        .await;
         render("window", &views, false);
     }
     let at_end = sample_server(args.server_pid);
@@ -1516,7 +1690,11 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         render("drain", &views, false);
-        let done = views.lock().unwrap().iter().all(|w| w.result.is_some() || w.exited);
+        let done = views
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|w| w.result.is_some() || w.exited);
         if done || Instant::now() >= collect_until {
             break;
         }
@@ -1526,7 +1704,10 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         eprintln!();
     }
     for c in children.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(2), c.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), c.wait())
+            .await
+            .is_err()
+        {
             let _ = c.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(2), c.wait()).await;
         }
@@ -1558,8 +1739,16 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     let (mut head, mut tail) = (0u64, 0u64);
     if let (Some(a), Some(b)) = (first_seq, last_seq) {
         for r in &results {
-            head += r.first_seq_hist.iter().map(|&(s, c)| (s - a) * c).sum::<u64>();
-            tail += r.last_seq_hist.iter().map(|&(s, c)| (b - s) * c).sum::<u64>();
+            head += r
+                .first_seq_hist
+                .iter()
+                .map(|&(s, c)| (s - a) * c)
+                .sum::<u64>();
+            tail += r
+                .last_seq_hist
+                .iter()
+                .map(|&(s, c)| (b - s) * c)
+                .sum::<u64>();
         }
     }
     let gaps = sum(&|r| r.gaps);
@@ -1573,9 +1762,18 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         hs.add_sparse(&r.handshake_hist);
     }
     let lat_max = results.iter().map(|r| r.latency_max_us).max().unwrap_or(0);
-    let lat_min = results.iter().filter(|r| r.messages > 0).map(|r| r.latency_min_us).min().unwrap_or(0);
+    let lat_min = results
+        .iter()
+        .filter(|r| r.messages > 0)
+        .map(|r| r.latency_min_us)
+        .min()
+        .unwrap_or(0);
     let lat_sum = sum(&|r| r.latency_sum_us);
-    let hs_max = results.iter().map(|r| r.handshake_max_us).max().unwrap_or(0);
+    let hs_max = results
+        .iter()
+        .map(|r| r.handshake_max_us)
+        .max()
+        .unwrap_or(0);
     let mut spreads: Vec<u64> = seqs.values().map(|e| e.2.saturating_sub(e.1)).collect();
     spreads.sort_unstable();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -1598,9 +1796,17 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         let user = at_end.utime.saturating_sub(at_start.utime) as f64 / tck;
         let sys = at_end.stime.saturating_sub(at_start.stime) as f64 / tck;
         let sched = at_end.sched_ns.saturating_sub(at_start.sched_ns) as f64 / 1e9;
-        let per = |x: f64| if delivered > 0 && ok { Some(round3(x * 1e6 / delivered as f64)) } else { None };
+        let per = |x: f64| {
+            if delivered > 0 && ok {
+                Some(round3(x * 1e6 / delivered as f64))
+            } else {
+                None
+            }
+        };
         let rss_per_conn = if connected > 0 && before.ok && at_start.ok {
-            Some(round3((at_start.rss_kb as f64 - before.rss_kb as f64) / connected as f64))
+            Some(round3(
+                (at_start.rss_kb as f64 - before.rss_kb as f64) / connected as f64,
+            ))
         } else {
             None
         };
@@ -1632,16 +1838,22 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
     let loadgen_ticks = workers_end.saturating_sub(workers_start);
     // Busy time of everything else on the machine in the window (another build, a stray
     // process): when it is large the run shared the cores and its figures are suspect.
-    let other_cpu_s = match (machine_start, machine_end) {
-        (Some((b0, _)), Some((b1, _))) if at_start.ok && at_end.ok => Some(round3(
-            (b1 - b0).saturating_sub(server_cpu_ticks + loadgen_ticks) as f64 / tck,
-        )),
-        _ => None,
-    };
-    let machine_busy_pct = match (machine_start, machine_end) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some(round3(100.0 * (b1 - b0) as f64 / (t1 - t0) as f64)),
-        _ => None,
-    };
+    let (mut other_cpu_s, mut irq_cpu_s, mut machine_busy_pct) = (None, None, None);
+    if let (Some(a), Some(b)) = (machine_start, machine_end) {
+        let tasks = b.tasks.saturating_sub(a.tasks);
+        let irq = b.irq.saturating_sub(a.irq);
+        if at_start.ok && at_end.ok {
+            other_cpu_s = Some(round3(
+                tasks.saturating_sub(server_cpu_ticks + loadgen_ticks) as f64 / tck,
+            ));
+        }
+        irq_cpu_s = Some(round3(irq as f64 / tck));
+        if b.total > a.total {
+            machine_busy_pct = Some(round3(
+                100.0 * (tasks + irq) as f64 / (b.total - a.total) as f64,
+            ));
+        }
+    }
     let out = serde_json::json!({
         "url": args.url,
         "clients_requested": n,
@@ -1695,6 +1907,7 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
         "server": server,
         "loadgen_cpu_s": round3(loadgen_ticks as f64 / tck),
         "other_cpu_s": other_cpu_s,
+        "irq_softirq_cpu_s": irq_cpu_s,
         "machine_busy_pct": machine_busy_pct,
         "workers_lost": lost_workers,
         "workers_deadline_hit": results.iter().filter(|r| r.deadline_hit).count(),
@@ -1707,7 +1920,13 @@ async fn parent_run(args: Args, tck: f64) -> i32 {
             eprintln!("loadgen: cannot write {path}: {e}");
         }
     }
-    let f = |v: &serde_json::Value| if v.is_null() { "-".to_string() } else { v.to_string() };
+    let f = |v: &serde_json::Value| {
+        if v.is_null() {
+            "-".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     eprintln!(
         "loadgen: connected {connected}/{n}, delivered {delivered}/{expected}, missed {missed}, \
          latency p50 {} p99 {} max {} ms, spread p99 {} ms, {} B/msg, server CPU {} us/msg",
