@@ -2,8 +2,8 @@
 //! and the fan-out that writes each tick to every client.
 //!
 //! **Writes happen in the fan-out, not in the clients' tasks.** Publishing a tick walks the
-//! client registry on one blocking thread per core (the registry is split in shards that the
-//! threads take in turn) and, for each client that has nothing pending, writes the shared frame
+//! client registry on blocking threads, one per core once there are enough clients to keep
+//! them busy (the registry is split in shards that the threads take in turn) and, for each client that has nothing pending, writes the shared frame
 //! straight into its socket with one non-blocking `write`. That is the whole per-client cost for
 //! a client that keeps up: no task wake-up, no channel, no copy, no allocation. This is what
 //! keeps marketcast's CPU per delivered message next to the kernel's own cost of the write, and
@@ -38,6 +38,11 @@ use super::frame::Tick;
 /// Registry shards: enough that fan-out threads rarely wait for one another and that a
 /// connect or disconnect never waits for a whole tick's writes.
 const SHARDS: usize = 64;
+
+/// Clients per fan-out thread before a second thread is worth it. Below this a tick's writes
+/// take a few milliseconds on one thread, and writing from two cores into the same receivers
+/// costs more kernel time (their wake-ups contend) than it saves in latency.
+const CLIENTS_PER_WRITER: usize = 2000;
 
 /// Control frames a client may have waiting before it counts as abusive.
 pub const MAX_QUEUED_CONTROL: usize = 16;
@@ -353,7 +358,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub with no clients; the fan-out uses one thread per available core.
+    /// A hub with no clients; the fan-out uses up to one thread per available core.
     pub fn new(settings: HubSettings) -> Self {
         let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
@@ -399,8 +404,9 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner()) = Some(tick.clone());
         self.shared.ticks.fetch_add(1, Ordering::Relaxed);
         let next = Arc::new(AtomicUsize::new(0));
-        let mut writers = Vec::with_capacity(self.shared.writers);
-        for _ in 0..self.shared.writers {
+        let count = (self.client_count() / CLIENTS_PER_WRITER).clamp(1, self.shared.writers);
+        let mut writers = Vec::with_capacity(count);
+        for _ in 0..count {
             let (hub, tick, next) = (self.clone(), tick.clone(), next.clone());
             // Blocking threads: the writes are system calls back to back for tens of
             // milliseconds, which must not hold up the async workers reading client frames.
