@@ -109,6 +109,17 @@ struct Outbox {
     broken: bool,
 }
 
+impl Outbox {
+    fn push_control(&mut self, frame: Bytes) {
+        self.frames.push_back(Pending {
+            bytes: frame,
+            tick: false,
+            started: false,
+        });
+        self.controls += 1;
+    }
+}
+
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueError {
@@ -227,12 +238,7 @@ impl ClientSlot {
         if ob.controls >= MAX_QUEUED_CONTROL {
             return Err(QueueError::ControlOverflow);
         }
-        ob.frames.push_back(Pending {
-            bytes: frame,
-            tick: false,
-            started: false,
-        });
-        ob.controls += 1;
+        ob.push_control(frame);
         self.flush_locked(&mut ob);
         Ok(())
     }
@@ -289,12 +295,7 @@ impl ClientSlot {
         ob.ticks = ob.frames.iter().filter(|p| p.tick).count();
         ob.controls = ob.frames.len() - ob.ticks;
         if let Some(frame) = last {
-            ob.frames.push_back(Pending {
-                bytes: frame,
-                tick: false,
-                started: false,
-            });
-            ob.controls += 1;
+            ob.push_control(frame);
         }
         self.flush_locked(&mut ob);
     }

@@ -190,14 +190,14 @@ pub async fn run_replay(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
+    // The replay stops on a problem of the file itself (not of one message).
+    let fail = |note: String| {
+        tracing::error!("{note}");
+        stats.set_state(FeedState::Failed, Some(note));
+    };
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
-        Err(e) => {
-            let note = format!("cannot open {}: {e}", path.display());
-            tracing::error!("{note}");
-            stats.set_state(FeedState::Failed, Some(note));
-            return;
-        }
+        Err(e) => return fail(format!("cannot open {}: {e}", path.display())),
     };
     stats.set_state(FeedState::Running, None);
     let mut lines = tokio::io::BufReader::new(file).lines();
@@ -214,21 +214,16 @@ pub async fn run_replay(
             Ok(Some(text)) => text,
             Ok(None) => break,
             Err(e) => {
-                let note = format!("{} line {line_no}: cannot read: {e}", path.display());
-                tracing::error!("{note}");
-                stats.set_state(FeedState::Failed, Some(note));
-                return;
+                return fail(format!(
+                    "{} line {line_no}: cannot read: {e}",
+                    path.display()
+                ))
             }
         };
         let parsed = match replay::parse_line(line_no, &text) {
             Ok(Some(l)) => l,
             Ok(None) => continue,
-            Err(e) => {
-                let note = format!("{}: {e}", path.display());
-                tracing::error!("{note}");
-                stats.set_state(FeedState::Failed, Some(note));
-                return;
-            }
+            Err(e) => return fail(format!("{}: {e}", path.display())),
         };
         match (speed, parsed.at) {
             (ReplaySpeed::Factor(factor), Some(at)) => {
