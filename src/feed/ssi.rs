@@ -239,7 +239,7 @@ impl<'a> Value<'a> {
         match self {
             Value::Null => None,
             Value::Number(x) => Some(Num::Val(x)),
-            Value::NumberText(s) => Some(s.parse::<f64>().map_or(Num::Bad, Num::Val)),
+            Value::NumberText(s) => Some(parse_number(s).map_or(Num::Bad, Num::Val)),
             Value::Str(s) => Some(s.trim().parse::<f64>().map_or(Num::Bad, Num::Val)),
             Value::Bool(_) | Value::Nested => Some(Num::Bad),
         }
@@ -254,9 +254,9 @@ impl<'a> Value<'a> {
                 Some(Text(Cow::Owned((x as i64).to_string())))
             }
             Value::Number(x) => Some(Text(Cow::Owned(x.to_string()))),
-            Value::NumberText(s) => match s.parse::<f64>() {
-                Ok(x) => Value::Number(x).text(),
-                Err(_) => Some(Text(Cow::Borrowed(s))),
+            Value::NumberText(s) => match parse_number(s) {
+                Some(x) => Value::Number(x).text(),
+                None => Some(Text(Cow::Borrowed(s))),
             },
             Value::Bool(b) => Some(Text(Cow::Owned(b.to_string()))),
         }
@@ -309,6 +309,44 @@ impl<'de> Deserialize<'de> for Value<'de> {
         }
         d.deserialize_any(V)
     }
+}
+
+/// Parses a JSON number. SSI's numbers are short decimals (`22950.0`, `1.03`, `100`): those are
+/// read as an integer mantissa divided by a power of ten, which is exact and correctly rounded
+/// while the mantissa stays below 2^53 and the power at most 10^22 (a single IEEE division);
+/// anything else goes to the standard library's parser.
+fn parse_number(s: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let bytes = s.as_bytes();
+    let (negative, digits) = match bytes.first() {
+        Some(b'-') => (true, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0usize;
+    let mut fraction: Option<usize> = None;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (b - b'0') as u64;
+                count += 1;
+                if let Some(f) = fraction.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() && count > 0 => fraction = Some(0),
+            // Exponents, stray characters: the general parser decides.
+            _ => return s.parse().ok(),
+        }
+    }
+    let scale = fraction.unwrap_or(0);
+    if count == 0 || count > 15 || fraction == Some(0) {
+        return s.parse().ok();
+    }
+    let value = mantissa as f64 / POW10[scale];
+    Some(if negative { -value } else { value })
 }
 
 /// A map key, borrowed when it has no escapes.
@@ -1158,6 +1196,53 @@ mod tests {
         assert!(scan_flat(r#"{"a":{"b":1}}"#, false).is_none());
         assert!(scan_flat(r#"{"a":1} trailing"#, false).is_none());
         assert!(scan_flat(r#"{\"Symbol\":\"FPT\"}"#, true).is_some());
+    }
+
+    #[test]
+    fn fast_number_parse_agrees_with_the_standard_parser() {
+        let mut samples: Vec<String> = [
+            "0",
+            "-0",
+            "100",
+            "22950.0",
+            "1.03",
+            "-12.6",
+            "0.1",
+            "0.3",
+            "1342.67",
+            "2.5299999999999727",
+            "9007199254740993",
+            "123456789012345.6",
+            "1e16",
+            "1.5E-3",
+            "-",
+            ".5",
+            "5.",
+            "1.2.3",
+            "12a",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // A sweep of prices and index values with one to four decimals.
+        let mut x: u64 = 1;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let whole = (x >> 40) % 2_000_000;
+            let decimals = (x >> 20) % 5;
+            let frac = (x >> 8) % 10u64.pow(decimals as u32);
+            samples.push(match decimals {
+                0 => whole.to_string(),
+                d => format!("{whole}.{frac:0width$}", width = d as usize),
+            });
+        }
+        for s in &samples {
+            let expected = s.parse::<f64>().ok();
+            let got = parse_number(s);
+            assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits), "{s}");
+        }
     }
 
     #[test]
