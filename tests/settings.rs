@@ -1,0 +1,73 @@
+//! Settings through the real binary: `.env` is read, real environment variables win over it,
+//! and an invalid value stops start-up with a message naming the setting and its range.
+
+use std::process::Command;
+use std::time::Duration;
+
+fn dir_with_env(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("marketcast-settings-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".env"), contents).unwrap();
+    dir
+}
+
+#[test]
+fn an_invalid_value_in_dotenv_stops_start_up_naming_the_setting() {
+    let dir = dir_with_env("invalid", "WS_QUEUE_SIZE=0\nAPP_PORT=0\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .current_dir(&dir)
+        .env_remove("WS_QUEUE_SIZE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WS_QUEUE_SIZE must be a whole number from 1 to 100000"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_environment_wins_over_dotenv() {
+    let dir = dir_with_env("override", "WS_QUEUE_SIZE=0\nAPP_PORT=0\nLOG_LEVEL=info\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .current_dir(&dir)
+        .env("WS_QUEUE_SIZE", "10")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It starts (the .env value would have stopped it) and logs where it listens.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a start-up line");
+    assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_without_a_file_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .current_dir(std::env::temp_dir())
+        .env("FEED", "replay")
+        .env_remove("REPLAY_FILE")
+        .env("APP_PORT", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REPLAY_FILE"));
+}
