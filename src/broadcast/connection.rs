@@ -49,7 +49,6 @@ enum End {
 
 struct Conn<'a> {
     slot: &'a ClientSlot,
-    deflate: bool,
     max_message: usize,
     /// Bytes of a partly received client frame (empty, unallocated, most of the time).
     inbuf: Vec<u8>,
@@ -121,7 +120,7 @@ impl Conn<'_> {
                 OP_TEXT | OP_CONTINUATION | OP_CLOSE | OP_PING | OP_PONG => {}
                 _ => return Err(End::Violation(1002, "unknown opcode")),
             }
-            if rsv1 && !(self.deflate && opcode == OP_TEXT) {
+            if rsv1 && !(self.slot.deflate() && opcode == OP_TEXT) {
                 return Err(End::Violation(1002, "unexpected compressed frame"));
             }
             let (len, ext) = match b[1] & 0x7F {
@@ -303,7 +302,6 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
     let _ = slot.stream().set_nodelay(true);
     let mut conn = Conn {
         slot,
-        deflate: slot.deflate(),
         max_message: settings.max_message_size,
         inbuf: leftover,
         fragment: None,

@@ -70,18 +70,18 @@ pub fn close(code: u16, reason: &str) -> Bytes {
 /// and the time its snapshot was taken. The keys go first so a client (or the load generator)
 /// can read them without parsing the rest. `body` must be a JSON object.
 pub fn stamp(body: &[u8], seq: u64, ts_ms: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 48);
-    out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
-    out.extend_from_slice(b",\"ts\":");
-    out.extend_from_slice(ts_ms.to_string().as_bytes());
+    let (prefix, rest) = stamp_parts(body, seq, ts_ms);
+    [prefix.as_slice(), rest].concat()
+}
+
+/// The stamped message as two pieces: the new prefix and the rest of `body`, so a frame can be
+/// built around them with one copy of the body.
+fn stamp_parts(body: &[u8], seq: u64, ts_ms: i64) -> (Vec<u8>, &[u8]) {
     let rest = body.strip_prefix(b"{").unwrap_or(body);
     let is_empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-    if !is_empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest);
-    out
+    let comma = if is_empty { "" } else { "," };
+    let prefix = format!("{{\"seq\":{seq},\"ts\":{ts_ms}{comma}").into_bytes();
+    (prefix, rest)
 }
 
 /// A reusable raw-deflate compressor for permessage-deflate payloads.
@@ -147,16 +147,24 @@ pub struct Tick {
 impl Tick {
     /// Stamps `body` and frames it once (and compressed once, with `deflater`).
     pub fn build(seq: u64, ts_ms: i64, body: &[u8], deflater: Option<&mut Deflater>) -> Tick {
-        let payload = stamp(body, seq, ts_ms);
+        // The plain frame is written in one pass (header, stamp, body); the compressor reads
+        // the payload out of it, so the body is copied once per tick.
+        let (prefix, rest) = stamp_parts(body, seq, ts_ms);
+        let payload_len = prefix.len() + rest.len();
+        let mut plain = Vec::with_capacity(payload_len + 10);
+        put_header(&mut plain, OP_TEXT, false, payload_len);
+        let header_len = plain.len();
+        plain.extend_from_slice(&prefix);
+        plain.extend_from_slice(rest);
         let deflated = deflater
-            .and_then(|d| d.compress_message(&payload))
+            .and_then(|d| d.compress_message(&plain[header_len..]))
             .map(|compressed| frame(OP_TEXT, true, &compressed));
         Tick {
             seq,
             ts_ms,
-            plain: frame(OP_TEXT, false, &payload),
+            plain: Bytes::from(plain),
             deflated,
-            payload_len: payload.len(),
+            payload_len,
         }
     }
 
