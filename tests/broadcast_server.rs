@@ -439,6 +439,42 @@ async fn deflate_is_negotiated_and_one_compressed_frame_decodes_to_the_plain_mes
     let _ = tokio::time::timeout(Duration::from_millis(10), zipped.read_to_end(&mut sink)).await;
 }
 
+/// The exact race behind the old flake: the latest snapshot was built while no deflate client
+/// was connected (a plain client asked for it), and then a deflate client connects and is handed
+/// that snapshot at once. With a 30 s interval no other tick can come between, so the order of
+/// events is fixed by the test, not by timing.
+#[tokio::test]
+async fn a_deflate_client_gets_the_snapshot_built_before_it_came_compressed() {
+    let server = ServerProcess::start(&[
+        ("FEED", "static"),
+        ("SNAPSHOT_FILE", &fixture("snapshot-large.json")),
+        ("WS_BROADCAST_INTERVAL", "30"),
+    ]);
+    let (mut plain, _) = raw_connect(server.addr, "/ws/market", "").await;
+    let (first, payload) = read_frame(&mut plain).await.unwrap();
+    assert_eq!(first, 0x81, "a plain client gets a plain frame");
+    let plain_text = String::from_utf8(payload).unwrap();
+    assert_eq!(stamped_seq(&plain_text), 1);
+    let health = server.get("/health").await.json();
+    assert_eq!(health["broadcast"]["ticks"], 1, "{health}");
+
+    let (mut zipped, head) = raw_connect(
+        server.addr,
+        "/ws/market",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    )
+    .await;
+    assert!(head.to_ascii_lowercase().contains("permessage-deflate"));
+    let (first, payload) = read_frame(&mut zipped).await.unwrap();
+    assert_eq!(first, 0xC1, "FIN + RSV1 + text: the same tick, compressed");
+    assert_eq!(inflate(&payload), plain_text, "the same message, seq 1");
+    let health = server.get("/health").await.json();
+    assert_eq!(
+        health["broadcast"]["ticks"], 1,
+        "no new tick was built for it"
+    );
+}
+
 fn inflate(payload: &[u8]) -> String {
     let mut input = payload.to_vec();
     input.extend_from_slice(&[0, 0, 0xff, 0xff]);

@@ -298,7 +298,6 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
     let slot = client.slot();
     let settings = hub.settings();
     let (interval, timeout) = (settings.heartbeat_interval, settings.heartbeat_timeout);
-    let fresh_ms = (settings.broadcast_interval.as_millis() as i64 * 2).max(1000);
     let _ = slot.stream().set_nodelay(true);
     let mut conn = Conn {
         slot,
@@ -310,7 +309,7 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
 
     // The latest snapshot at once, or ask for a fresh one when there is none.
     let now_ms = chrono::Utc::now().timestamp_millis();
-    match hub.latest().filter(|t| now_ms - t.ts_ms <= fresh_ms) {
+    match hub.fresh_latest(now_ms) {
         Some(tick) => slot.offer(&tick, settings.queue_size),
         None => hub.request_tick(),
     }

@@ -1,13 +1,23 @@
 //! WebSocket frames as the server writes them (RFC 6455 section 5), built once and shared.
 //!
-//! A tick's message is stamped with `seq` and `ts`, framed once as a plain text frame and, when
-//! any client negotiated permessage-deflate, compressed once into a second frame. Each frame
-//! is one contiguous [`Bytes`] (header and payload together), so writing it to a client is a
-//! single `write` of shared memory: no per-client copy, no per-client encoder.
+//! A tick's message is stamped with `seq` and `ts`, framed once as a plain text frame and, the
+//! first time a client that negotiated permessage-deflate needs it, compressed once into a
+//! second frame. Each frame is one contiguous [`Bytes`] (header and payload together), so
+//! writing it to a client is a single `write` of shared memory: no per-client copy, no
+//! per-client encoder.
+//!
+//! **Compressed on demand, once.** Whether a tick is wanted compressed is not known when it is
+//! built: a deflate client may connect a moment later and be handed that tick as the latest
+//! snapshot, or be registered while the tick is being fanned out. So the compressed frame lives
+//! in a once-cell on the tick and is made by whoever needs it first (the hub makes it before the
+//! fan-out whenever deflate clients are registered). No tick is compressed when nobody wants
+//! it, and no deflate client ever gets a plain frame because it arrived at the wrong moment.
 //!
 //! Compression follows RFC 7692 with `server_no_context_takeover`: every message is compressed
 //! from a fresh window, which is what lets one compressed frame serve every client. The
-//! compressor itself is reused from tick to tick (reset, not reallocated).
+//! compressor itself ([`SharedDeflater`]) is reused from tick to tick (reset, not reallocated).
+
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -129,6 +139,32 @@ impl Deflater {
     }
 }
 
+/// The broadcast loop's compressor, shared with the ticks it builds so that whichever thread
+/// first needs a tick compressed can do it. One tick is compressed at a time in practice (the
+/// next tick is built a whole interval later), so the lock is never contended for long.
+#[derive(Clone)]
+pub struct SharedDeflater(Arc<Mutex<Deflater>>);
+
+impl SharedDeflater {
+    /// A compressor at `level` (0-9).
+    pub fn new(level: u32) -> Self {
+        SharedDeflater(Arc::new(Mutex::new(Deflater::new(level))))
+    }
+
+    fn compress_message(&self, input: &[u8]) -> Option<Vec<u8>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .compress_message(input)
+    }
+}
+
+impl std::fmt::Debug for SharedDeflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedDeflater")
+    }
+}
+
 /// One broadcast: the stamped message as every client receives it.
 #[derive(Debug)]
 pub struct Tick {
@@ -138,42 +174,66 @@ pub struct Tick {
     pub ts_ms: i64,
     /// The text frame.
     pub plain: Bytes,
-    /// The same message as a compressed frame, when any client negotiated deflate.
-    pub deflated: Option<Bytes>,
     /// Payload size before framing.
     pub payload_len: usize,
+    /// Where the compressed frame comes from; `None` when compression is off.
+    deflater: Option<SharedDeflater>,
+    /// The compressed frame, made the first time a deflate client needs it (`None` inside if
+    /// the compressor failed: the tick then goes out plain, which RFC 7692 allows).
+    deflated: OnceLock<Option<Bytes>>,
 }
 
 impl Tick {
-    /// Stamps `body` and frames it once (and compressed once, with `deflater`).
-    pub fn build(seq: u64, ts_ms: i64, body: &[u8], deflater: Option<&mut Deflater>) -> Tick {
+    /// Stamps `body` and frames it once. With `deflater`, the compressed frame is made later,
+    /// once, by the first caller of [`Tick::deflated`].
+    pub fn build(seq: u64, ts_ms: i64, body: &[u8], deflater: Option<SharedDeflater>) -> Tick {
         // The plain frame is written in one pass (header, stamp, body); the compressor reads
         // the payload out of it, so the body is copied once per tick.
         let (prefix, rest) = stamp_parts(body, seq, ts_ms);
         let payload_len = prefix.len() + rest.len();
         let mut plain = Vec::with_capacity(payload_len + 10);
         put_header(&mut plain, OP_TEXT, false, payload_len);
-        let header_len = plain.len();
         plain.extend_from_slice(&prefix);
         plain.extend_from_slice(rest);
-        let deflated = deflater
-            .and_then(|d| d.compress_message(&plain[header_len..]))
-            .map(|compressed| frame(OP_TEXT, true, &compressed));
         Tick {
             seq,
             ts_ms,
             plain: Bytes::from(plain),
-            deflated,
             payload_len,
+            deflater,
+            deflated: OnceLock::new(),
         }
     }
 
-    /// The frame for a client: compressed when it negotiated deflate and this tick has one.
+    /// The compressed frame, compressing the message now if nobody has yet. `None` when the
+    /// tick was built without a compressor (or the compressor failed). Callers that hold a
+    /// lock other threads wait on must not be the first to call this.
+    pub fn deflated(&self) -> Option<&Bytes> {
+        let deflater = self.deflater.as_ref()?;
+        self.deflated
+            .get_or_init(|| {
+                let payload = &self.plain[self.plain.len() - self.payload_len..];
+                deflater
+                    .compress_message(payload)
+                    .map(|compressed| frame(OP_TEXT, true, &compressed))
+            })
+            .as_ref()
+    }
+
+    /// True once the compressed frame exists.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.deflated.get(), Some(Some(_)))
+    }
+
+    /// The frame for a client: compressed when it negotiated deflate (made now if it is the
+    /// first to need it) and the tick can be compressed; plain otherwise.
     pub fn frame_for(&self, deflate: bool) -> &Bytes {
-        match (&self.deflated, deflate) {
-            (Some(d), true) => d,
-            _ => &self.plain,
+        if deflate {
+            if let Some(d) = self.deflated() {
+                return d;
+            }
         }
+        &self.plain
     }
 }
 
@@ -253,14 +313,48 @@ mod tests {
 
     #[test]
     fn tick_frames_plain_and_deflated() {
-        let mut d = Deflater::new(1);
-        let t = Tick::build(3, 10, br#"{"a":1}"#, Some(&mut d));
+        let d = SharedDeflater::new(1);
+        let t = Tick::build(3, 10, br#"{"a":1}"#, Some(d.clone()));
         assert_eq!(&t.plain[2..], br#"{"seq":3,"ts":10,"a":1}"#);
-        let deflated = t.deflated.as_ref().unwrap();
+        assert!(
+            !t.is_compressed(),
+            "nothing is compressed until someone needs it"
+        );
+        assert_eq!(t.frame_for(false), &t.plain);
+        assert!(
+            !t.is_compressed(),
+            "a plain client does not cause compression"
+        );
+        let deflated = t.frame_for(true).clone();
+        assert!(t.is_compressed());
         assert_eq!(deflated[0], 0xC1);
         assert_eq!(inflate(&deflated[2..]), br#"{"seq":3,"ts":10,"a":1}"#);
-        assert_eq!(t.frame_for(true), deflated);
+        // Compressed once: every later caller gets the same bytes, the same allocation.
+        assert_eq!(t.deflated().unwrap().as_ptr(), deflated.as_ptr());
         let plain_only = Tick::build(4, 10, b"{}", None);
         assert_eq!(plain_only.frame_for(true), &plain_only.plain);
+        assert!(plain_only.deflated().is_none());
+    }
+
+    #[test]
+    fn a_large_tick_compresses_exactly_its_payload() {
+        let d = SharedDeflater::new(1);
+        // Numbers, not one repeated byte: the test's inflate buffer assumes at most 20:1.
+        let numbers: Vec<String> = (0..12_000u32)
+            .map(|i| (i * 7919 % 100_003).to_string())
+            .collect();
+        let body = format!("{{\"n\":[{}]}}", numbers.join(","));
+        assert!(body.len() > 65_535, "needs the 64-bit length form");
+        let t = Tick::build(9, 1, body.as_bytes(), Some(d));
+        let deflated = t.deflated().unwrap();
+        let header = match deflated[1] {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        let payload = &deflated[header..];
+        let expected = stamp(body.as_bytes(), 9, 1);
+        assert_eq!(inflate(payload), expected);
+        assert_eq!(&t.plain[t.plain.len() - t.payload_len..], &expected[..]);
     }
 }

@@ -173,13 +173,17 @@ impl ClientSlot {
 
     /// Offers a tick: written at once when the client has nothing pending, queued otherwise
     /// (dropping the oldest queued tick beyond `queue_size`).
+    ///
+    /// A deflate client that is the first to need this tick compressed compresses it here,
+    /// before its outbox is locked: neither its own task nor the fan-out ever waits on a
+    /// compressor while holding a client's lock.
     pub fn offer(&self, tick: &Tick, queue_size: usize) {
+        let frame = tick.frame_for(self.deflate);
         let mut ob = self.outbox();
         if ob.closed || tick.seq <= ob.last_seq {
             return;
         }
         ob.last_seq = tick.seq;
-        let frame = tick.frame_for(self.deflate);
         if ob.frames.is_empty() {
             match self.stream.try_write(frame) {
                 Ok(n) if n == frame.len() => {
@@ -396,7 +400,14 @@ impl Hub {
 
     /// Keeps `tick` as the latest and writes it to every client, spread over the fan-out
     /// threads. Returns when every client has it written or queued.
+    ///
+    /// With deflate clients registered the tick is compressed first, once, so the fan-out
+    /// threads only read it. A deflate client that registers after this check compresses the
+    /// tick itself when it is offered (outside any lock), so it never gets a plain frame.
     pub async fn publish(&self, tick: Tick) {
+        if self.deflate_client_count() > 0 {
+            tick.deflated();
+        }
         let tick = Arc::new(tick);
         *self
             .shared
@@ -442,6 +453,13 @@ impl Hub {
             .clone()
     }
 
+    /// The latest tick if it is fresh enough to hand to a client that just connected: taken
+    /// within two broadcast intervals (at least a second) of `now_ms`.
+    pub fn fresh_latest(&self, now_ms: i64) -> Option<Arc<Tick>> {
+        let fresh_ms = (self.shared.settings.broadcast_interval.as_millis() as i64 * 2).max(1000);
+        self.latest().filter(|t| now_ms - t.ts_ms <= fresh_ms)
+    }
+
     /// Clients connected now.
     pub fn client_count(&self) -> usize {
         self.shared.client_count.load(Ordering::Relaxed)
@@ -476,6 +494,8 @@ impl Hub {
     }
 
     /// Asks the broadcast loop for a tick now (a client connected while nothing fresh exists).
+    /// Call it only after the client is registered: a tick published after that reaches the
+    /// client through the fan-out and satisfies the request (see [`super::ticker`]).
     pub fn request_tick(&self) {
         self.shared.tick_wanted.notify_one();
     }
@@ -691,6 +711,48 @@ mod tests {
         let tick = Tick::build(40, 0, b"{}", None);
         handle.slot().offer(&tick, 3);
         assert_eq!(hub.clients()[0].pending, view.pending);
+    }
+
+    /// The race of the flaky test: the latest tick was built and published while no deflate
+    /// client existed, then a deflate client joins and is handed that tick.
+    #[tokio::test]
+    async fn a_deflate_client_joining_after_a_plain_only_tick_gets_it_compressed() {
+        use super::super::frame::SharedDeflater;
+        let hub = Hub::new(HubSettings::default());
+        let deflater = SharedDeflater::new(1);
+        let (s1, mut plain_client) = socket_pair().await;
+        let _plain = hub.register(peer(), false, s1);
+        hub.publish(Tick::build(1, 0, br#"{"a":1}"#, Some(deflater.clone())))
+            .await;
+        let latest = hub.latest().unwrap();
+        assert!(
+            !latest.is_compressed(),
+            "no deflate client: nothing compressed"
+        );
+        let mut got = vec![0u8; latest.plain.len()];
+        plain_client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[0], 0x81);
+
+        let (s2, mut zipped_client) = socket_pair().await;
+        let zipped = hub.register(peer(), true, s2);
+        zipped.slot().offer(&latest, 3);
+        let frame = latest.deflated().expect("compressed on demand").clone();
+        let mut got = vec![0u8; frame.len()];
+        zipped_client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[0], 0xC1, "FIN + RSV1 + text");
+        assert_eq!(&got[..], &frame[..]);
+
+        // The next tick is compressed before the fan-out, and both clients get their form.
+        hub.publish(Tick::build(2, 0, br#"{"a":2}"#, Some(deflater)))
+            .await;
+        let latest = hub.latest().unwrap();
+        assert!(latest.is_compressed());
+        let mut got = vec![0u8; latest.deflated().unwrap().len()];
+        zipped_client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[0], 0xC1);
+        let mut got = vec![0u8; latest.plain.len()];
+        plain_client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[0], 0x81);
     }
 
     #[tokio::test]

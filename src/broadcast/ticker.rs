@@ -1,10 +1,13 @@
 //! The broadcast loop: one snapshot per interval, serialised once, published once.
 //!
-//! Each tick asks a [`SnapshotSource`] for the snapshot's JSON body, stamps it, frames it (and
-//! compresses it when any client negotiated deflate), and publishes it to the hub. With no
+//! Each tick asks a [`SnapshotSource`] for the snapshot's JSON body, stamps it, frames it, and
+//! publishes it to the hub (which has it compressed once when any client negotiated deflate,
+//! see [`super::frame`]). With no
 //! clients the loop does no work at all: no snapshot, no serialisation, and `seq` does not move
 //! (it counts broadcasts). A client that connects while nothing fresh exists asks for a tick,
-//! so it receives a snapshot at once rather than at the next interval.
+//! so it receives a snapshot at once rather than at the next interval. A request that finds a
+//! fresh tick already published is satisfied by it (the client was registered before it asked,
+//! so the fan-out gave it that tick): a request never makes a second tick out of one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 
-use super::frame::{Deflater, Tick};
+use super::frame::{SharedDeflater, Tick};
 use super::hub::Hub;
 use crate::market::time::{Clock, Timestamp};
 
@@ -42,31 +45,37 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     interval: Duration,
 ) {
-    let mut ticks = tokio::time::interval(interval);
+    // The first regular tick comes one interval after start: a client that connects earlier
+    // asks for its tick, and an immediate tick besides would give it two back to back.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     // After a stall, carry on at the normal cadence rather than bursting to catch up.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut deflater = Deflater::new(DEFLATE_LEVEL);
+    let deflater = hub
+        .settings()
+        .compression
+        .then(|| SharedDeflater::new(DEFLATE_LEVEL));
     let mut seq = 0u64;
     let shutdown = hub.shutdown_token().clone();
     loop {
-        tokio::select! {
+        let requested = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-            _ = hub.tick_requested() => {}
-        }
+            _ = ticks.tick() => false,
+            _ = hub.tick_requested() => true,
+        };
         if hub.client_count() == 0 {
             continue;
         }
         let now = clock.now();
+        if requested {
+            if hub.fresh_latest(now.epoch_millis()).is_some() {
+                continue;
+            }
+            // The cadence restarts from this tick, so the next one is a whole interval away.
+            ticks.reset();
+        }
         let body = source.snapshot_json(now);
         seq += 1;
-        let deflate = hub.deflate_client_count() > 0;
-        let tick = Tick::build(
-            seq,
-            now.epoch_millis(),
-            &body,
-            deflate.then_some(&mut deflater),
-        );
+        let tick = Tick::build(seq, now.epoch_millis(), &body, deflater.clone());
         hub.publish(tick).await;
     }
 }
