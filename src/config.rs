@@ -32,6 +32,9 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Write simulator messages in the replay format to stdout.
     Simulate(SimulateArgs),
+    /// Check SSI FastConnect credentials and the stream: authenticate, fetch the VN30 list,
+    /// subscribe, print the first messages of each type, exit 0 (or say what to fix).
+    SsiCheck(Box<SsiCheckArgs>),
 }
 
 /// Where market events come from.
@@ -43,6 +46,163 @@ pub enum FeedKind {
     Replay,
     /// A fixed snapshot file (`SNAPSHOT_FILE`), re-stamped every tick; for benchmarks.
     Static,
+    /// The live SSI FastConnect stream (`SSI_CONSUMER_ID`, `SSI_CONSUMER_SECRET`).
+    Ssi,
+    /// Only what is pushed to `/api/ingest` and `/ws/ingest` (`INGEST_TOKEN`).
+    Ingest,
+}
+
+/// A setting that must never be printed: `Debug` shows `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when unset.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.trim().to_string()))
+}
+
+/// Which symbols the processor follows.
+#[derive(Debug, Clone, Args)]
+pub struct MarketArgs {
+    /// Follow only this VN30 futures contract (e.g. VN30F2612); empty: the most traded.
+    #[arg(long, env = "FUTURES_OVERRIDE", default_value = "")]
+    pub futures_override: String,
+    /// VN30 constituents, comma-separated; empty: the built-in list (with `FEED=ssi`, the
+    /// list SSI's IndexComponents returns, and this one only if that fails).
+    #[arg(long, env = "VN30_SYMBOLS", default_value = "")]
+    pub vn30_symbols: String,
+    /// Extra symbols (or indices) to keep besides VN30, comma-separated.
+    #[arg(long, env = "EXTRA_SYMBOLS", default_value = "")]
+    pub extra_symbols: String,
+}
+
+/// SSI FastConnect Data settings (`FEED=ssi` and `marketcast ssi-check`).
+#[derive(Debug, Clone, Args)]
+pub struct SsiArgs {
+    /// FastConnect Data consumer ID (iBoard, API service management).
+    #[arg(
+        long,
+        env = "SSI_CONSUMER_ID",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub ssi_consumer_id: String,
+    /// FastConnect Data consumer secret; never logged.
+    #[arg(long, env = "SSI_CONSUMER_SECRET", default_value = "", hide_env_values = true, hide_default_value = true, value_parser = secret)]
+    pub ssi_consumer_secret: Secret,
+    /// REST and token base URL.
+    #[arg(long, env = "SSI_BASE_URL", default_value = "https://fc-data.ssi.com.vn/", value_parser = http_url("SSI_BASE_URL"))]
+    pub ssi_base_url: String,
+    /// Streaming base URL; the SignalR hub is at `<this>v2.0/signalr`.
+    #[arg(long, env = "SSI_STREAM_URL", default_value = "https://fc-datahub.ssi.com.vn/", value_parser = http_url("SSI_STREAM_URL"))]
+    pub ssi_stream_url: String,
+    /// How channels are subscribed: `calls` (one connection, one SwitchChannels call per
+    /// channel), `combined` (one call, channels joined by commas) or `connections` (one
+    /// connection per channel).
+    #[arg(long, env = "SSI_SUBSCRIBE_MODE", value_enum, default_value_t = crate::feed::ssi_stream::SubscribeMode::Calls)]
+    pub ssi_subscribe_mode: crate::feed::ssi_stream::SubscribeMode,
+    /// Channels to subscribe, comma-separated (e.g. `X:ALL,R:ALL,MI:ALL`); empty: X-TRADE,
+    /// X-QUOTE and R for the VN30 (and the futures), MI for VN30 and VNINDEX.
+    #[arg(long, env = "SSI_CHANNELS", default_value = "")]
+    pub ssi_channels: String,
+    /// Seconds without any frame before the stream counts as dead; 0: the hub's negotiated
+    /// KeepAliveTimeout, else 60.
+    #[arg(long, env = "SSI_IDLE_TIMEOUT", default_value = "0", value_parser = float("SSI_IDLE_TIMEOUT", 0.0, 3600.0))]
+    pub ssi_idle_timeout: f64,
+    /// First wait before reconnecting, in seconds (doubles per failure, with jitter).
+    #[arg(long, env = "SSI_RECONNECT_MIN", default_value = "2", value_parser = seconds("SSI_RECONNECT_MIN", 0.01, 3600.0))]
+    pub ssi_reconnect_min: Duration,
+    /// Longest wait between reconnect attempts, in seconds.
+    #[arg(long, env = "SSI_RECONNECT_MAX", default_value = "60", value_parser = seconds("SSI_RECONNECT_MAX", 0.01, 86400.0))]
+    pub ssi_reconnect_max: Duration,
+    /// After a reconnect, take each symbol's next foreign-room message as a new baseline, so
+    /// flows missed during the gap do not count as one burst.
+    #[arg(long, env = "SSI_RESEED_FOREIGN", default_value = "true", value_parser = boolean("SSI_RESEED_FOREIGN"))]
+    pub ssi_reseed_foreign: bool,
+}
+
+impl SsiArgs {
+    /// Checks that the credentials are there; names the missing setting.
+    pub fn require_credentials(&self) -> Result<(), String> {
+        if self.ssi_consumer_id.trim().is_empty() {
+            return Err("SSI_CONSUMER_ID is not set: FEED=ssi needs FastConnect Data credentials (iBoard > Support > API service management)".into());
+        }
+        if self.ssi_consumer_secret.is_empty() {
+            return Err("SSI_CONSUMER_SECRET is not set: FEED=ssi needs FastConnect Data credentials (iBoard > Support > API service management)".into());
+        }
+        if self.ssi_reconnect_min > self.ssi_reconnect_max {
+            return Err("SSI_RECONNECT_MIN must not be above SSI_RECONNECT_MAX".into());
+        }
+        Ok(())
+    }
+
+    /// The feed's settings.
+    pub fn settings(&self) -> crate::feed::ssi_stream::SsiSettings {
+        crate::feed::ssi_stream::SsiSettings {
+            consumer_id: self.ssi_consumer_id.trim().to_string(),
+            consumer_secret: self.ssi_consumer_secret.clone(),
+            base_url: self.ssi_base_url.clone(),
+            stream_url: self.ssi_stream_url.clone(),
+            subscribe_mode: self.ssi_subscribe_mode,
+            idle_timeout: (self.ssi_idle_timeout > 0.0)
+                .then(|| Duration::from_secs_f64(self.ssi_idle_timeout)),
+            reconnect_min: self.ssi_reconnect_min,
+            reconnect_max: self.ssi_reconnect_max,
+            reseed_foreign: self.ssi_reseed_foreign,
+        }
+    }
+}
+
+fn http_url(name: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync {
+    move |s| {
+        let s = s.trim();
+        match url::Url::parse(s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                Ok(s.to_string())
+            }
+            _ => Err(format!(
+                "{name} must be an http:// or https:// URL, got {s:?}"
+            )),
+        }
+    }
+}
+
+/// `ssi-check` settings.
+#[derive(Debug, Clone, Args)]
+pub struct SsiCheckArgs {
+    #[command(flatten)]
+    pub ssi: SsiArgs,
+    #[command(flatten)]
+    pub market: MarketArgs,
+    /// Seconds to wait for stream messages.
+    #[arg(long, default_value = "20", value_parser = seconds("--timeout", 1.0, 3600.0))]
+    pub timeout: Duration,
+    /// Messages to print per type.
+    #[arg(long, default_value_t = 2)]
+    pub messages: usize,
 }
 
 /// Server settings.
@@ -77,9 +237,10 @@ pub struct ServeArgs {
         long,
         env = "WS_AUTH_TOKEN",
         default_value = "",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub auth_token: String,
+    pub auth_token: Secret,
     /// Log level: trace, debug, info, warning, error.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", value_parser = log_level)]
     pub log_level: String,
@@ -104,15 +265,34 @@ pub struct ServeArgs {
     /// Comma-separated origins allowed to call the REST routes from a browser.
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:5173")]
     pub cors_origins: String,
-    /// Follow only this VN30 futures contract (e.g. VN30F2612); empty: the most traded.
-    #[arg(long, env = "FUTURES_OVERRIDE", default_value = "")]
-    pub futures_override: String,
-    /// VN30 constituents, comma-separated; empty: the built-in list.
-    #[arg(long, env = "VN30_SYMBOLS", default_value = "")]
-    pub vn30_symbols: String,
-    /// Extra symbols (or indices) to keep besides VN30, comma-separated.
-    #[arg(long, env = "EXTRA_SYMBOLS", default_value = "")]
-    pub extra_symbols: String,
+    #[command(flatten)]
+    pub market: MarketArgs,
+    #[command(flatten)]
+    pub ssi: SsiArgs,
+    /// Append every raw message a live feed (SSI, ingest) receives to this file, in the replay
+    /// format (`FEED=replay REPLAY_FILE=...` plays it back).
+    #[arg(long, env = "RECORD_FILE")]
+    pub record_file: Option<PathBuf>,
+    /// Bearer token for `POST /api/ingest` and `/ws/ingest`; empty: ingest is off (and
+    /// `FEED=ingest` refuses to start).
+    #[arg(long, env = "INGEST_TOKEN", default_value = "", hide_env_values = true, value_parser = secret)]
+    pub ingest_token: Secret,
+    /// Largest ingest request body or WebSocket message, in bytes (larger: 413 or close 1009).
+    #[arg(long, env = "INGEST_MAX_BODY_SIZE", default_value_t = 16 << 20, value_parser = integer("INGEST_MAX_BODY_SIZE", 1024, 1 << 30))]
+    pub ingest_max_body_size: u64,
+    /// Largest single ingested SSI message, in bytes (larger: that line is refused).
+    #[arg(long, env = "INGEST_MAX_MESSAGE_SIZE", default_value_t = 64 << 10, value_parser = integer("INGEST_MAX_MESSAGE_SIZE", 256, 16 << 20))]
+    pub ingest_max_message_size: u64,
+    /// Stop the server's clock at this RFC 3339 time: every event and snapshot is stamped with
+    /// it. For tests and reproducible runs (two runs fed the same messages give the same
+    /// snapshot); never for live use.
+    #[arg(long, env = "CLOCK_FIXED_AT", value_parser = fixed_time)]
+    pub clock_fixed_at: Option<crate::market::time::Timestamp>,
+}
+
+fn fixed_time(s: &str) -> Result<crate::market::time::Timestamp, String> {
+    crate::market::time::Timestamp::parse_rfc3339(s.trim())
+        .map_err(|_| format!("CLOCK_FIXED_AT must be an RFC 3339 time, got {s:?}"))
 }
 
 /// `snapshot` settings.
@@ -244,6 +424,10 @@ impl ServeArgs {
             FeedKind::Static if self.snapshot_file.is_none() => {
                 Err("FEED=static needs SNAPSHOT_FILE (--snapshot-file PATH)".into())
             }
+            FeedKind::Ssi => self.ssi.require_credentials(),
+            FeedKind::Ingest if self.ingest_token.is_empty() => {
+                Err("FEED=ingest needs INGEST_TOKEN (the bearer token pushers send)".into())
+            }
             _ => Ok(()),
         }
     }
@@ -311,11 +495,62 @@ mod tests {
     }
 
     #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = parse(&[
+            "--ssi-consumer-secret",
+            "hush-hush",
+            "--auth-token",
+            "tok-tok",
+            "--ingest-token",
+            "ing-ing",
+        ])
+        .unwrap()
+        .serve;
+        let shown = format!("{s:?}");
+        for secret in ["hush-hush", "tok-tok", "ing-ing"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(s.ssi.ssi_consumer_secret.expose(), "hush-hush");
+    }
+
+    #[test]
     fn feed_dependencies_are_checked() {
         let s = parse(&["--feed", "replay"]).unwrap().serve;
         assert!(s.validate().unwrap_err().contains("REPLAY_FILE"));
         let s = parse(&["--feed", "static"]).unwrap().serve;
         assert!(s.validate().unwrap_err().contains("SNAPSHOT_FILE"));
+        let s = parse(&["--feed", "ssi"]).unwrap().serve;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("SSI_CONSUMER_ID is not set"));
+        let s = parse(&["--feed", "ssi", "--ssi-consumer-id", "id"])
+            .unwrap()
+            .serve;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("SSI_CONSUMER_SECRET is not set"));
+        let s = parse(&[
+            "--feed",
+            "ssi",
+            "--ssi-consumer-id",
+            "id",
+            "--ssi-consumer-secret",
+            "hush",
+        ])
+        .unwrap()
+        .serve;
+        assert!(s.validate().is_ok());
+        let s = parse(&["--feed", "ingest"]).unwrap().serve;
+        assert!(s.validate().unwrap_err().contains("INGEST_TOKEN"));
+        let err = parse(&["--ssi-base-url", "fc-data"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SSI_BASE_URL must be an http:// or https:// URL"),
+            "{err}"
+        );
         assert_eq!(list(" a, ,b "), ["a", "b"]);
     }
 }

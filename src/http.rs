@@ -6,6 +6,10 @@
 //!   `/api/market/basis-trend?minutes=N`, `/api/vn30-components`: the REST routes the original
 //!   frontend polls, with the original's shapes; CORS from `CORS_ORIGINS`.
 //! * `/api/history/...`: 501 with a JSON body: marketcast has no history database.
+//! * `POST /api/ingest` and `GET /ws/ingest` (when `INGEST_TOKEN` is set): SSI messages pushed
+//!   by a feed that runs elsewhere, bearer-token protected and size-bounded; the lines go to
+//!   [`crate::feed::ingest`]. The ingest WebSocket is served by tungstenite: it is not the
+//!   fan-out's hot path, so a library's frame reader is the right one there.
 //! * `GET /health`, `GET /metrics` (Prometheus text), `GET /` (a live dashboard page).
 //!
 //! Handlers are small: state comes in through [`AppState`], the work happens in the market and
@@ -20,19 +24,25 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::broadcast::connection;
 use crate::broadcast::handshake;
 use crate::broadcast::hub::Hub;
 use crate::broadcast::ticker::SnapshotSource;
+use crate::feed::ingest::Ingest;
+use crate::feed::recorder::Recorder;
 use crate::feed::FeedStats;
 use crate::market::time::Clock;
 use crate::market::SharedMarket;
@@ -46,6 +56,9 @@ pub struct AppState {
     pub source: Arc<dyn SnapshotSource>,
     pub clock: Arc<dyn Clock>,
     pub feed: Arc<FeedStats>,
+    /// The ingest endpoints, when `INGEST_TOKEN` is set.
+    pub ingest: Option<Arc<Ingest>>,
+    pub recorder: Option<Arc<Recorder>>,
     pub auth_token: Arc<str>,
     pub started: Instant,
 }
@@ -71,6 +84,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .layer(cors);
     Router::new()
         .route("/ws/market", get(ws_market))
+        .route("/ws/ingest", get(ws_ingest))
+        .route("/api/ingest", post(ingest_post))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/", get(dashboard))
@@ -165,6 +180,18 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
         "broadcast": totals,
         "uptime_seconds": app.started.elapsed().as_secs(),
     });
+    if let Some(ingest) = &app.ingest {
+        body["ingest"] = json!({
+            "messages": ingest.stats().status(),
+            "endpoints": ingest.counters(),
+        });
+    }
+    if let Some(rec) = &app.recorder {
+        body["recorder"] = json!({
+            "file": rec.path().display().to_string(),
+            "counters": rec.counters(),
+        });
+    }
     // Per-client counters only on request (`/health?clients=true`): 19,000 rows otherwise.
     if q.clients {
         body["client_list"] = json!(app.hub.clients());
@@ -254,6 +281,76 @@ async fn metrics(State(app): State<AppState>) -> Response {
         "Feed messages that could not be parsed.",
         f.malformed as f64,
     );
+    if let Some(connected) = f.connected {
+        metric(
+            "feed_connected",
+            "gauge",
+            "1 while the live feed's upstream link is up.",
+            u8::from(connected) as f64,
+        );
+    }
+    metric(
+        "feed_reconnects_total",
+        "counter",
+        "Times the live feed's upstream link came back.",
+        f.reconnects as f64,
+    );
+    metric(
+        "feed_upstream_errors_total",
+        "counter",
+        "Errors the upstream feed reported.",
+        f.upstream_errors as f64,
+    );
+    if let Some(age) = f.last_message_age_ms {
+        metric(
+            "feed_last_message_age_seconds",
+            "gauge",
+            "Seconds since the feed's last message.",
+            age as f64 / 1000.0,
+        );
+    }
+    if let Some(ingest) = &app.ingest {
+        let i = ingest.stats().status();
+        let c = ingest.counters();
+        let load =
+            |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        metric(
+            "ingest_messages_total",
+            "counter",
+            "Messages pushed to the ingest endpoints.",
+            i.messages as f64,
+        );
+        metric(
+            "ingest_events_total",
+            "counter",
+            "Ingested messages applied as market events.",
+            i.events as f64,
+        );
+        metric(
+            "ingest_malformed_total",
+            "counter",
+            "Ingested messages refused.",
+            i.malformed as f64,
+        );
+        metric(
+            "ingest_batches_total",
+            "counter",
+            "Ingest batches (requests and WebSocket messages).",
+            load(&c.batches),
+        );
+        metric(
+            "ingest_unauthorized_total",
+            "counter",
+            "Ingest requests refused for a missing or wrong token.",
+            load(&c.rejected_unauthorized),
+        );
+        metric(
+            "ingest_too_large_total",
+            "counter",
+            "Ingest requests refused for size.",
+            load(&c.rejected_too_large),
+        );
+    }
     metric(
         "processor_filtered_total",
         "counter",
@@ -279,7 +376,7 @@ struct WsQuery {
 }
 
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.
-fn same_token(given: &str, expected: &str) -> bool {
+pub(crate) fn same_token(given: &str, expected: &str) -> bool {
     let (a, b) = (given.as_bytes(), expected.as_bytes());
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
@@ -358,6 +455,244 @@ async fn ws_market(
         );
     }
     resp
+}
+
+/// Refuses an ingest request without the right bearer token (`Authorization: Bearer` or
+/// `?token=`); `None` when it may go on.
+fn ingest_refusal(
+    ingest: &Ingest,
+    headers: &axum::http::HeaderMap,
+    query_token: Option<&str>,
+    peer: SocketAddr,
+) -> Option<Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let given = bearer.or(query_token).unwrap_or("");
+    if same_token(given, ingest.settings.token.expose()) {
+        return None;
+    }
+    ingest
+        .counters()
+        .rejected_unauthorized
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(%peer, "ingest refused: wrong or missing token");
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"detail": "ingest needs the INGEST_TOKEN as `Authorization: Bearer <token>` or `?token=`"})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(resp)
+}
+
+fn ingest_off() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"detail": "ingest is off: set INGEST_TOKEN to enable /api/ingest and /ws/ingest"})),
+    )
+        .into_response()
+}
+
+fn too_large(ingest: &Ingest) -> Response {
+    ingest
+        .counters()
+        .rejected_too_large
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(json!({"detail": format!("the body is over {} bytes (INGEST_MAX_BODY_SIZE); send smaller batches", ingest.settings.max_body)})),
+    )
+        .into_response()
+}
+
+/// Applies a batch off the async workers: a large one holds the processor for milliseconds.
+async fn apply_batch(
+    ingest: Arc<Ingest>,
+    text: String,
+    lines_before: usize,
+) -> crate::feed::ingest::BatchResult {
+    let worker = tokio::task::spawn_blocking(move || ingest.apply(&text, lines_before));
+    worker.await.unwrap_or_default()
+}
+
+async fn ingest_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    req: Request,
+) -> Response {
+    let Some(ingest) = app.ingest.clone() else {
+        return ingest_off();
+    };
+    if let Some(refusal) = ingest_refusal(&ingest, req.headers(), q.token.as_deref(), peer) {
+        return refusal;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > ingest.settings.max_body as u64) {
+        return too_large(&ingest);
+    }
+    let body = match axum::body::to_bytes(req.into_body(), ingest.settings.max_body).await {
+        Ok(b) => b,
+        Err(_) => return too_large(&ingest),
+    };
+    let text = match String::from_utf8(body.to_vec()) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"detail": format!("the body is not UTF-8 (first bad byte at {})", e.utf8_error().valid_up_to())})),
+            )
+                .into_response()
+        }
+    };
+    Json(apply_batch(ingest, text, 0).await).into_response()
+}
+
+async fn ws_ingest(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    mut req: Request,
+) -> Response {
+    let Some(ingest) = app.ingest.clone() else {
+        return ingest_off();
+    };
+    if !app.hub.is_accepting() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    if let Some(refusal) = ingest_refusal(&ingest, req.headers(), q.token.as_deref(), peer) {
+        return refusal;
+    }
+    let accepted = match handshake::accept(req.headers(), false) {
+        Ok(h) => h,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return plain(status, &e.to_string());
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shutdown = app.hub.shutdown_token().clone();
+    app.hub.spawn_client(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, "ingest upgrade failed: {e}");
+                return;
+            }
+        };
+        ingest
+            .counters()
+            .websocket_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let max = ingest.settings.max_body;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(config),
+        )
+        .await;
+        serve_ingest(ws, ingest, shutdown, peer).await;
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accepted.accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// One ingest bridge: each text message is a batch of lines; bad lines are answered with
+/// `{"type":"error","line":N,"field":...,"reason":...}` (lines numbered over the connection),
+/// `{"type":"ping"}` with `{"type":"pong"}`. Binary closes 1003, oversize 1009.
+async fn serve_ingest<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    ingest: Arc<Ingest>,
+    shutdown: tokio_util::sync::CancellationToken,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut lines = 0usize;
+    let close = |code: CloseCode, reason: &'static str| {
+        WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = ws.send(close(CloseCode::Away, "server shutting down")).await;
+                return;
+            }
+            next = ws.next() => next,
+        };
+        let text = match next {
+            Some(Ok(WsMessage::Text(t))) => t,
+            Some(Ok(WsMessage::Binary(_))) => {
+                let _ = ws
+                    .send(close(CloseCode::Unsupported, "send SSI messages as text"))
+                    .await;
+                return;
+            }
+            Some(Ok(WsMessage::Close(_))) | None => return,
+            Some(Ok(_)) => continue,
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                too_large(&ingest);
+                let _ = ws
+                    .send(close(CloseCode::Size, "message over INGEST_MAX_BODY_SIZE"))
+                    .await;
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(%peer, "ingest connection ended: {e}");
+                return;
+            }
+        };
+        if text.len() < 64 && is_app_ping(&text) {
+            if ws
+                .send(WsMessage::text(r#"{"type":"pong"}"#))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let text = text.as_str().to_string();
+        let consumed = text.trim_end_matches('\n').split('\n').count();
+        let result = apply_batch(ingest.clone(), text, lines).await;
+        lines += consumed;
+        for e in result.errors {
+            let reply =
+                json!({"type": "error", "line": e.line, "field": e.field, "reason": e.reason});
+            if ws.send(WsMessage::text(reply.to_string())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn is_app_ping(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("ping"))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The `marketcast` command: `serve` (the default), `snapshot --replay FILE`, `simulate`.
+//! The `marketcast` command: `serve` (the default), `snapshot --replay FILE`, `simulate`,
+//! `ssi-check`.
 
 use std::io::{BufReader, Write};
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use marketcast::config::{Cli, Command, ServeArgs, SimulateArgs, SnapshotArgs};
+use marketcast::config::{Cli, Command, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs};
 use marketcast::feed::replay::{format_line, ReplayReader};
 use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
 use marketcast::feed::{ingest, FeedStats};
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Snapshot(args)) => snapshot(args),
         Some(Command::Simulate(args)) => simulate(args),
+        Some(Command::SsiCheck(args)) => ssi_check(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +58,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Do not wait for stragglers: shutdown has already given clients their grace period.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result
+}
+
+fn ssi_check(args: SsiCheckArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut out = std::io::stdout();
+    let failures = runtime.block_on(marketcast::feed::ssi_check::run(&args, &mut out));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    if failures.is_empty() {
+        println!("ssi-check passed: marketcast can stream from SSI with these settings (FEED=ssi)");
+        return Ok(());
+    }
+    for f in &failures {
+        println!("{f}");
+    }
+    anyhow::bail!("ssi-check found {} problem(s)", failures.len())
 }
 
 fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {

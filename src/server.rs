@@ -1,6 +1,9 @@
 //! Wiring: builds the processor, the feed, the hub, the broadcast loop and the HTTP server from
 //! the settings, runs them, and shuts them down in order on SIGINT/SIGTERM.
 //!
+//! A live feed's link changes (SSI down, SSI back) become `{"type":"status","connected":...}`
+//! messages to every client here: the feed only reports them, the hub only sends bytes.
+//!
 //! Shutdown order: stop accepting (new upgrades get 503), send every client Close 1001 and give
 //! the closing handshakes [`CLIENT_GRACE`], stop the feed and the broadcast loop, return. The
 //! whole sequence stays under the two seconds the issue allows.
@@ -14,12 +17,19 @@ use bytes::Bytes;
 
 use crate::broadcast::hub::{Hub, HubSettings};
 use crate::broadcast::ticker::{self, SnapshotSource, StaticSnapshot};
-use crate::config::{self, FeedKind, ServeArgs};
+use crate::config::{self, FeedKind, MarketArgs, ServeArgs};
+use crate::feed::ingest::{Ingest, IngestSettings};
+use crate::feed::recorder::Recorder;
+use crate::feed::simulator::front_month_contract;
+use crate::feed::ssi_stream::{self, SsiClient, SsiFeed};
 use crate::feed::{self, FeedState, FeedStats};
 use crate::http::{self, AppState};
-use crate::market::time::{Clock, SystemClock, Timestamp};
+use crate::market::time::{Clock, ManualClock, SystemClock, Timestamp};
 use crate::market::watchlist::{Watchlist, DEFAULT_VN30};
 use crate::market::{MarketProcessor, ProcessorConfig, SharedMarket};
+
+/// How long start-up waits for SSI's VN30 list before using the configured one.
+const VN30_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Time the clients get to complete their closing handshakes at shutdown.
 pub const CLIENT_GRACE: Duration = Duration::from_millis(1500);
@@ -37,20 +47,62 @@ impl SnapshotSource for ProcessorSource {
     }
 }
 
-/// Builds the processor the settings describe.
-pub fn processor_from(args: &ServeArgs) -> MarketProcessor {
+/// The VN30 list the settings give (`VN30_SYMBOLS`, else the built-in list).
+pub fn configured_vn30(args: &MarketArgs) -> Vec<String> {
     let vn30 = config::list(&args.vn30_symbols);
-    let vn30 = if vn30.is_empty() {
+    if vn30.is_empty() {
         DEFAULT_VN30.iter().map(|s| s.to_string()).collect()
     } else {
         vn30
-    };
+    }
+}
+
+/// The futures contracts to follow: `FUTURES_OVERRIDE`, else this month's and next month's.
+pub fn futures_symbols(args: &MarketArgs, now: Timestamp) -> Vec<String> {
+    let forced = args.futures_override.trim().to_ascii_uppercase();
+    if !forced.is_empty() {
+        return vec![forced];
+    }
+    let today = now.0.date_naive();
+    let current = front_month_contract(today);
+    let next = front_month_contract(today + chrono::Duration::days(31));
+    if current == next {
+        vec![current]
+    } else {
+        vec![current, next]
+    }
+}
+
+/// Builds the processor for `vn30` and the other market settings.
+pub fn processor_from(args: &MarketArgs, vn30: &[String]) -> MarketProcessor {
     let futures_override =
         Some(args.futures_override.trim().to_ascii_uppercase()).filter(|s| !s.is_empty());
     MarketProcessor::new(ProcessorConfig {
-        watchlist: Watchlist::new(&vn30, &config::list(&args.extra_symbols)),
+        watchlist: Watchlist::new(vn30, &config::list(&args.extra_symbols)),
         futures_override,
     })
+}
+
+/// Broadcasts the feed's link changes to every client as status messages.
+async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
+    let mut changes = stats.link_changes();
+    let shutdown = hub.shutdown_token().clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        let Some(link) = changes.borrow_and_update().clone() else {
+            continue;
+        };
+        let message = serde_json::json!({
+            "type": "status",
+            "connected": link.connected,
+            "feed": stats.status().kind,
+            "error": link.error,
+        });
+        hub.announce(message.to_string().as_bytes());
+    }
 }
 
 /// Reads a snapshot file for `FEED=static`: it must be one JSON object.
@@ -101,8 +153,44 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let args = self.args;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let market = SharedMarket::new(processor_from(&args));
+        let clock: Arc<dyn Clock> = match args.clock_fixed_at {
+            Some(at) => {
+                tracing::warn!(%at, "CLOCK_FIXED_AT: the clock is stopped (tests only)");
+                Arc::new(ManualClock::new(at))
+            }
+            None => Arc::new(SystemClock),
+        };
+        let recorder = match &args.record_file {
+            Some(path) => Some(Arc::new(Recorder::open(path).with_context(|| {
+                format!("RECORD_FILE {}: cannot open for appending", path.display())
+            })?)),
+            None => None,
+        };
+        // With SSI, the processor follows SSI's own VN30 list when it can be had.
+        let ssi = match args.feed {
+            FeedKind::Ssi => Some(Arc::new(SsiClient::new(args.ssi.settings())?)),
+            _ => None,
+        };
+        let vn30 = match &ssi {
+            Some(client) => {
+                match tokio::time::timeout(VN30_FETCH_TIMEOUT, client.vn30_components()).await {
+                    Ok(Ok(list)) => {
+                        tracing::info!(count = list.len(), "VN30 constituents from SSI");
+                        list
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("{e} ({}); using the configured VN30 list", e.advice());
+                        configured_vn30(&args.market)
+                    }
+                    Err(_) => {
+                        tracing::warn!("VN30 constituents: SSI did not answer in {VN30_FETCH_TIMEOUT:?}; using the configured VN30 list");
+                        configured_vn30(&args.market)
+                    }
+                }
+            }
+            None => configured_vn30(&args.market),
+        };
+        let market = SharedMarket::new(processor_from(&args.market, &vn30));
         let hub = Hub::new(HubSettings {
             queue_size: args.queue_size as usize,
             heartbeat_interval: args.heartbeat_interval,
@@ -144,7 +232,51 @@ impl Server {
                 tokio::spawn(async move { feed::run_replay(m, s, &path, speed, c, stop).await });
                 (Arc::new(ProcessorSource(market.clone())), stats)
             }
+            FeedKind::Ssi => {
+                let stats = Arc::new(FeedStats::new("ssi"));
+                let client = ssi.clone().context("SSI client")?;
+                let channels = match config::list(&args.ssi.ssi_channels) {
+                    list if list.is_empty() => ssi_stream::default_channels(
+                        &vn30,
+                        &futures_symbols(&args.market, clock.now()),
+                    ),
+                    list => list,
+                };
+                let feed = SsiFeed::new(
+                    client,
+                    market.clone(),
+                    stats.clone(),
+                    recorder.clone(),
+                    clock.clone(),
+                );
+                tokio::spawn(ssi_stream::run(feed, channels, stop_feed.clone()));
+                tokio::spawn(announce_link_changes(hub.clone(), stats.clone()));
+                (Arc::new(ProcessorSource(market.clone())), stats)
+            }
+            FeedKind::Ingest => {
+                let stats = Arc::new(FeedStats::new("ingest"));
+                stats.set_state(FeedState::Running, None);
+                (Arc::new(ProcessorSource(market.clone())), stats)
+            }
         };
+        let ingest = (!args.ingest_token.is_empty()).then(|| {
+            // With `FEED=ingest` the pushed messages are the feed; otherwise they are counted apart.
+            let stats = match args.feed {
+                FeedKind::Ingest => feed_stats.clone(),
+                _ => Arc::new(FeedStats::new("ingest")),
+            };
+            Arc::new(Ingest::new(
+                IngestSettings {
+                    token: args.ingest_token.clone(),
+                    max_body: args.ingest_max_body_size as usize,
+                    max_message: args.ingest_max_message_size as usize,
+                },
+                market.clone(),
+                stats,
+                recorder.clone(),
+                clock.clone(),
+            ))
+        });
         let ticker = tokio::spawn(ticker::run(
             hub.clone(),
             source.clone(),
@@ -157,7 +289,9 @@ impl Server {
             source,
             clock,
             feed: feed_stats,
-            auth_token: Arc::from(args.auth_token.as_str()),
+            ingest,
+            recorder: recorder.clone(),
+            auth_token: Arc::from(args.auth_token.expose()),
             started: Instant::now(),
         };
         let app = http::router(state, &config::list(&args.cors_origins));
@@ -185,6 +319,9 @@ impl Server {
             tracing::warn!("{left} clients did not finish closing in time");
         }
         ticker.abort();
+        if let Some(rec) = recorder {
+            rec.finish();
+        }
         Ok(())
     }
 }

@@ -505,6 +505,20 @@ impl Hub {
         self.shared.tick_wanted.notified().await
     }
 
+    /// Sends one text message that is not a tick (a feed status, say) to every client, plain:
+    /// RFC 7692 lets any message go uncompressed. It takes the control frames' queue, so it is
+    /// never dropped as stale and never interleaves with a half-written tick; a client whose
+    /// queue of those is full simply misses it.
+    pub fn announce(&self, text: &[u8]) {
+        let frame = super::frame::frame(super::frame::OP_TEXT, false, text);
+        self.each_client(|c| {
+            if c.send_control(frame.clone()).is_ok() && c.has_pending() {
+                // The socket did not take it all: the client's task finishes the write.
+                c.wake.notify_one();
+            }
+        });
+    }
+
     /// Counts a client closed by the heartbeat.
     pub fn note_heartbeat_timeout(&self) {
         self.shared

@@ -2,22 +2,31 @@
 //!
 //! Every feed produces SSI-shaped message text, so every feed exercises the same parser
 //! ([`ssi`]) on its way to the processor: the built-in [`simulator`] (the default, no
-//! credentials needed), [`replay`] of recorded messages, and later an ingest endpoint and the
-//! live SSI stream. A feed never touches clients; it only updates the shared processor, and
-//! reports what it did through [`FeedStats`]. A malformed message is counted, remembered as
-//! the last error, and skipped: it never stops the feed.
+//! credentials needed), [`replay`] of recorded messages, the live SSI FastConnect stream
+//! ([`ssi_stream`], over the classic SignalR client in [`signalr`]), and the [`ingest`]
+//! endpoints for feeds that run elsewhere. A feed never touches clients; it only updates the
+//! shared processor, and reports what it did through [`FeedStats`] (including, for live feeds,
+//! whether the upstream link is up: the server turns those changes into status messages). A
+//! malformed message is counted, remembered as the last error, and skipped: it never stops the
+//! feed. Live feeds can also keep every raw message ([`recorder`], `RECORD_FILE`).
 
+pub mod ingest;
+pub mod recorder;
 pub mod replay;
+pub mod signalr;
 pub mod simulator;
 pub mod ssi;
+pub mod ssi_check;
+pub mod ssi_stream;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplaySpeed;
@@ -40,6 +49,14 @@ pub enum FeedState {
     None,
 }
 
+/// Whether a live feed's upstream link is up, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkState {
+    pub connected: bool,
+    /// What brought it down (never a credential).
+    pub error: Option<String>,
+}
+
 /// What a feed has done, for `/health` and `/metrics`.
 #[derive(Debug)]
 pub struct FeedStats {
@@ -48,7 +65,16 @@ pub struct FeedStats {
     events: AtomicU64,
     skipped: AtomicU64,
     malformed: AtomicU64,
+    /// Errors the upstream reported (SignalR `Error` calls, failed invocations).
+    upstream_errors: AtomicU64,
+    /// Times the upstream link came back after going down.
+    reconnects: AtomicU64,
+    /// Milliseconds after `started` of the last message, plus one (0: none yet).
+    last_message: AtomicU64,
+    started: Instant,
     detail: Mutex<(FeedState, Option<String>)>,
+    /// `None` for feeds without an upstream link (simulator, replay, static).
+    link: watch::Sender<Option<LinkState>>,
 }
 
 /// A copy of [`FeedStats`] at one moment.
@@ -66,6 +92,15 @@ pub struct FeedStatus {
     pub malformed: u64,
     /// The most recent problem, if any.
     pub last_error: Option<String>,
+    /// Errors reported by the upstream itself.
+    pub upstream_errors: u64,
+    /// For live feeds: whether the upstream link is up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// Milliseconds since the last message arrived (`null` before the first).
+    pub last_message_age_ms: Option<u64>,
+    /// For live feeds: times the link came back after going down.
+    pub reconnects: u64,
 }
 
 impl FeedStats {
@@ -77,8 +112,59 @@ impl FeedStats {
             events: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            upstream_errors: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            last_message: AtomicU64::new(0),
+            started: Instant::now(),
             detail: Mutex::new((FeedState::Starting, None)),
+            link: watch::Sender::new(None),
         }
+    }
+
+    /// Messages that became market events so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Remembers `note` as the last problem.
+    pub fn note_error(&self, note: String) {
+        self.detail.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(note);
+    }
+
+    /// Counts a frame from the upstream that could not be read at all (not one message).
+    pub fn note_malformed(&self, note: String) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+        self.note_error(note);
+    }
+
+    /// Counts an error the upstream reported.
+    pub fn note_upstream_error(&self, note: String) {
+        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        self.note_error(note);
+    }
+
+    /// Records that the upstream link went up or down. Subscribers of [`Self::link_changes`]
+    /// see only real changes; coming back up after being down counts a reconnect.
+    pub fn set_link(&self, connected: bool, error: Option<String>) {
+        if let Some(e) = &error {
+            self.note_error(e.clone());
+        }
+        self.link.send_if_modified(|link| {
+            let was = link.as_ref().map(|l| l.connected);
+            if was == Some(connected) {
+                return false;
+            }
+            if connected && was == Some(false) {
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            *link = Some(LinkState { connected, error });
+            true
+        });
+    }
+
+    /// Changes of the upstream link, for the server's status messages.
+    pub fn link_changes(&self) -> watch::Receiver<Option<LinkState>> {
+        self.link.subscribe()
     }
 
     /// Moves to `state`, with an optional note (kept as the last error for `Failed`).
@@ -101,6 +187,13 @@ impl FeedStats {
             skipped: self.skipped.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             last_error: d.1.clone(),
+            upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
+            connected: self.link.borrow().as_ref().map(|l| l.connected),
+            last_message_age_ms: match self.last_message.load(Ordering::Relaxed) {
+                0 => None,
+                at => Some((self.started.elapsed().as_millis() as u64).saturating_sub(at - 1)),
+            },
+            reconnects: self.reconnects.load(Ordering::Relaxed),
         }
     }
 }
@@ -115,6 +208,10 @@ pub fn ingest(
     origin: impl FnOnce() -> String,
 ) -> Result<(), ssi::SsiError> {
     stats.messages.fetch_add(1, Ordering::Relaxed);
+    stats.last_message.store(
+        stats.started.elapsed().as_millis() as u64 + 1,
+        Ordering::Relaxed,
+    );
     match ssi::parse_message(text) {
         Ok(Message::Event(event)) => {
             processor.apply(&event, now);

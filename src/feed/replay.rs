@@ -41,23 +41,31 @@ pub struct ReplayLine {
     pub message: String,
 }
 
-/// Splits a line into its optional time and its message; `None` for blank and comment lines.
-pub fn parse_line(line_no: usize, line: &str) -> Result<Option<ReplayLine>, ReplayError> {
+/// Splits a line into its optional time and its message, borrowing the message; `None` for
+/// blank and comment lines.
+pub fn split_line(
+    line_no: usize,
+    line: &str,
+) -> Result<Option<(Option<Timestamp>, &str)>, ReplayError> {
     let line = line.trim_end_matches(['\r', '\n']);
     if line.trim().is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let (at, message) = match line.split_once('\t') {
+    match line.split_once('\t') {
         Some((time, rest)) if !time.trim_start().starts_with(['{', '"']) => {
             let at = Timestamp::parse_rfc3339(time.trim()).map_err(|_| ReplayError::BadTime {
                 line: line_no,
                 text: time.chars().take(40).collect(),
             })?;
-            (Some(at), rest)
+            Ok(Some((Some(at), rest)))
         }
-        _ => (None, line),
-    };
-    Ok(Some(ReplayLine {
+        _ => Ok(Some((None, line))),
+    }
+}
+
+/// Splits a line into its optional time and its message; `None` for blank and comment lines.
+pub fn parse_line(line_no: usize, line: &str) -> Result<Option<ReplayLine>, ReplayError> {
+    Ok(split_line(line_no, line)?.map(|(at, message)| ReplayLine {
         line: line_no,
         at,
         message: message.to_string(),

@@ -8,6 +8,10 @@
 //!   counted as one burst, so speeds do not spike for five minutes after a start or a reset.
 //! * A cumulative value that goes backwards (upstream reset or reconnect) also re-baselines: the
 //!   negative delta counts as zero and the next delta is measured from the new value.
+//! * After the feed reconnects ([`ForeignTracker::reseed`]) each symbol's next message is a new
+//!   baseline too: whatever flowed while the stream was down is in that message's cumulative
+//!   figures (the totals stay exact) but is not counted as one burst of speed. The original
+//!   counted the whole gap as one delta (spec 5.8).
 //! * Speed is shares per minute over the minutes the 5-minute window **really covers** (since the
 //!   baseline when that is more recent), not always divided by five.
 //! * Acceleration is the change in speed since the symbol's previous update, as the original.
@@ -39,6 +43,8 @@ struct SymbolFlow {
     baseline_at: Timestamp,
     history: VecDeque<(Timestamp, i64, i64)>,
     record: ForeignInvestorData,
+    /// The next message starts a new baseline (set after a feed reconnect).
+    reseed: bool,
 }
 
 /// Foreign flows per symbol, in first-seen order.
@@ -48,6 +54,13 @@ pub struct ForeignTracker {
 }
 
 impl ForeignTracker {
+    /// Makes each symbol's next message a new baseline (the feed reconnected after a gap).
+    pub fn reseed(&mut self) {
+        for flow in self.flows.values_mut() {
+            flow.reseed = true;
+        }
+    }
+
     /// Applies one R message at `now` and returns the symbol's record.
     pub fn update(&mut self, msg: &ForeignRoom, now: Timestamp) -> &ForeignInvestorData {
         let index = match self.flows.get_index_of(&msg.symbol) {
@@ -61,6 +74,7 @@ impl ForeignTracker {
                         baseline_at: now,
                         history: VecDeque::new(),
                         record: empty_record(&msg.symbol),
+                        reseed: false,
                     },
                 );
                 self.flows.len() - 1
@@ -70,6 +84,12 @@ impl ForeignTracker {
             .flows
             .get_index_mut(index)
             .expect("index was just looked up or inserted");
+        if std::mem::take(&mut flow.reseed) {
+            flow.prev_buy = msg.buy_vol;
+            flow.prev_sell = msg.sell_vol;
+            flow.baseline_at = now;
+            flow.history.clear();
+        }
         let d_buy = msg.buy_vol - flow.prev_buy;
         let d_sell = msg.sell_vol - flow.prev_sell;
         if d_buy < 0 || d_sell < 0 {
@@ -284,6 +304,32 @@ mod tests {
             .update(&room("VCB", 160, 50), t0().plus_millis(40_000))
             .clone();
         assert_eq!(r.buy_speed_per_min, 120.0);
+    }
+
+    #[test]
+    fn after_a_reseed_the_gap_is_not_a_burst() {
+        let mut tr = ForeignTracker::default();
+        tr.update(&room("MWG", 1000, 0), t0());
+        tr.update(&room("MWG", 1600, 0), t0().plus_millis(30_000));
+        tr.reseed();
+        // 60,000 bought while the stream was down: in the totals, not in the speed.
+        let r = tr
+            .update(&room("MWG", 61_600, 0), t0().plus_millis(120_000))
+            .clone();
+        assert_eq!(r.buy_volume, 61_600);
+        assert_eq!(r.buy_speed_per_min, 0.0);
+        // Growth after the reconnect is measured from the new baseline, over the time since it.
+        let r = tr
+            .update(&room("MWG", 62_200, 0), t0().plus_millis(150_000))
+            .clone();
+        assert_eq!(r.buy_speed_per_min, 1200.0);
+        // Without a reseed the same gap would have been one burst.
+        let mut plain = ForeignTracker::default();
+        plain.update(&room("MWG", 1000, 0), t0());
+        let r = plain
+            .update(&room("MWG", 61_000, 0), t0().plus_millis(120_000))
+            .clone();
+        assert!(r.buy_speed_per_min > 20_000.0);
     }
 
     #[test]

@@ -151,6 +151,12 @@ impl MarketProcessor {
         applied
     }
 
+    /// The feed reconnected after a gap: foreign flows start new baselines (see
+    /// [`ForeignTracker::reseed`]).
+    pub fn reseed_foreign(&mut self) {
+        self.foreign.reseed();
+    }
+
     /// Moves the processor's clock to `now`, resetting the session when 15:00 has passed since
     /// the last event. The broadcaster calls this every tick so an idle evening still resets.
     pub fn advance_to(&mut self, now: Timestamp) {

@@ -1,0 +1,265 @@
+//! Ingest: SSI messages pushed in by a feed that runs elsewhere (for example the original
+//! Python backend's SSI client), through `POST /api/ingest` or the `/ws/ingest` WebSocket.
+//!
+//! Both ways in carry the replay format: one SSI message per line, optionally preceded by a
+//! receive time and a tab; a WebSocket text frame holds one message or several lines. Each line
+//! goes through the same parser as every other feed. A bad line gets a result of its own (its
+//! line number, the field at fault when there is one, the reason) while the good lines around
+//! it are processed; a batch holds the processor's lock once, so messages are applied in the
+//! order they arrive and a batch is never interleaved with another.
+//!
+//! The HTTP side (auth, body limits, the WebSocket) lives in [`crate::http`]; this module is
+//! the part that does not care how the bytes came.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::recorder::Recorder;
+use super::replay::split_line;
+use super::ssi::SsiError;
+use super::{ingest as apply_message, FeedStats};
+use crate::config::Secret;
+use crate::market::time::Clock;
+use crate::market::SharedMarket;
+
+/// How many bad lines a result lists (the rest are only counted).
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// Limits and the token of the ingest endpoints.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Required bearer token; the endpoints are off while it is empty.
+    pub token: Secret,
+    /// Largest request body or WebSocket message, in bytes.
+    pub max_body: usize,
+    /// Largest single SSI message (one line), in bytes.
+    pub max_message: usize,
+}
+
+/// One bad line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineError {
+    /// 1-based: the line of the body, or the message's number on a WebSocket connection.
+    pub line: usize,
+    /// The field at fault, when the parser could name one.
+    pub field: Option<&'static str>,
+    pub reason: String,
+}
+
+/// What happened to one batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BatchResult {
+    /// Messages in the batch (blank and `#` lines not counted).
+    pub received: usize,
+    /// Messages that became market events.
+    pub applied: usize,
+    /// Well-formed messages of types marketcast does not use.
+    pub skipped: usize,
+    /// Messages that could not be used.
+    pub rejected: usize,
+    /// The first [`MAX_LISTED_ERRORS`] bad lines.
+    pub errors: Vec<LineError>,
+}
+
+/// Counters of the endpoints themselves (the messages are counted in [`FeedStats`]).
+#[derive(Debug, Default, Serialize)]
+pub struct IngestCounters {
+    pub batches: AtomicU64,
+    pub rejected_unauthorized: AtomicU64,
+    pub rejected_too_large: AtomicU64,
+    pub websocket_connections: AtomicU64,
+}
+
+/// The ingest pipeline: shared by both endpoints. Cheap to share behind an `Arc`.
+pub struct Ingest {
+    pub settings: IngestSettings,
+    market: SharedMarket,
+    stats: Arc<FeedStats>,
+    recorder: Option<Arc<Recorder>>,
+    clock: Arc<dyn Clock>,
+    counters: IngestCounters,
+}
+
+impl Ingest {
+    /// A pipeline into `market`.
+    pub fn new(
+        settings: IngestSettings,
+        market: SharedMarket,
+        stats: Arc<FeedStats>,
+        recorder: Option<Arc<Recorder>>,
+        clock: Arc<dyn Clock>,
+    ) -> Ingest {
+        Ingest {
+            settings,
+            market,
+            stats,
+            recorder,
+            clock,
+            counters: IngestCounters::default(),
+        }
+    }
+
+    /// The messages' counters.
+    pub fn stats(&self) -> &Arc<FeedStats> {
+        &self.stats
+    }
+
+    /// The endpoints' counters.
+    pub fn counters(&self) -> &IngestCounters {
+        &self.counters
+    }
+
+    /// Applies every line of `body`; line numbers start after `lines_before`.
+    pub fn apply(&self, body: &str, lines_before: usize) -> BatchResult {
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        let now = self.clock.now();
+        let mut result = BatchResult::default();
+        let reject = |result: &mut BatchResult, e: LineError| {
+            result.rejected += 1;
+            if result.errors.len() < MAX_LISTED_ERRORS {
+                result.errors.push(e);
+            }
+        };
+        let max = self.settings.max_message;
+        self.market.with(|p| {
+            for (i, raw) in body.split('\n').enumerate() {
+                let line = lines_before + i + 1;
+                let message = match split_line(line, raw) {
+                    Ok(Some((_, message))) => message,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        result.received += 1;
+                        self.stats.note_malformed(format!("ingest line {line}: {e}"));
+                        reject(
+                            &mut result,
+                            LineError {
+                                line,
+                                field: None,
+                                reason: "the text before the tab is not an RFC 3339 time".into(),
+                            },
+                        );
+                        continue;
+                    }
+                };
+                result.received += 1;
+                if message.len() > max {
+                    self.stats
+                        .note_malformed(format!("ingest line {line}: over {max} bytes"));
+                    reject(
+                        &mut result,
+                        LineError {
+                            line,
+                            field: None,
+                            reason: format!(
+                                "message of {} bytes is over the limit of {max} (INGEST_MAX_MESSAGE_SIZE)",
+                                message.len()
+                            ),
+                        },
+                    );
+                    continue;
+                }
+                if let Some(rec) = &self.recorder {
+                    rec.record(now, message);
+                }
+                let events_before = self.stats.events();
+                match apply_message(p, &self.stats, message, now, || format!("ingest line {line}")) {
+                    Ok(()) if self.stats.events() > events_before => result.applied += 1,
+                    Ok(()) => result.skipped += 1,
+                    Err(e) => reject(
+                        &mut result,
+                        LineError {
+                            line,
+                            field: error_field(&e),
+                            reason: e.to_string(),
+                        },
+                    ),
+                }
+            }
+        });
+        result
+    }
+}
+
+/// The field an SSI parse error names, if any.
+pub fn error_field(e: &SsiError) -> Option<&'static str> {
+    match e {
+        SsiError::MissingField(f) => Some(f),
+        SsiError::InvalidField { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::time::{ManualClock, Timestamp};
+    use crate::market::MarketProcessor;
+
+    fn pipeline() -> Ingest {
+        let clock =
+            ManualClock::new(Timestamp::parse_rfc3339("2026-11-26T10:00:00+07:00").unwrap());
+        Ingest::new(
+            IngestSettings {
+                token: Secret::from("t".to_string()),
+                max_body: 1 << 20,
+                max_message: 2000,
+            },
+            SharedMarket::new(MarketProcessor::default()),
+            Arc::new(FeedStats::new("ingest")),
+            None,
+            Arc::new(clock),
+        )
+    }
+
+    const TRADE: &str = r#"{"DataType":"X-TRADE","Content":"{\"RType\":\"X-TRADE\",\"Symbol\":\"ACB\",\"LastPrice\":22950.0,\"LastVol\":100.0,\"TotalVol\":100.0,\"RefPrice\":22900.0,\"Ceiling\":24500.0,\"Floor\":21300.0}"}"#;
+
+    #[test]
+    fn good_and_bad_lines_each_get_their_result() {
+        let ingest = pipeline();
+        let body = format!(
+            "{TRADE}\n\n# a comment\nnot json\n2026-11-26T10:00:01+07:00\t{TRADE}\n{}\n{{\"DataType\":\"F\",\"Content\":\"{{\\\"RType\\\":\\\"F\\\"}}\"}}\n",
+            TRADE.replace("22950.0", "\\\"abc\\\"")
+        );
+        let r = ingest.apply(&body, 0);
+        assert_eq!(
+            (r.received, r.applied, r.skipped, r.rejected),
+            (5, 2, 1, 2),
+            "{r:?}"
+        );
+        assert_eq!(r.errors[0].line, 4);
+        assert_eq!(r.errors[0].field, None);
+        assert!(r.errors[0].reason.contains("JSON"), "{:?}", r.errors[0]);
+        assert_eq!(r.errors[1].line, 6);
+        assert_eq!(r.errors[1].field, Some("LastPrice"), "{:?}", r.errors[1]);
+        let status = ingest.stats().status();
+        assert_eq!(
+            (status.messages, status.events, status.malformed),
+            (5, 2, 2)
+        );
+        // Numbering continues across batches of one connection.
+        let r = ingest.apply("x", 41);
+        assert_eq!(r.errors[0].line, 42);
+    }
+
+    #[test]
+    fn oversized_lines_and_bad_times_are_refused_alone() {
+        let ingest = pipeline();
+        let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(3000));
+        let body = format!("{big}\nsoon\t{TRADE}\n{TRADE}");
+        let r = ingest.apply(&body, 0);
+        assert_eq!((r.received, r.applied, r.rejected), (3, 1, 2), "{r:?}");
+        assert!(r.errors[0].reason.contains("over the limit"));
+        assert!(r.errors[1].reason.contains("RFC 3339"));
+    }
+
+    #[test]
+    fn errors_listed_are_bounded() {
+        let ingest = pipeline();
+        let body = "x\n".repeat(500);
+        let r = ingest.apply(&body, 0);
+        assert_eq!(r.rejected, 500);
+        assert_eq!(r.errors.len(), MAX_LISTED_ERRORS);
+    }
+}

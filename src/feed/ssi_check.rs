@@ -1,0 +1,313 @@
+//! `marketcast ssi-check`: what a user runs first with new SSI credentials.
+//!
+//! It walks the same path as `FEED=ssi` (token, VN30 list, negotiate, connect, subscribe) with
+//! the same settings, says what each step gave, prints the first messages of each type with
+//! their decoded fields, and ends with one line per failure that says what to do. It exits 0
+//! only when every step worked and every subscribed type delivered a message.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::ssi::{self, Message};
+use super::ssi_stream::{self, SessionEvent, SsiClient, SsiStreamError};
+use crate::config::SsiCheckArgs;
+use crate::market::time::{Clock, SystemClock};
+
+/// One thing that went wrong, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub what: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FAIL {}. Fix: {}", self.what, self.fix)
+    }
+}
+
+fn failure(what: impl Into<String>, fix: impl Into<String>) -> Failure {
+    Failure {
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+fn from_error(step: &str, e: &SsiStreamError) -> Failure {
+    failure(format!("{step}: {e}"), e.advice())
+}
+
+/// The channel type (`X-TRADE` of `X-TRADE:ACB-FPT`), upper-cased.
+fn channel_type(channel: &str) -> String {
+    channel
+        .split(':')
+        .next()
+        .unwrap_or(channel)
+        .trim()
+        .to_ascii_uppercase()
+}
+
+/// The type a message reports: its envelope's `DataType`, else the content's `RType`.
+fn message_type(text: &str) -> String {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let v = match v {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+        v => v,
+    };
+    let field = |v: &Value, key: &str| {
+        v.as_object().and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .and_then(|(_, v)| v.as_str().map(str::to_ascii_uppercase))
+        })
+    };
+    field(&v, "DataType")
+        .or_else(|| field(&v, "RType"))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Runs the check, printing to `out`; returns the failures.
+pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    let _ = writeln!(out, "marketcast ssi-check: SSI FastConnect Data");
+    if let Err(e) = args.ssi.require_credentials() {
+        let (what, fix) = e.split_once(": ").unwrap_or((&e, "set it"));
+        failures.push(failure(what, fix));
+        return failures;
+    }
+    let settings = args.ssi.settings();
+    let _ = writeln!(
+        out,
+        "  REST {}  stream {}  subscribe mode {:?}",
+        settings.base_url, settings.stream_url, settings.subscribe_mode
+    );
+    let client = match SsiClient::new(settings) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            failures.push(from_error("HTTP client", &e));
+            return failures;
+        }
+    };
+
+    // 1. Token.
+    match client.token().await {
+        Ok(jwt) => {
+            let left = ssi_stream::jwt_expiry(&jwt).map(|exp| {
+                let now = SystemClock.now().0.timestamp().max(0) as u64;
+                exp.saturating_sub(now)
+            });
+            let _ = match left {
+                Some(s) => writeln!(
+                    out,
+                    "ok   access token (expires in {}h{:02}m)",
+                    s / 3600,
+                    s % 3600 / 60
+                ),
+                None => writeln!(out, "ok   access token (no expiry in it)"),
+            };
+        }
+        Err(e) => {
+            let _ = writeln!(out, "fail access token: {e}");
+            failures.push(from_error("access token", &e));
+            return failures;
+        }
+    }
+
+    // 2. VN30 list.
+    let vn30 = match client.vn30_components().await {
+        Ok(list) => {
+            let _ = writeln!(
+                out,
+                "ok   VN30 constituents: {} symbols ({})",
+                list.len(),
+                list.join(" ")
+            );
+            list
+        }
+        Err(e) => {
+            let _ = writeln!(out, "fail VN30 constituents: {e}");
+            failures.push(failure(
+                format!("VN30 constituents: {e}"),
+                format!(
+                    "{}; until then marketcast uses VN30_SYMBOLS or its built-in list",
+                    e.advice()
+                ),
+            ));
+            crate::server::configured_vn30(&args.market)
+        }
+    };
+
+    // 3. Stream and subscriptions.
+    let channels = match crate::config::list(&args.ssi.ssi_channels) {
+        list if list.is_empty() => ssi_stream::default_channels(
+            &vn30,
+            &crate::server::futures_symbols(&args.market, SystemClock.now()),
+        ),
+        list => list,
+    };
+    let plan = ssi_stream::plan_connections(&channels, args.ssi.ssi_subscribe_mode);
+    let (tx, mut rx) = mpsc::channel::<Result<SessionEvent, String>>(1024);
+    let mut sessions = tokio::task::JoinSet::new();
+    for calls in plan {
+        match client.open_session(&calls).await {
+            Ok(mut session) => {
+                let _ = writeln!(
+                    out,
+                    "ok   stream connected to {} (idle timeout {:?}), subscribed: {}",
+                    client.hub_url(),
+                    session.idle_timeout(),
+                    calls.join(" | ")
+                );
+                let tx = tx.clone();
+                sessions.spawn(async move {
+                    loop {
+                        let event = session.next_event().await.map_err(|e| e.to_string());
+                        let end = event.is_err();
+                        if tx.send(event).await.is_err() || end {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                let _ = writeln!(out, "fail stream: {e}");
+                failures.push(from_error("stream", &e));
+                return failures;
+            }
+        }
+    }
+    drop(tx);
+
+    // 4. Messages.
+    let expected: Vec<String> = channels
+        .iter()
+        .flat_map(|c| c.split(','))
+        .map(channel_type)
+        .collect();
+    let _ = writeln!(
+        out,
+        "...  waiting up to {:?} for {} messages",
+        args.timeout,
+        expected.join(", ")
+    );
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let done = |seen: &BTreeMap<String, usize>| {
+        expected
+            .iter()
+            .all(|t| seen.get(t).copied().unwrap_or(0) >= args.messages.max(1))
+    };
+    while !done(&seen) {
+        let event = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(e)) => e,
+        };
+        match event {
+            Ok(SessionEvent::Messages(messages)) => {
+                for m in messages {
+                    let kind = message_type(&m);
+                    let n = seen.entry(kind.clone()).or_default();
+                    *n += 1;
+                    if *n <= args.messages {
+                        let decoded = match ssi::parse_message(&m) {
+                            Ok(Message::Event(e)) => format!("{e:?}"),
+                            Ok(Message::Skipped { rtype }) => format!("(type {rtype}: not used)"),
+                            Err(e) => format!("(cannot be read: {e})"),
+                        };
+                        let shown: String = decoded.chars().take(400).collect();
+                        let _ = writeln!(out, "msg  {kind}: {shown}");
+                    }
+                }
+            }
+            Ok(SessionEvent::Answer { channel, error }) => match error {
+                None => {
+                    let _ = writeln!(out, "ok   SwitchChannels {channel}: accepted");
+                }
+                Some(e) => {
+                    let _ = writeln!(out, "fail SwitchChannels {channel}: {e}");
+                    failures.push(failure(
+                        format!("SSI refused the channel {channel}: {e}"),
+                        "check SSI_CHANNELS (TYPE:SYM-SYM or TYPE:ALL; types F, X, X-TRADE, X-QUOTE, R, MI, B, OL) and try SSI_SUBSCRIBE_MODE=connections or combined",
+                    ));
+                }
+            },
+            Ok(SessionEvent::HubError(text)) => {
+                let _ = writeln!(out, "fail hub Error: {text}");
+                failures.push(failure(
+                    format!("the SSI hub reported an error: {text}"),
+                    "read the text: quota messages mean too many connections or calls for this key",
+                ));
+            }
+            Ok(SessionEvent::Malformed(why)) => {
+                let _ = writeln!(out, "warn frame skipped: {why}");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "fail stream ended: {e}");
+                failures.push(failure(
+                    format!("the stream ended: {e}"),
+                    "check the network; if it ends right after subscribing, try SSI_SUBSCRIBE_MODE=connections",
+                ));
+                break;
+            }
+        }
+    }
+    sessions.abort_all();
+    let summary: Vec<String> = seen.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(
+        out,
+        "...  messages seen: {}",
+        if summary.is_empty() {
+            "none".to_string()
+        } else {
+            summary.join(", ")
+        }
+    );
+    let missing: Vec<&String> = expected.iter().filter(|t| !seen.contains_key(*t)).collect();
+    if seen.is_empty() {
+        failures.push(failure(
+            format!("no message in {:?}", args.timeout),
+            "nothing streams outside trading hours (09:00-11:30 and 13:00-15:00 Vietnam time, Monday to Friday): run it again then; otherwise check SSI_CHANNELS",
+        ));
+    } else if !missing.is_empty() {
+        let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        failures.push(failure(
+            format!(
+                "no {} message in {:?} while other types arrived",
+                missing.join(", "),
+                args.timeout
+            ),
+            "if SSI keeps only the last SwitchChannels call of a connection, set SSI_SUBSCRIBE_MODE=connections (or combined); a longer --timeout helps for slow types such as MI",
+        ));
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_of_channels_and_messages() {
+        assert_eq!(channel_type("x-trade:ACB-FPT"), "X-TRADE");
+        assert_eq!(channel_type("MI:VN30"), "MI");
+        assert_eq!(
+            message_type(r#"{"DataType":"X-QUOTE","Content":"{}"}"#),
+            "X-QUOTE"
+        );
+        assert_eq!(message_type(r#"{"RType":"r","Symbol":"SSI"}"#), "R");
+        assert_eq!(message_type("junk"), "?");
+    }
+
+    #[test]
+    fn failures_say_what_to_do() {
+        let f = failure("access token: refused", "check SSI_CONSUMER_ID");
+        assert_eq!(
+            f.to_string(),
+            "FAIL access token: refused. Fix: check SSI_CONSUMER_ID"
+        );
+    }
+}
