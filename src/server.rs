@@ -87,6 +87,7 @@ pub fn processor_from(args: &MarketArgs, vn30: &[String]) -> MarketProcessor {
 async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
     let mut changes = stats.link_changes();
     let shutdown = hub.shutdown_token().clone();
+    let mut announced_down = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -95,6 +96,11 @@ async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
         let Some(link) = changes.borrow_and_update().clone() else {
             continue;
         };
+        // "Back up" only after "down": the first connection at start-up is no news.
+        if link.connected && !announced_down {
+            continue;
+        }
+        announced_down = !link.connected;
         let message = serde_json::json!({
             "type": "status",
             "connected": link.connected,

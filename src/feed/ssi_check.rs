@@ -37,8 +37,9 @@ fn failure(what: impl Into<String>, fix: impl Into<String>) -> Failure {
     }
 }
 
-fn from_error(step: &str, e: &SsiStreamError) -> Failure {
-    failure(format!("{step}: {e}"), e.advice())
+/// A failure from an error (whose text already names its step).
+fn from_error(e: &SsiStreamError) -> Failure {
+    failure(e.to_string(), e.advice())
 }
 
 /// The channel type (`X-TRADE` of `X-TRADE:ACB-FPT`), upper-cased.
@@ -88,7 +89,7 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
     let client = match SsiClient::new(settings) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            failures.push(from_error("HTTP client", &e));
+            failures.push(from_error(&e));
             return failures;
         }
     };
@@ -111,8 +112,8 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
             };
         }
         Err(e) => {
-            let _ = writeln!(out, "fail access token: {e}");
-            failures.push(from_error("access token", &e));
+            let _ = writeln!(out, "fail {e}");
+            failures.push(from_error(&e));
             return failures;
         }
     }
@@ -150,6 +151,8 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
         list => list,
     };
     let plan = ssi_stream::plan_connections(&channels, args.ssi.ssi_subscribe_mode);
+    // Every call's answer is waited for too (SSI's answer to SwitchChannels is undocumented).
+    let mut answers_due: usize = plan.iter().map(Vec::len).sum();
     let (tx, mut rx) = mpsc::channel::<Result<SessionEvent, String>>(1024);
     let mut sessions = tokio::task::JoinSet::new();
     for calls in plan {
@@ -174,8 +177,8 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
                 });
             }
             Err(e) => {
-                let _ = writeln!(out, "fail stream: {e}");
-                failures.push(from_error("stream", &e));
+                let _ = writeln!(out, "fail {e}");
+                failures.push(from_error(&e));
                 return failures;
             }
         }
@@ -196,12 +199,13 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
     );
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + args.timeout;
-    let done = |seen: &BTreeMap<String, usize>| {
-        expected
-            .iter()
-            .all(|t| seen.get(t).copied().unwrap_or(0) >= args.messages.max(1))
+    let done = |seen: &BTreeMap<String, usize>, answers_due: usize| {
+        answers_due == 0
+            && expected
+                .iter()
+                .all(|t| seen.get(t).copied().unwrap_or(0) >= args.messages.max(1))
     };
-    while !done(&seen) {
+    while !done(&seen, answers_due) {
         let event = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) | Ok(None) => break,
             Ok(Some(e)) => e,
@@ -223,18 +227,21 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
                     }
                 }
             }
-            Ok(SessionEvent::Answer { channel, error }) => match error {
-                None => {
-                    let _ = writeln!(out, "ok   SwitchChannels {channel}: accepted");
-                }
-                Some(e) => {
-                    let _ = writeln!(out, "fail SwitchChannels {channel}: {e}");
-                    failures.push(failure(
+            Ok(SessionEvent::Answer { channel, error }) => {
+                answers_due = answers_due.saturating_sub(1);
+                match error {
+                    None => {
+                        let _ = writeln!(out, "ok   SwitchChannels {channel}: accepted");
+                    }
+                    Some(e) => {
+                        let _ = writeln!(out, "fail SwitchChannels {channel}: {e}");
+                        failures.push(failure(
                         format!("SSI refused the channel {channel}: {e}"),
                         "check SSI_CHANNELS (TYPE:SYM-SYM or TYPE:ALL; types F, X, X-TRADE, X-QUOTE, R, MI, B, OL) and try SSI_SUBSCRIBE_MODE=connections or combined",
                     ));
+                    }
                 }
-            },
+            }
             Ok(SessionEvent::HubError(text)) => {
                 let _ = writeln!(out, "fail hub Error: {text}");
                 failures.push(failure(

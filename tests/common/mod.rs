@@ -1,6 +1,8 @@
 //! Test harness: the real `marketcast` binary on an ephemeral port, and small clients.
 #![allow(dead_code)]
 
+pub mod ssi_double;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,6 +26,8 @@ pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     logs: mpsc::Receiver<String>,
+    /// Lines logged before the listening line, handed out by the first `drain_logs`.
+    early: std::cell::RefCell<Vec<String>>,
 }
 
 impl ServerProcess {
@@ -61,20 +65,24 @@ impl ServerProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut early = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("server printed its listening line");
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("server printed its listening line; it said {early:#?}")
+            });
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
                 let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit());
+                early.push(line.clone());
                 return ServerProcess {
                     child,
                     addr: addr.parse().expect("address in the start-up line"),
                     logs: rx,
+                    early: std::cell::RefCell::new(early),
                 };
             }
+            early.push(line);
         }
     }
 
@@ -111,7 +119,9 @@ impl ServerProcess {
 
     /// Lines the server logged so far.
     pub fn drain_logs(&self) -> Vec<String> {
-        self.logs.try_iter().collect()
+        let mut lines = std::mem::take(&mut *self.early.borrow_mut());
+        lines.extend(self.logs.try_iter());
+        lines
     }
 
     /// Resident memory of the server, in KiB.
@@ -159,15 +169,34 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 GET, so the tests need no HTTP client crate.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, "GET", path, headers, b"").await
+}
+
+/// A minimal HTTP/1.1 request with a body (sent with its Content-Length).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
+    // The server may answer (413) before reading all of a large body and close: that is fine.
+    let _ = s.write_all(body).await;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
+    // A reset after the answer (a refused body left unread) still leaves the answer readable.
+    if let Err(e) = s.read_to_end(&mut raw).await {
+        assert!(!raw.is_empty(), "no HTTP answer: {e}");
+    }
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
