@@ -26,11 +26,7 @@ use common::ServerProcess;
 const TOKEN: &str = "bench-token";
 
 fn start_server() -> ServerProcess {
-    ServerProcess::start(&[
-        ("FEED", "ingest"),
-        ("INGEST_TOKEN", TOKEN),
-        ("LOG_LEVEL", "warn"),
-    ])
+    ServerProcess::start(&[("FEED", "ingest"), ("INGEST_TOKEN", TOKEN)])
 }
 
 /// Waits until the server's feed has counted `n` messages (polling `/health`).
@@ -78,6 +74,8 @@ fn main() {
         .unwrap();
     let mut results = Vec::new();
     runtime.block_on(async {
+        // reqwest is built without a default TLS provider (marketcast installs ring's).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
 
         // POST: batches back to back on one keep-alive connection.
@@ -148,7 +146,6 @@ fn main() {
                 ("SSI_CONSUMER_SECRET", "test-secret"),
                 ("SSI_BASE_URL", &base),
                 ("SSI_STREAM_URL", &stream),
-                ("LOG_LEVEL", "warn"),
             ]);
             double
                 .wait_until(|l| l.invocations.len() >= 4, Duration::from_secs(20))
