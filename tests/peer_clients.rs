@@ -1,6 +1,7 @@
 //! End-to-end checks with independent client implementations: Python `websockets` and headless
 //! Chromium decode the shared permessage-deflate frame, and Chromium stays connected across
-//! server heartbeats (browsers answer Pings by themselves). `scripts/test` installs both.
+//! server heartbeats (browsers answer Pings by themselves), and the README's Python ingest bridge
+//! feeds `/ws/ingest`. `scripts/test` installs what they need.
 
 mod common;
 
@@ -85,4 +86,44 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The README's bridge for a feed that runs elsewhere (`examples/ingest_bridge.py`, Python
+/// `websockets`) pushes a simulated session into `/ws/ingest`; every message is applied.
+#[test]
+fn the_python_ingest_bridge_forwards_every_message() {
+    let server = ServerProcess::start(&[("FEED", "ingest"), ("INGEST_TOKEN", "bridge-token")]);
+    let day = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .args(["simulate", "--events", "2000", "--seed", "9"])
+        .output()
+        .expect("simulate");
+    assert!(day.status.success());
+    let mut bridge = Command::new("python3")
+        .arg(format!(
+            "{}/examples/ingest_bridge.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args([server.ws_url("/ws/ingest").as_str(), "bridge-token"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the bridge");
+    {
+        use std::io::Write;
+        let mut stdin = bridge.stdin.take().unwrap();
+        stdin.write_all(&day.stdout).unwrap();
+    }
+    let status = bridge.wait().unwrap();
+    assert!(status.success(), "the bridge exited with {status}");
+    let rt = tokio_runtime();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let h = rt.block_on(server.get("/health")).json();
+        let n = h["feed"]["messages"].as_u64().unwrap();
+        if n == 2000 {
+            assert_eq!(h["feed"]["malformed"], 0, "{h}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} of 2000: {h}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
