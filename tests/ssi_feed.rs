@@ -305,6 +305,28 @@ async fn hub_errors_and_malformed_frames_are_counted_and_the_stream_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_request_from_the_hub_is_followed() {
+    let double = SsiDouble::start(DoubleConfig {
+        messages: envelopes(400, 19),
+        reconnect_after: Some(150),
+        ..Default::default()
+    })
+    .await;
+    let u = urls(&double);
+    let server = ServerProcess::start(&ssi_env(&double, &u));
+    wait_for_feed_messages(&server, 400).await;
+    let h = wait_for_health(&server, |h| h["feed"]["reconnects"] == 1).await;
+    assert!(
+        h["feed"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("asked the client to reconnect"),
+        "{h}"
+    );
+    assert_eq!(double.log().connects.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_stream_is_abandoned_after_the_keepalive_timeout_and_resumed() {
     let double = SsiDouble::start(DoubleConfig {
         messages: envelopes(500, 15),

@@ -131,7 +131,8 @@ impl Ingest {
                     Ok(None) => continue,
                     Err(e) => {
                         result.received += 1;
-                        self.stats.note_malformed(format!("ingest line {line}: {e}"));
+                        self.stats
+                            .note_refused_message(format!("ingest line {line}: {e}"));
                         reject(
                             &mut result,
                             LineError {
@@ -146,7 +147,7 @@ impl Ingest {
                 result.received += 1;
                 if message.len() > max {
                     self.stats
-                        .note_malformed(format!("ingest line {line}: over {max} bytes"));
+                        .note_refused_message(format!("ingest line {line}: over {max} bytes"));
                     reject(
                         &mut result,
                         LineError {

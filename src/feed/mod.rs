@@ -131,6 +131,12 @@ impl FeedStats {
         self.detail.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(note);
     }
 
+    /// Counts a message refused before parsing (a bad time prefix, over the size limit).
+    pub fn note_refused_message(&self, note: String) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.note_malformed(note);
+    }
+
     /// Counts a frame from the upstream that could not be read at all (not one message).
     pub fn note_malformed(&self, note: String) {
         self.malformed.fetch_add(1, Ordering::Relaxed);

@@ -29,6 +29,7 @@
 //! Secrets never reach a log line: the consumer secret is a [`Secret`], and the bearer token is
 //! only ever put in an `Authorization` header.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -534,7 +535,7 @@ impl SsiClient {
             .map_or(DEFAULT_CONNECT_WAIT, |s| {
                 Duration::from_secs_f64(s.min(60.0))
             });
-        let mut early = Vec::new();
+        let mut early = VecDeque::new();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -545,7 +546,7 @@ impl SsiClient {
                     if matches!(signalr::parse_frame(&t), Ok(ServerFrame::Init)) {
                         break;
                     }
-                    early.push(t.to_string());
+                    early.push_back(t.to_string());
                 }
                 Ok(Some(Ok(WsMessage::Close(_)))) => return Err(SsiStreamError::Closed),
                 Ok(Some(Ok(_))) => {}
@@ -588,6 +589,8 @@ impl SsiClient {
             ws,
             idle,
             early,
+            ready: VecDeque::new(),
+            reconnect_requested: false,
             pending,
         })
     }
@@ -677,11 +680,52 @@ pub enum SessionEvent {
     Malformed(String),
 }
 
+/// A data frame's hub calls as events, in order: runs of `Broadcast` become one batch of
+/// messages; an `Error` call or an unreadable `Broadcast` ends a run (nothing around it is lost).
+fn events_of(calls: Vec<signalr::HubCall>) -> Vec<SessionEvent> {
+    let mut events = Vec::new();
+    let mut messages = Vec::new();
+    let flush = |events: &mut Vec<SessionEvent>, messages: &mut Vec<String>| {
+        if !messages.is_empty() {
+            events.push(SessionEvent::Messages(std::mem::take(messages)));
+        }
+    };
+    for call in calls {
+        if call.is(HUB, "Broadcast") {
+            match call.args.into_iter().next() {
+                Some(Value::String(s)) => messages.push(s),
+                // `Content`-as-object shapes: hand the JSON to the parser as text.
+                Some(other) if other.is_object() => messages.push(other.to_string()),
+                _ => {
+                    flush(&mut events, &mut messages);
+                    events.push(SessionEvent::Malformed(
+                        "Broadcast without a message argument".into(),
+                    ));
+                }
+            }
+        } else if call.is(HUB, "Error") {
+            flush(&mut events, &mut messages);
+            let text = call
+                .text_arg()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{:?}", call.args));
+            events.push(SessionEvent::HubError(text));
+        }
+    }
+    flush(&mut events, &mut messages);
+    events
+}
+
 /// One open SignalR connection.
 pub struct Session {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     idle: Duration,
-    early: Vec<String>,
+    /// Frames that arrived before the init frame, read first.
+    early: VecDeque<String>,
+    /// Events of a frame already read, in frame order, not yet handed out.
+    ready: VecDeque<SessionEvent>,
+    /// The server sent `"T":1`: the session ends once `ready` is handed out.
+    reconnect_requested: bool,
     pending: Vec<(String, String)>,
 }
 
@@ -694,10 +738,15 @@ impl Session {
     /// The next thing worth reporting; keep-alives are consumed here. An `Err` ends the session.
     pub async fn next_event(&mut self) -> Result<SessionEvent, SsiStreamError> {
         loop {
-            let text = if !self.early.is_empty() {
-                self.early.remove(0)
-            } else {
-                match tokio::time::timeout(self.idle, self.ws.next()).await {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(event);
+            }
+            if self.reconnect_requested {
+                return Err(SsiStreamError::ReconnectRequested);
+            }
+            let text = match self.early.pop_front() {
+                Some(text) => text,
+                None => match tokio::time::timeout(self.idle, self.ws.next()).await {
                     Err(_) => return Err(SsiStreamError::Idle(self.idle)),
                     Ok(None) => return Err(SsiStreamError::Closed),
                     Ok(Some(Err(e))) => return Err(SsiStreamError::WebSocket(e.to_string())),
@@ -705,63 +754,25 @@ impl Session {
                     Ok(Some(Ok(WsMessage::Close(_)))) => return Err(SsiStreamError::Closed),
                     // Pings are answered by tungstenite; binary frames are not SignalR's.
                     Ok(Some(Ok(_))) => continue,
-                }
+                },
             };
             match signalr::parse_frame(&text) {
-                Ok(ServerFrame::KeepAlive) | Ok(ServerFrame::Init) => continue,
+                Ok(ServerFrame::KeepAlive) | Ok(ServerFrame::Init) => {}
                 Ok(ServerFrame::Result { id, error, .. }) => {
                     let channel = self
                         .pending
                         .iter()
                         .find(|(i, _)| *i == id)
                         .map_or_else(|| format!("call {id}"), |(_, c)| c.clone());
-                    return Ok(SessionEvent::Answer { channel, error });
+                    self.ready
+                        .push_back(SessionEvent::Answer { channel, error });
                 }
                 Ok(ServerFrame::Data { calls, reconnect }) => {
-                    let mut messages = Vec::new();
-                    let mut hub_error = None;
-                    for call in calls {
-                        if call.is(HUB, "Broadcast") {
-                            match call.args.into_iter().next() {
-                                Some(Value::String(s)) => messages.push(s),
-                                // `Content`-as-object shapes: hand the JSON to the parser.
-                                Some(other) if other.is_object() => {
-                                    messages.push(other.to_string())
-                                }
-                                _ => {
-                                    return Ok(SessionEvent::Malformed(
-                                        "Broadcast without a message argument".into(),
-                                    ))
-                                }
-                            }
-                        } else if call.is(HUB, "Error") {
-                            hub_error = Some(
-                                call.text_arg()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| format!("{:?}", call.args)),
-                            );
-                        }
-                    }
-                    if reconnect {
-                        return Err(SsiStreamError::ReconnectRequested);
-                    }
-                    if let Some(e) = hub_error {
-                        if !messages.is_empty() {
-                            // Keep the order: the error is reported after this frame's data.
-                            self.early.insert(
-                                0,
-                                serde_json::json!({"M":[{"H":HUB,"M":"Error","A":[e]}]})
-                                    .to_string(),
-                            );
-                            return Ok(SessionEvent::Messages(messages));
-                        }
-                        return Ok(SessionEvent::HubError(e));
-                    }
-                    if !messages.is_empty() {
-                        return Ok(SessionEvent::Messages(messages));
-                    }
+                    self.ready.extend(events_of(calls));
+                    // What came with a reconnect request is handed out first, then it ends.
+                    self.reconnect_requested |= reconnect;
                 }
-                Err(e) => return Ok(SessionEvent::Malformed(e.to_string())),
+                Err(e) => self.ready.push_back(SessionEvent::Malformed(e.to_string())),
             }
         }
     }
@@ -1046,6 +1057,32 @@ mod tests {
             vec![vec![ch.join(",")]]
         );
         assert_eq!(plan_connections(&ch, SubscribeMode::Connections).len(), 4);
+    }
+
+    #[test]
+    fn a_frame_s_calls_keep_their_order_and_nothing_is_lost() {
+        let call = |method: &str, arg: Value| signalr::HubCall {
+            hub: "fcmarketdatav2hub".into(),
+            method: method.into(),
+            args: vec![arg],
+        };
+        let events = events_of(vec![
+            call("Broadcast", Value::from("a")),
+            call("Broadcast", Value::from("b")),
+            call("Error", Value::from("quota")),
+            call("Broadcast", Value::from(5)),
+            call("Broadcast", serde_json::json!({"DataType": "R"})),
+            call("Reconnected", Value::Null),
+        ]);
+        assert_eq!(
+            events,
+            vec![
+                SessionEvent::Messages(vec!["a".into(), "b".into()]),
+                SessionEvent::HubError("quota".into()),
+                SessionEvent::Malformed("Broadcast without a message argument".into()),
+                SessionEvent::Messages(vec![r#"{"DataType":"R"}"#.into()]),
+            ]
+        );
     }
 
     #[test]
