@@ -232,6 +232,32 @@ pub struct ServeArgs {
     /// Offer permessage-deflate (one compressed frame per tick, shared by all clients).
     #[arg(long, env = "WS_COMPRESSION", default_value = "true", value_parser = boolean("WS_COMPRESSION"))]
     pub compression: bool,
+    /// A client whose queue stays full this many seconds is closed with 4008; 0: never.
+    #[arg(long, env = "WS_SLOW_CLIENT_TIMEOUT", default_value = "30", value_parser = float("WS_SLOW_CLIENT_TIMEOUT", 0.0, 86400.0))]
+    pub slow_client_timeout: f64,
+    /// WebSocket connections per client address; 0: unlimited. The original's 5 would shut
+    /// out an office behind one NAT address; 100 still stops one host from taking the server.
+    #[arg(long, env = "WS_MAX_CONNECTIONS_PER_IP", default_value_t = 100, value_parser = integer("WS_MAX_CONNECTIONS_PER_IP", 0, 10_000_000))]
+    pub max_connections_per_ip: u64,
+    /// WebSocket connections for the whole process; 0: unlimited. Default: the open-file
+    /// limit less a margin, so the process never runs out of descriptors.
+    #[arg(long, env = "WS_MAX_CONNECTIONS", value_parser = integer("WS_MAX_CONNECTIONS", 0, 10_000_000))]
+    pub max_connections: Option<u64>,
+    /// New WebSocket connections accepted per second (a reconnect storm is spread out); 0:
+    /// unlimited.
+    #[arg(long, env = "WS_CONNECT_RATE", default_value = "1000", value_parser = float("WS_CONNECT_RATE", 0.0, 1_000_000.0))]
+    pub connect_rate: f64,
+    /// Proxies whose `X-Forwarded-For` names the client (addresses or CIDR blocks,
+    /// comma-separated); empty: none.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "127.0.0.0/8,::1", value_parser = networks)]
+    pub trusted_proxies: Networks,
+    /// Seconds a client may take to send its request line and headers; a slower one (a
+    /// handshake trickled in byte by byte) is disconnected.
+    #[arg(long, env = "WS_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = seconds("WS_HANDSHAKE_TIMEOUT", 0.1, 3600.0))]
+    pub handshake_timeout: Duration,
+    /// Accept WebSocket upgrades that carry no `Origin` header (non-browser clients).
+    #[arg(long, env = "WS_ALLOW_NO_ORIGIN", default_value = "true", value_parser = boolean("WS_ALLOW_NO_ORIGIN"))]
+    pub allow_no_origin: bool,
     /// Required `?token=` on WebSocket paths; empty disables the check.
     #[arg(
         long,
@@ -283,11 +309,36 @@ pub struct ServeArgs {
     /// Largest single ingested SSI message, in bytes (larger: that line is refused).
     #[arg(long, env = "INGEST_MAX_MESSAGE_SIZE", default_value_t = 64 << 10, value_parser = integer("INGEST_MAX_MESSAGE_SIZE", 256, 16 << 20))]
     pub ingest_max_message_size: u64,
+    /// Folder for the session checkpoint (created when missing).
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Seconds between checkpoints of the session's state (a `kill -9` loses at most this
+    /// much); 0: no checkpoints. Not used with `FEED=replay` or `static`.
+    #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "5", value_parser = float("CHECKPOINT_INTERVAL", 0.0, 86400.0))]
+    pub checkpoint_interval: f64,
     /// Stop the server's clock at this RFC 3339 time: every event and snapshot is stamped with
     /// it. For tests and reproducible runs (two runs fed the same messages give the same
     /// snapshot); never for live use.
     #[arg(long, env = "CLOCK_FIXED_AT", value_parser = fixed_time)]
     pub clock_fixed_at: Option<crate::market::time::Timestamp>,
+}
+
+/// A list of networks (`TRUSTED_PROXIES`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Networks(pub Vec<ipnet::IpNet>);
+
+fn networks(s: &str) -> Result<Networks, String> {
+    let mut out = Vec::new();
+    for item in list(s) {
+        let net = item
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                format!("TRUSTED_PROXIES must be addresses or CIDR blocks (10.0.0.0/8), comma-separated; {item:?} is neither")
+            })?;
+        out.push(net);
+    }
+    Ok(Networks(out))
 }
 
 fn fixed_time(s: &str) -> Result<crate::market::time::Timestamp, String> {
@@ -544,6 +595,17 @@ mod tests {
         assert!(s.validate().is_ok());
         let s = parse(&["--feed", "ingest"]).unwrap().serve;
         assert!(s.validate().unwrap_err().contains("INGEST_TOKEN"));
+        let err = parse(&["--trusted-proxies", "10.0.0.0/8,nginx"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TRUSTED_PROXIES must be addresses or CIDR blocks"),
+            "{err}"
+        );
+        let s = parse(&["--trusted-proxies", "10.0.0.0/8, 192.168.1.5"])
+            .unwrap()
+            .serve;
+        assert_eq!(s.trusted_proxies.0.len(), 2);
         let err = parse(&["--ssi-base-url", "fc-data"])
             .unwrap_err()
             .to_string();

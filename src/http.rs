@@ -37,6 +37,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::broadcast::admission::Admission;
 use crate::broadcast::connection;
 use crate::broadcast::handshake;
 use crate::broadcast::hub::Hub;
@@ -60,7 +61,58 @@ pub struct AppState {
     pub ingest: Option<Arc<Ingest>>,
     pub recorder: Option<Arc<Recorder>>,
     pub auth_token: Arc<str>,
+    /// Who may open a WebSocket, and how many.
+    pub admission: Arc<Admission>,
+    /// The checkpoint writer's record, when checkpoints are on.
+    pub checkpoint: Option<Arc<crate::checkpoint::CheckpointStatus>>,
+    /// Which browser origins may open a WebSocket.
+    pub origins: Arc<OriginPolicy>,
     pub started: Instant,
+}
+
+/// Which browser pages may open a WebSocket: the `Origin` header, when present, must be one
+/// of `CORS_ORIGINS` (or `*` there) or the server's own origin (its dashboard); a request
+/// without `Origin` (not from a browser) is let through or not by `WS_ALLOW_NO_ORIGIN`.
+#[derive(Debug, Clone)]
+pub struct OriginPolicy {
+    pub allowed: Vec<String>,
+    pub allow_missing: bool,
+}
+
+impl OriginPolicy {
+    /// `Err` with the reason when the request's origin may not connect.
+    pub fn check(&self, headers: &axum::http::HeaderMap) -> Result<(), String> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return if self.allow_missing {
+                Ok(())
+            } else {
+                Err("a WebSocket request without an Origin header is refused here (WS_ALLOW_NO_ORIGIN=false)".into())
+            };
+        };
+        let origin = origin.to_str().unwrap_or("").trim().trim_end_matches('/');
+        if self
+            .allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        {
+            return Ok(());
+        }
+        // The server's own pages: the origin's host:port is the Host the request was sent to.
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+            return Ok(());
+        }
+        Err(format!(
+            "origin {origin:?} is not allowed to open a WebSocket here (CORS_ORIGINS)"
+        ))
+    }
 }
 
 /// Builds the router.
@@ -178,6 +230,10 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
         "feed": app.feed.status(),
         "processor": counters,
         "broadcast": totals,
+        "admission": {
+            "connections": app.admission.admitted(),
+            "refused": app.admission.refused(),
+        },
         "uptime_seconds": app.started.elapsed().as_secs(),
     });
     if let Some(ingest) = &app.ingest {
@@ -185,6 +241,9 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
             "messages": ingest.stats().status(),
             "endpoints": ingest.counters(),
         });
+    }
+    if let Some(cp) = &app.checkpoint {
+        body["checkpoint"] = json!(cp.as_ref());
     }
     if let Some(rec) = &app.recorder {
         body["recorder"] = json!({
@@ -251,6 +310,25 @@ async fn metrics(State(app): State<AppState>) -> Response {
         "Clients closed for a protocol or size violation.",
         t.protocol_closes as f64,
     );
+    metric(
+        "slow_client_closes_total",
+        "counter",
+        "Clients closed for staying behind past WS_SLOW_CLIENT_TIMEOUT.",
+        t.slow_client_closes as f64,
+    );
+    let refused = app.admission.refused();
+    for (reason, n) in [
+        ("per_ip", &refused.per_ip),
+        ("full", &refused.full),
+        ("rate", &refused.rate),
+    ] {
+        metric(
+            &format!("connections_refused_{reason}_total"),
+            "counter",
+            "WebSocket upgrades refused by an admission limit.",
+            n.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
+    }
     metric(
         "ticks_total",
         "counter",
@@ -389,6 +467,27 @@ fn plain(status: StatusCode, text: &str) -> Response {
     (status, format!("{text}\n")).into_response()
 }
 
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The answer to a request that cannot be upgraded: 426 (with the `Upgrade` and version
+/// headers a client needs) or 400.
+fn handshake_refusal(e: &handshake::HandshakeError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = plain(status, &e.to_string());
+    let h = resp.headers_mut();
+    h.insert("sec-websocket-version", HeaderValue::from_static("13"));
+    if status == StatusCode::UPGRADE_REQUIRED {
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    resp
+}
+
 async fn ws_market(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -398,18 +497,43 @@ async fn ws_market(
     if !app.hub.is_accepting() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
-    if !app.auth_token.is_empty() && !same_token(q.token.as_deref().unwrap_or(""), &app.auth_token)
-    {
-        tracing::warn!(%peer, "WebSocket rejected: wrong or missing token");
-        return plain(StatusCode::FORBIDDEN, "missing or wrong ?token=");
-    }
-    let accepted = match handshake::accept(req.headers(), app.hub.settings().compression) {
-        Ok(h) => h,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut resp = plain(status, &e.to_string());
+    if !app.auth_token.is_empty() {
+        let given = bearer(req.headers()).or(q.token.as_deref()).unwrap_or("");
+        if !same_token(given, &app.auth_token) {
+            tracing::warn!(%peer, "WebSocket refused: wrong or missing token");
+            let mut resp = plain(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send ?token=<WS_AUTH_TOKEN> or Authorization: Bearer <WS_AUTH_TOKEN>",
+            );
             resp.headers_mut()
-                .insert("sec-websocket-version", HeaderValue::from_static("13"));
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    if let Err(why) = app.origins.check(req.headers()) {
+        tracing::warn!(%peer, "WebSocket refused: {why}");
+        return plain(StatusCode::FORBIDDEN, &why);
+    }
+    let accepted = match handshake::accept_request(
+        req.version(),
+        req.headers(),
+        app.hub.settings().compression,
+    ) {
+        Ok(h) => h,
+        Err(e) => return handshake_refusal(&e),
+    };
+    let client_ip = app.admission.client_ip(peer, req.headers());
+    let permit = match app.admission.admit(client_ip) {
+        Ok(p) => p,
+        Err(refusal) => {
+            tracing::info!(%peer, client = %client_ip, "WebSocket refused: {refusal}");
+            let status =
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            let mut resp = plain(status, &refusal.to_string());
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(refusal.retry_after_secs()),
+            );
             return resp;
         }
     };
@@ -417,6 +541,8 @@ async fn ws_market(
     let hub = app.hub.clone();
     let deflate = accepted.deflate;
     app.hub.spawn_client(async move {
+        // The connection's place, given back when this task ends.
+        let _permit = permit;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -465,15 +591,7 @@ fn ingest_refusal(
     query_token: Option<&str>,
     peer: SocketAddr,
 ) -> Option<Response> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let given = bearer.or(query_token).unwrap_or("");
+    let given = bearer(headers).or(query_token).unwrap_or("");
     if same_token(given, ingest.settings.token.expose()) {
         return None;
     }
@@ -574,12 +692,9 @@ async fn ws_ingest(
     if let Some(refusal) = ingest_refusal(&ingest, req.headers(), q.token.as_deref(), peer) {
         return refusal;
     }
-    let accepted = match handshake::accept(req.headers(), false) {
+    let accepted = match handshake::accept_request(req.version(), req.headers(), false) {
         Ok(h) => h,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return plain(status, &e.to_string());
-        }
+        Err(e) => return handshake_refusal(&e),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shutdown = app.hub.shutdown_token().clone();

@@ -14,9 +14,10 @@
 //! * [`broadcast`] moves bytes, not market types: each tick's snapshot is serialised, stamped
 //!   and framed once, and the same frame (plain or compressed) goes to every client.
 //! * [`http`], [`config`] and [`server`] sit at the edge: routes, settings, start-up and
-//!   shutdown.
+//!   shutdown; [`checkpoint`] keeps the session's state on disk across restarts.
 
 pub mod broadcast;
+pub mod checkpoint;
 pub mod config;
 pub mod feed;
 pub mod http;

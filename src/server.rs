@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::broadcast::admission::{self, Admission, AdmissionSettings};
 use crate::broadcast::hub::{Hub, HubSettings};
 use crate::broadcast::ticker::{self, SnapshotSource, StaticSnapshot};
+use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
 use crate::config::{self, FeedKind, MarketArgs, ServeArgs};
 use crate::feed::ingest::{Ingest, IngestSettings};
 use crate::feed::recorder::Recorder;
@@ -73,14 +75,52 @@ pub fn futures_symbols(args: &MarketArgs, now: Timestamp) -> Vec<String> {
     }
 }
 
-/// Builds the processor for `vn30` and the other market settings.
-pub fn processor_from(args: &MarketArgs, vn30: &[String]) -> MarketProcessor {
+/// The processor's set-up for `vn30` and the other market settings.
+pub fn processor_config(args: &MarketArgs, vn30: &[String]) -> ProcessorConfig {
     let futures_override =
         Some(args.futures_override.trim().to_ascii_uppercase()).filter(|s| !s.is_empty());
-    MarketProcessor::new(ProcessorConfig {
+    ProcessorConfig {
         watchlist: Watchlist::new(vn30, &config::list(&args.extra_symbols)),
         futures_override,
-    })
+    }
+}
+
+/// The processor to start with: the checkpoint's when one of today's session is there (and the
+/// feed is one whose state a restart would lose), a fresh one otherwise. Returns the `seq` to
+/// continue from too.
+fn starting_processor(
+    checkpoints: Option<&Checkpoints>,
+    config: ProcessorConfig,
+    now: Timestamp,
+    status: &CheckpointStatus,
+) -> (MarketProcessor, u64) {
+    let Some(cps) = checkpoints else {
+        return (MarketProcessor::new(config), 0);
+    };
+    let note =
+        |text: String| *status.restore.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    match cps.load(config.clone(), now) {
+        Ok(Some(restored)) => {
+            let text = format!(
+                "restored the session from {} (written {}, seq {})",
+                cps.path().display(),
+                restored.written_at,
+                restored.seq
+            );
+            tracing::info!("{text}");
+            note(text);
+            (restored.processor, restored.seq)
+        }
+        Ok(None) => {
+            note("no checkpoint: started empty".into());
+            (MarketProcessor::new(config), 0)
+        }
+        Err(e) => {
+            tracing::warn!("checkpoint: {e}");
+            note(e.to_string());
+            (MarketProcessor::new(config), 0)
+        }
+    }
 }
 
 /// Broadcasts the feed's link changes to every client as status messages.
@@ -196,7 +236,22 @@ impl Server {
             }
             None => configured_vn30(&args.market),
         };
-        let market = SharedMarket::new(processor_from(&args.market, &vn30));
+        // Live feeds' sessions survive a restart; a replay plays its file again instead.
+        let checkpoint_status = Arc::new(CheckpointStatus::default());
+        let checkpoints = match args.feed {
+            FeedKind::Replay | FeedKind::Static => None,
+            _ if args.checkpoint_interval == 0.0 => None,
+            _ => Some(Checkpoints::new(&args.data_dir).with_context(|| {
+                format!("DATA_DIR {}: cannot create it", args.data_dir.display())
+            })?),
+        };
+        let (processor, start_seq) = starting_processor(
+            checkpoints.as_ref(),
+            processor_config(&args.market, &vn30),
+            clock.now(),
+            &checkpoint_status,
+        );
+        let market = SharedMarket::new(processor);
         let hub = Hub::new(HubSettings {
             queue_size: args.queue_size as usize,
             heartbeat_interval: args.heartbeat_interval,
@@ -204,6 +259,24 @@ impl Server {
             max_message_size: args.max_message_size as usize,
             compression: args.compression,
             broadcast_interval: args.broadcast_interval,
+            slow_client_timeout: (args.slow_client_timeout > 0.0)
+                .then(|| Duration::from_secs_f64(args.slow_client_timeout)),
+        });
+        let max_total = match args.max_connections {
+            Some(n) => n as usize,
+            None => admission::default_max_connections().unwrap_or(0),
+        };
+        tracing::info!(
+            max_connections = max_total,
+            max_per_ip = args.max_connections_per_ip,
+            connect_rate = args.connect_rate,
+            "WebSocket admission limits (0: unlimited)"
+        );
+        let admission = Admission::new(AdmissionSettings {
+            max_per_ip: args.max_connections_per_ip as usize,
+            max_total,
+            connect_rate: args.connect_rate,
+            trusted_proxies: args.trusted_proxies.0.clone(),
         });
         let stop_feed = hub.shutdown_token().child_token();
         let (source, feed_stats): (Arc<dyn SnapshotSource>, Arc<FeedStats>) = match args.feed {
@@ -288,16 +361,34 @@ impl Server {
             source.clone(),
             clock.clone(),
             args.broadcast_interval,
+            start_seq,
         ));
+        if let Some(cps) = &checkpoints {
+            tokio::spawn(checkpoint::run(
+                cps.clone(),
+                market.clone(),
+                hub.clone(),
+                clock.clone(),
+                Duration::from_secs_f64(args.checkpoint_interval),
+                checkpoint_status.clone(),
+                stop_feed.clone(),
+            ));
+        }
         let state = AppState {
             hub: hub.clone(),
-            market,
+            market: market.clone(),
+            clock: clock.clone(),
             source,
-            clock,
             feed: feed_stats,
             ingest,
             recorder: recorder.clone(),
             auth_token: Arc::from(args.auth_token.expose()),
+            admission,
+            checkpoint: checkpoints.is_some().then(|| checkpoint_status.clone()),
+            origins: Arc::new(http::OriginPolicy {
+                allowed: config::list(&args.cors_origins),
+                allow_missing: args.allow_no_origin,
+            }),
             started: Instant::now(),
         };
         let app = http::router(state, &config::list(&args.cors_origins));
@@ -313,23 +404,83 @@ impl Server {
             // Stops accepting upgrades and tells every client task to close.
             signal_hub.shutdown_token().cancel();
         };
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_http)
-        .await
-        .context("HTTP server failed")?;
+        serve_http(self.listener, app, args.handshake_timeout, stop_http).await;
         let left = hub.shutdown(CLIENT_GRACE).await;
         if left > 0 {
             tracing::warn!("{left} clients did not finish closing in time");
         }
         ticker.abort();
+        if let Some(cps) = &checkpoints {
+            checkpoint::write_now(cps, &market, &hub, clock.as_ref(), &checkpoint_status).await;
+        }
         if let Some(rec) = recorder {
             rec.finish();
         }
         Ok(())
     }
+}
+
+/// The most a request line and headers may take; more gets 431 (or 414 for the line).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// How long in-flight HTTP requests get to finish at shutdown.
+const HTTP_GRACE: Duration = Duration::from_millis(500);
+
+/// Accepts connections and serves HTTP/1.1 on them until `stop` resolves.
+///
+/// Written out instead of `axum::serve` for two limits that function does not expose: the
+/// time a client may take to send its request head (`WS_HANDSHAKE_TIMEOUT`: a client that
+/// trickles a handshake is cut off instead of holding a descriptor forever) and the size of
+/// that head (`MAX_REQUEST_HEAD`). Each connection is served by hyper with upgrades on, so the
+/// WebSocket handlers can take the socket over; a failed `accept` (out of descriptors, say) is
+/// retried after a pause instead of ending the server.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    handshake_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use tower::Service;
+
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    let http = http.http1_only();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}; pausing new connections for 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let router = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: ::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut router = router.clone();
+                router.call(req)
+            });
+        let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(HTTP_GRACE, graceful.shutdown()).await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -360,8 +360,10 @@ async fn rest_snapshot_and_health() {
 #[tokio::test]
 async fn handshake_errors_get_http_errors() {
     let server = ServerProcess::start(&[]);
+    // Plain HTTP to the WebSocket path: 426 Upgrade Required, saying what to send.
     let r = server.get("/ws/market").await;
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 426);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
     assert!(r.body.contains("WebSocket upgrade"));
     let r = http_get(
         server.addr,

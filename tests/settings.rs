@@ -35,6 +35,7 @@ fn the_environment_wins_over_dotenv() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_marketcast"))
         .current_dir(&dir)
         .env("WS_QUEUE_SIZE", "10")
+        .env("CHECKPOINT_INTERVAL", "0")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -50,12 +51,27 @@ fn the_environment_wins_over_dotenv() {
             let _ = tx.send(line);
         }
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a start-up line");
-    assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
-    let _ = child.kill();
-    let _ = child.wait();
+    // Killed however the test ends, so no server outlives it.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Reap(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no listening line; it said {seen:#?}"));
+        if line.contains("listening on http://127.0.0.1:") {
+            break;
+        }
+        seen.push(line);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

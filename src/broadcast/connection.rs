@@ -43,6 +43,8 @@ enum End {
     Violation(u16, &'static str),
     /// No frame from the client within the heartbeat timeout after a Ping.
     HeartbeatTimeout,
+    /// Its outbox stayed full past the slow-client timeout.
+    SlowClient,
     /// The server is shutting down.
     Shutdown,
 }
@@ -101,58 +103,16 @@ impl Conn<'_> {
 
     fn parse_frames(&mut self) -> Result<(), End> {
         loop {
-            let b = &self.inbuf;
-            if b.len() < 2 {
+            let so_far = self.fragment.as_ref().map_or(0, |(p, _)| p.len());
+            let read =
+                read_client_frame(&self.inbuf, self.slot.deflate(), so_far, self.max_message)
+                    .map_err(|(code, reason)| End::Violation(code, reason))?;
+            let Some((frame, consumed)) = read else {
                 return Ok(());
-            }
-            let fin = b[0] & 0x80 != 0;
-            let rsv1 = b[0] & 0x40 != 0;
-            let opcode = b[0] & 0x0F;
-            let masked = b[1] & 0x80 != 0;
-            if b[0] & 0x30 != 0 {
-                return Err(End::Violation(1002, "reserved bits set"));
-            }
-            if !masked {
-                return Err(End::Violation(1002, "client frames must be masked"));
-            }
-            match opcode {
-                OP_BINARY => return Err(End::Violation(1003, "binary messages are not accepted")),
-                OP_TEXT | OP_CONTINUATION | OP_CLOSE | OP_PING | OP_PONG => {}
-                _ => return Err(End::Violation(1002, "unknown opcode")),
-            }
-            if rsv1 && !(self.slot.deflate() && opcode == OP_TEXT) {
-                return Err(End::Violation(1002, "unexpected compressed frame"));
-            }
-            let (len, ext) = match b[1] & 0x7F {
-                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as u64, 2),
-                127 if b.len() >= 10 => {
-                    let mut n = [0u8; 8];
-                    n.copy_from_slice(&b[2..10]);
-                    (u64::from_be_bytes(n), 8)
-                }
-                126 | 127 => return Ok(()),
-                n => (n as u64, 0),
             };
-            if opcode >= OP_CLOSE && (!fin || len > 125) {
-                return Err(End::Violation(1002, "malformed control frame"));
-            }
-            let so_far = self.fragment.as_ref().map_or(0, |(p, _)| p.len()) as u64;
-            if opcode < OP_CLOSE && so_far + len > self.max_message as u64 {
-                return Err(End::Violation(1009, "message too big"));
-            }
-            let header = 2 + ext + 4;
-            let total = header + len as usize;
-            if b.len() < total {
-                return Ok(());
-            }
-            let mask = [b[2 + ext], b[3 + ext], b[4 + ext], b[5 + ext]];
-            let mut payload: Vec<u8> = b[header..total].to_vec();
-            for (i, byte) in payload.iter_mut().enumerate() {
-                *byte ^= mask[i % 4];
-            }
-            self.inbuf.drain(..total);
+            self.inbuf.drain(..consumed);
             self.heard = true;
-            self.on_frame(fin, rsv1, opcode, payload)?;
+            self.on_frame(frame.fin, frame.rsv1, frame.opcode, frame.payload)?;
         }
     }
 
@@ -189,8 +149,11 @@ impl Conn<'_> {
                     1 => return Err(End::Violation(1002, "malformed close frame")),
                     _ => {
                         let code = u16::from_be_bytes([payload[0], payload[1]]);
-                        if std::str::from_utf8(&payload[2..]).is_err() || !valid_close_code(code) {
-                            return Err(End::Violation(1002, "malformed close frame"));
+                        if !valid_close_code(code) {
+                            return Err(End::Violation(1002, "invalid close code"));
+                        }
+                        if std::str::from_utf8(&payload[2..]).is_err() {
+                            return Err(End::Violation(1007, "close reason is not valid UTF-8"));
                         }
                         frame::close(code, "")
                     }
@@ -255,6 +218,86 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// One frame from a client, unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    pub fin: bool,
+    /// The permessage-deflate bit (allowed on the first frame of a message of a deflate client).
+    pub rsv1: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Reads one client frame off the front of `buf` (RFC 6455 section 5.2): `Ok(None)` while more
+/// bytes are needed, the frame and the bytes it took, or the close code and reason the frame
+/// deserves. `fragment_len` is the size of the fragmented message being assembled, so the
+/// message limit (`max_message`, 1009) is enforced before a byte of an oversized frame is
+/// buffered. A pure function, fuzzed in `fuzz/` and `tests/parsers_never_panic.rs`.
+pub fn read_client_frame(
+    buf: &[u8],
+    deflate: bool,
+    fragment_len: usize,
+    max_message: usize,
+) -> Result<Option<(ClientFrame, usize)>, (u16, &'static str)> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let fin = buf[0] & 0x80 != 0;
+    let rsv1 = buf[0] & 0x40 != 0;
+    let opcode = buf[0] & 0x0F;
+    let masked = buf[1] & 0x80 != 0;
+    if buf[0] & 0x30 != 0 {
+        return Err((1002, "reserved bits set"));
+    }
+    if !masked {
+        return Err((1002, "client frames must be masked"));
+    }
+    match opcode {
+        OP_BINARY => return Err((1003, "binary messages are not accepted")),
+        OP_TEXT | OP_CONTINUATION | OP_CLOSE | OP_PING | OP_PONG => {}
+        _ => return Err((1002, "unknown opcode")),
+    }
+    if rsv1 && !(deflate && opcode == OP_TEXT) {
+        return Err((1002, "unexpected compressed frame"));
+    }
+    let (len, ext) = match buf[1] & 0x7F {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as u64, 2),
+        127 if buf.len() >= 10 => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(n), 8)
+        }
+        126 | 127 => return Ok(None),
+        n => (n as u64, 0),
+    };
+    if opcode >= OP_CLOSE && (!fin || len > 125) {
+        return Err((1002, "malformed control frame"));
+    }
+    if opcode < OP_CLOSE && (fragment_len as u64).saturating_add(len) > max_message as u64 {
+        return Err((1009, "message too big"));
+    }
+    let header = 2 + ext + 4;
+    // `len` fits: it is at most `max_message` (data) or 125 (control).
+    let total = header + len as usize;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let mask = [buf[2 + ext], buf[3 + ext], buf[4 + ext], buf[5 + ext]];
+    let mut payload = buf[header..total].to_vec();
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+    Ok(Some((
+        ClientFrame {
+            fin,
+            rsv1,
+            opcode,
+            payload,
+        },
+        total,
+    )))
 }
 
 /// Reads and discards what the socket holds (a plain function, so its buffer is not part of the
@@ -349,6 +392,9 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
                 if slot.is_broken() {
                     break End::Gone;
                 }
+                if slot.is_slow() {
+                    break End::SlowClient;
+                }
             }
             ready = slot.stream().readable() => {
                 if ready.is_err() {
@@ -386,6 +432,15 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
             conn.close(Some(frame::close(1011, "heartbeat timeout")))
                 .await;
         }
+        End::SlowClient => {
+            hub.note_slow_client_close();
+            tracing::debug!(client = slot.id(), "closing a slow client");
+            conn.close(Some(frame::close(
+                super::hub::SLOW_CLIENT_CLOSE,
+                "slow client: could not keep up",
+            )))
+            .await;
+        }
         End::Shutdown => {
             conn.close(Some(frame::close(1001, "server shutting down")))
                 .await
@@ -396,6 +451,63 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![first];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[test]
+    fn client_frames_are_read_whole_or_refused_with_their_code() {
+        let f = masked(0x81, b"hello");
+        for cut in 0..f.len() {
+            assert_eq!(
+                read_client_frame(&f[..cut], false, 0, 4096),
+                Ok(None),
+                "{cut}"
+            );
+        }
+        let (frame, used) = read_client_frame(&f, false, 0, 4096).unwrap().unwrap();
+        assert_eq!((frame.opcode, frame.fin, used), (OP_TEXT, true, f.len()));
+        assert_eq!(frame.payload, b"hello");
+        let long = masked(0x81, &[b'a'; 300]);
+        assert_eq!(
+            read_client_frame(&long, false, 0, 4096).unwrap().unwrap().1,
+            long.len()
+        );
+        // Refusals, before the payload has arrived.
+        let code = |bytes: &[u8]| read_client_frame(bytes, false, 0, 256).unwrap_err().0;
+        assert_eq!(code(&[0x81, 0x05]), 1002, "unmasked");
+        assert_eq!(code(&[0xA1, 0x80]), 1002, "RSV2");
+        assert_eq!(code(&[0xC1, 0x80]), 1002, "RSV1 without deflate");
+        assert_eq!(code(&[0x83, 0x80]), 1002, "reserved opcode");
+        assert_eq!(code(&[0x82, 0x80]), 1003, "binary");
+        assert_eq!(code(&[0x09, 0x80]), 1002, "fragmented ping");
+        assert_eq!(code(&[0x89, 0xFE, 0, 126]), 1002, "long ping");
+        assert_eq!(code(&[0x81, 0xFF, 0, 0, 0, 0, 0, 0, 1, 1]), 1009, "too big");
+        assert_eq!(
+            code(&[0x81, 0xFF, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            1009
+        );
+        // The limit counts the fragments already received.
+        assert_eq!(
+            read_client_frame(&masked(0x80, &[b'a'; 100]), false, 200, 256)
+                .unwrap_err()
+                .0,
+            1009
+        );
+        assert!(read_client_frame(&masked(0xC1, b"x"), true, 0, 256).is_ok());
+    }
 
     #[test]
     fn close_codes_a_client_may_send() {

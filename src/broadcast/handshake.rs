@@ -26,9 +26,12 @@ pub const DEFLATE_RESPONSE: &str =
 /// A request that cannot be upgraded, with the HTTP status to answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
-    /// Not an upgrade to WebSocket at all.
-    #[error("expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)")]
+    /// Not an upgrade to WebSocket at all (plain HTTP to a WebSocket path).
+    #[error("this is a WebSocket endpoint: send a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)")]
     NotUpgrade,
+    /// An upgrade over HTTP/1.0 (RFC 6455 needs HTTP/1.1 or later).
+    #[error("a WebSocket upgrade needs HTTP/1.1")]
+    OldHttp,
     /// A version other than 13.
     #[error("unsupported Sec-WebSocket-Version; this server speaks version 13")]
     UnsupportedVersion,
@@ -38,12 +41,12 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// The HTTP status for this error: 426 for a wrong version (with the version header),
-    /// 400 otherwise.
+    /// The HTTP status for this error: 426 Upgrade Required for plain HTTP and for a wrong
+    /// version (with the headers that say what to send), 400 otherwise.
     pub fn status(&self) -> u16 {
         match self {
-            HandshakeError::UnsupportedVersion => 426,
-            _ => 400,
+            HandshakeError::UnsupportedVersion | HandshakeError::NotUpgrade => 426,
+            HandshakeError::OldHttp | HandshakeError::BadKey => 400,
         }
     }
 }
@@ -64,8 +67,20 @@ fn header_has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
     })
 }
 
-/// Checks an upgrade request and negotiates compression (`allow_deflate` is the server's
-/// setting).
+/// Checks an upgrade request, its HTTP version included, and negotiates compression.
+pub fn accept_request(
+    version: http::Version,
+    headers: &HeaderMap,
+    allow_deflate: bool,
+) -> Result<Handshake, HandshakeError> {
+    if version < http::Version::HTTP_11 {
+        return Err(HandshakeError::OldHttp);
+    }
+    accept(headers, allow_deflate)
+}
+
+/// Checks an upgrade request's headers and negotiates compression (`allow_deflate` is the
+/// server's setting).
 pub fn accept(headers: &HeaderMap, allow_deflate: bool) -> Result<Handshake, HandshakeError> {
     if !header_has_token(headers, "upgrade", "websocket")
         || !header_has_token(headers, "connection", "upgrade")
@@ -113,7 +128,7 @@ pub fn accept_key(key: &str) -> String {
 
 /// True when one offer (`permessage-deflate; param; param=value`) can be served by a shared,
 /// context-free compressed frame.
-fn acceptable_deflate_offer(offer: &str) -> bool {
+pub fn acceptable_deflate_offer(offer: &str) -> bool {
     let mut parts = offer.split(';').map(str::trim);
     if !parts
         .next()

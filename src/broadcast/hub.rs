@@ -18,6 +18,12 @@
 //!
 //! Control frames (Ping, Pong, Close, the app-level pong) go through the same outbox, so frames
 //! never interleave on the wire.
+//!
+//! **A client that stays behind is closed.** When its outbox has been full for
+//! `WS_SLOW_CLIENT_TIMEOUT` (no tick written in all that time while new ones keep being
+//! dropped), the fan-out marks it slow and wakes its task, which closes it with
+//! [`SLOW_CLIENT_CLOSE`]. Below that bound drop-oldest stays the policy. The check costs one
+//! clock read per tick for a client that is already full, nothing for the others.
 
 use std::collections::VecDeque;
 use std::io;
@@ -47,6 +53,10 @@ const CLIENTS_PER_WRITER: usize = 2000;
 /// Control frames a client may have waiting before it counts as abusive.
 pub const MAX_QUEUED_CONTROL: usize = 16;
 
+/// Close code for a client closed for staying behind (private-use range, RFC 6455 7.4.2;
+/// the number echoes HTTP's 408, a timeout).
+pub const SLOW_CLIENT_CLOSE: u16 = 4008;
+
 /// Limits and timings of the WebSocket side.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
@@ -62,6 +72,8 @@ pub struct HubSettings {
     pub compression: bool,
     /// Time the broadcast loop waits between ticks (used to judge whether `latest` is fresh).
     pub broadcast_interval: Duration,
+    /// A client whose outbox stays full this long is closed; `None`: never.
+    pub slow_client_timeout: Option<Duration>,
 }
 
 impl Default for HubSettings {
@@ -73,6 +85,7 @@ impl Default for HubSettings {
             max_message_size: 4096,
             compression: true,
             broadcast_interval: Duration::from_secs(1),
+            slow_client_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -107,6 +120,10 @@ struct Outbox {
     closed: bool,
     /// The socket failed.
     broken: bool,
+    /// Since when the outbox has been full with nothing written.
+    full_since: Option<std::time::Instant>,
+    /// Full for longer than the slow-client timeout: the task closes the client.
+    slow: bool,
 }
 
 impl Outbox {
@@ -134,6 +151,7 @@ pub struct ClientSlot {
     id: u64,
     peer: SocketAddr,
     deflate: bool,
+    slow_after: Option<Duration>,
     stream: Arc<TcpStream>,
     outbox: Mutex<Outbox>,
     /// Wakes the client's task when its outbox needs the socket (or broke).
@@ -215,6 +233,14 @@ impl ClientSlot {
             return;
         }
         if ob.ticks >= queue_size {
+            if let Some(limit) = self.slow_after {
+                let now = std::time::Instant::now();
+                let since = *ob.full_since.get_or_insert(now);
+                if !ob.slow && now.duration_since(since) >= limit {
+                    ob.slow = true;
+                    self.wake.notify_one();
+                }
+            }
             // Drop the oldest tick that has not started; a started one must be finished.
             if let Some(pos) = ob.frames.iter().position(|p| p.tick && !p.started) {
                 ob.frames.remove(pos);
@@ -264,6 +290,7 @@ impl ClientSlot {
                         let done = ob.frames.pop_front().map(|p| p.tick);
                         if done == Some(true) {
                             ob.ticks -= 1;
+                            ob.full_since = None;
                             self.counters.sent.fetch_add(1, Ordering::Relaxed);
                         } else {
                             ob.controls -= 1;
@@ -289,6 +316,11 @@ impl ClientSlot {
     /// True when the socket failed.
     pub fn is_broken(&self) -> bool {
         self.outbox().broken
+    }
+
+    /// True when the client stayed behind past the slow-client timeout.
+    pub fn is_slow(&self) -> bool {
+        self.outbox().slow
     }
 
     /// Stops taking ticks and replaces everything not yet started by `last` (a Close frame).
@@ -322,6 +354,8 @@ pub struct HubTotals {
     pub heartbeat_timeouts: u64,
     /// Clients closed for a protocol or policy violation.
     pub protocol_closes: u64,
+    /// Clients closed for staying behind past the slow-client timeout.
+    pub slow_client_closes: u64,
     /// Broadcasts published.
     pub ticks: u64,
 }
@@ -350,6 +384,7 @@ struct Shared {
     departed_dropped: AtomicU64,
     heartbeat_timeouts: AtomicU64,
     protocol_closes: AtomicU64,
+    slow_client_closes: AtomicU64,
     ticks: AtomicU64,
     tick_wanted: Notify,
     shutdown: CancellationToken,
@@ -379,6 +414,7 @@ impl Hub {
                 departed_dropped: AtomicU64::new(0),
                 heartbeat_timeouts: AtomicU64::new(0),
                 protocol_closes: AtomicU64::new(0),
+                slow_client_closes: AtomicU64::new(0),
                 ticks: AtomicU64::new(0),
                 tick_wanted: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -477,6 +513,7 @@ impl Hub {
             id,
             peer,
             deflate,
+            slow_after: self.shared.settings.slow_client_timeout,
             stream: Arc::new(stream),
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
@@ -526,6 +563,13 @@ impl Hub {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a client closed for staying behind.
+    pub fn note_slow_client_close(&self) {
+        self.shared
+            .slow_client_closes
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a client closed for breaking the protocol or a limit.
     pub fn note_protocol_close(&self) {
         self.shared.protocol_closes.fetch_add(1, Ordering::Relaxed);
@@ -555,6 +599,7 @@ impl Hub {
             messages_dropped: dropped + self.shared.departed_dropped.load(Ordering::Relaxed),
             heartbeat_timeouts: self.shared.heartbeat_timeouts.load(Ordering::Relaxed),
             protocol_closes: self.shared.protocol_closes.load(Ordering::Relaxed),
+            slow_client_closes: self.shared.slow_client_closes.load(Ordering::Relaxed),
             ticks: self.shared.ticks.load(Ordering::Relaxed),
         }
     }
@@ -767,6 +812,49 @@ mod tests {
         let mut got = vec![0u8; latest.plain.len()];
         plain_client.read_exact(&mut got).await.unwrap();
         assert_eq!(got[0], 0x81);
+    }
+
+    #[tokio::test]
+    async fn a_client_full_past_the_timeout_is_marked_slow() {
+        let hub = Hub::new(HubSettings {
+            queue_size: 2,
+            slow_client_timeout: Some(Duration::from_millis(100)),
+            ..Default::default()
+        });
+        let (server, _never_reads) = socket_pair().await;
+        let handle = hub.register(peer(), false, server);
+        let body = format!("{{\"pad\":\"{}\"}}", " ".repeat(256 * 1024));
+        let mut seq = 0;
+        // Fill the socket and the outbox.
+        while hub.clients()[0].pending < 2 {
+            seq += 1;
+            hub.publish(Tick::build(seq, 0, body.as_bytes(), None))
+                .await;
+        }
+        // The first tick refused for a full outbox starts the clock.
+        seq += 1;
+        hub.publish(Tick::build(seq, 0, body.as_bytes(), None))
+            .await;
+        assert!(!handle.slot().is_slow(), "full, but not for long yet");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        seq += 1;
+        hub.publish(Tick::build(seq, 0, body.as_bytes(), None))
+            .await;
+        assert!(handle.slot().is_slow());
+        // Without a timeout, a full client is only ever dropped from.
+        let patient = Hub::new(HubSettings {
+            queue_size: 2,
+            slow_client_timeout: None,
+            ..Default::default()
+        });
+        let (server, _never_reads) = socket_pair().await;
+        let handle = patient.register(peer(), false, server);
+        for seq in 1..=40 {
+            patient
+                .publish(Tick::build(seq, 0, body.as_bytes(), None))
+                .await;
+        }
+        assert!(!handle.slot().is_slow());
     }
 
     #[tokio::test]

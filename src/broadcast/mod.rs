@@ -5,7 +5,9 @@
 //! with `seq` and `ts`, frames it once ([`frame`]), and publishes it through the [`hub::Hub`],
 //! whose fan-out writes the shared frame to every socket; each client's task ([`connection`])
 //! handles what the client sends, its heartbeat, and any frame its socket could not take at once.
+//! Who may connect, and how many, is decided once per upgrade ([`admission`]).
 
+pub mod admission;
 pub mod connection;
 pub mod frame;
 pub mod handshake;

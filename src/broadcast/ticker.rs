@@ -44,6 +44,7 @@ pub async fn run(
     source: Arc<dyn SnapshotSource>,
     clock: Arc<dyn Clock>,
     interval: Duration,
+    start_seq: u64,
 ) {
     // The first regular tick comes one interval after start: a client that connects earlier
     // asks for its tick, and an immediate tick besides would give it two back to back.
@@ -54,7 +55,9 @@ pub async fn run(
         .settings()
         .compression
         .then(|| SharedDeflater::new(DEFLATE_LEVEL));
-    let mut seq = 0u64;
+    // After a restart from a checkpoint `seq` carries on, so clients can tell a restart from
+    // a gap.
+    let mut seq = start_seq;
     let shutdown = hub.shutdown_token().clone();
     loop {
         let requested = tokio::select! {

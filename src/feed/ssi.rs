@@ -329,6 +329,8 @@ fn parse_number(s: &str) -> Option<f64> {
     let mut fraction: Option<usize> = None;
     for &b in digits {
         match b {
+            // A 16th digit may not fit the exact path (or a u64): the general parser reads it.
+            b'0'..=b'9' if count == 15 => return s.parse().ok(),
             b'0'..=b'9' => {
                 mantissa = mantissa * 10 + (b - b'0') as u64;
                 count += 1;
@@ -342,7 +344,7 @@ fn parse_number(s: &str) -> Option<f64> {
         }
     }
     let scale = fraction.unwrap_or(0);
-    if count == 0 || count > 15 || fraction == Some(0) {
+    if count == 0 || fraction == Some(0) {
         return s.parse().ok();
     }
     let value = mantissa as f64 / POW10[scale];
@@ -1213,6 +1215,8 @@ mod tests {
             "2.5299999999999727",
             "9007199254740993",
             "123456789012345.6",
+            "20000000000000000000",
+            "-99999999999999999999999.5",
             "1e16",
             "1.5E-3",
             "-",

@@ -25,7 +25,7 @@ use super::time::Timestamp;
 /// Seconds of basis history kept (two hours at one point per second).
 pub const BASIS_HISTORY_CAPACITY: usize = 7_200;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Contract {
     last_price: f64,
     volume: i64,
@@ -35,7 +35,7 @@ struct Contract {
 }
 
 /// Futures contracts, the active one, and the basis history.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct DerivativesTracker {
     override_symbol: Option<String>,
     contracts: IndexMap<String, Contract>,
@@ -51,6 +51,11 @@ impl DerivativesTracker {
             override_symbol,
             ..Default::default()
         }
+    }
+
+    /// Follows `override_symbol` only from now on (`None`: the most traded).
+    pub fn set_override(&mut self, override_symbol: Option<String>) {
+        self.override_symbol = override_symbol;
     }
 
     /// Applies a futures trade; `vn30` is the current VN30 value (0.0 when unknown).

@@ -33,7 +33,7 @@ impl TradingPhase {
 }
 
 /// Reference price and band, when a message carries them.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PriceBand {
     pub ref_price: Option<f64>,
     pub ceiling: Option<f64>,
@@ -57,7 +57,7 @@ pub struct Trade {
 }
 
 /// Best bid and ask (three levels kept; only level 1 drives classification).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Quote {
     pub symbol: String,
     pub bid_price: [f64; 3],

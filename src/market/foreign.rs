@@ -36,7 +36,7 @@ const MAX_HISTORY: usize = 4096;
 /// finite speed.
 const MIN_SPAN_MS: i64 = 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SymbolFlow {
     prev_buy: i64,
     prev_sell: i64,
@@ -48,7 +48,7 @@ struct SymbolFlow {
 }
 
 /// Foreign flows per symbol, in first-seen order.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ForeignTracker {
     flows: IndexMap<String, SymbolFlow>,
 }

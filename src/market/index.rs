@@ -20,14 +20,14 @@ pub const INTRADAY_CAPACITY: usize = 21_600;
 /// Id of the index the futures basis is measured against.
 pub const VN30: &str = "VN30";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Tracked {
     data: IndexData,
     series: VecDeque<IntradayPoint>,
 }
 
 /// Tracked indices in first-seen order.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IndexTracker {
     indices: IndexMap<String, Tracked>,
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::classifier::classify;
 use super::derivatives::DerivativesTracker;
@@ -51,7 +51,7 @@ pub enum Applied {
 }
 
 /// Counters for health and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorCounters {
     pub events: u64,
     pub filtered: u64,
@@ -67,16 +67,18 @@ pub struct ProcessorConfig {
     pub futures_override: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct LastPrice {
     last_price: f64,
     change: f64,
     change_pct: f64,
 }
 
-/// Per-session market state.
-#[derive(Debug)]
+/// Per-session market state. It serialises to what a checkpoint keeps ([`crate::checkpoint`]):
+/// everything but the watchlist and the futures override, which come from the settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarketProcessor {
+    #[serde(skip)]
     watchlist: Watchlist,
     quotes: QuoteCache,
     session: SessionAggregator,
@@ -149,6 +151,19 @@ impl MarketProcessor {
             Applied::Ignored => {}
         }
         applied
+    }
+
+    /// This processor's session state under `config`'s watchlist and futures override (the
+    /// settings in force now, not those of the run that saved the state).
+    pub fn with_config(mut self, config: ProcessorConfig) -> Self {
+        self.watchlist = config.watchlist;
+        self.derivatives.set_override(config.futures_override);
+        self
+    }
+
+    /// The session the processor's state belongs to (`None` before any event).
+    pub fn session_key(&self) -> Option<NaiveDate> {
+        self.session_key
     }
 
     /// The feed reconnected after a gap: foreign flows start new baselines (see

@@ -13,21 +13,21 @@ use std::collections::HashMap;
 use super::event::{PriceBand, Quote};
 
 /// Reference price, ceiling and floor of one symbol.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Band {
     pub ref_price: f64,
     pub ceiling: f64,
     pub floor: f64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Entry {
     quote: Option<Quote>,
     band: Band,
 }
 
 /// Latest quote and band per symbol.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct QuoteCache {
     entries: HashMap<String, Entry>,
 }

@@ -11,7 +11,7 @@ use super::event::TradingPhase;
 use super::snapshot::{PhaseVolume, SessionStats};
 
 /// Per-symbol session statistics.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SessionAggregator {
     stats: IndexMap<String, SessionStats>,
 }

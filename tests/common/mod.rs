@@ -28,6 +28,8 @@ pub struct ServerProcess {
     logs: mpsc::Receiver<String>,
     /// Lines logged before the listening line, handed out by the first `drain_logs`.
     early: std::cell::RefCell<Vec<String>>,
+    /// This server's own `DATA_DIR` (unless the test gave one), removed when it is dropped.
+    own_data_dir: Option<std::path::PathBuf>,
 }
 
 impl ServerProcess {
@@ -35,7 +37,17 @@ impl ServerProcess {
     /// start-up line.
     pub fn start(env: &[(&str, &str)]) -> ServerProcess {
         let dir = std::env::temp_dir();
+        // Each server checkpoints into a folder of its own, so parallel tests never restore
+        // one another's sessions.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let own_data_dir = (!env.iter().any(|(k, _)| *k == "DATA_DIR")).then(|| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            dir.join(format!("marketcast-test-data-{}-{n}", std::process::id()))
+        });
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_marketcast"));
+        if let Some(d) = &own_data_dir {
+            cmd.env("DATA_DIR", d);
+        }
         cmd.arg("serve")
             .current_dir(dir)
             .env("APP_PORT", "0")
@@ -80,6 +92,7 @@ impl ServerProcess {
                     addr: addr.parse().expect("address in the start-up line"),
                     logs: rx,
                     early: std::cell::RefCell::new(early),
+                    own_data_dir,
                 };
             }
             early.push(line);
@@ -145,6 +158,9 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(d) = &self.own_data_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 

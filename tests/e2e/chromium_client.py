@@ -1,6 +1,6 @@
 """End-to-end client: headless Chromium's own WebSocket against marketcast's /ws/market.
 
-Starts Debian's Chromium headless with a DevTools port on a blank page, and evaluates a script
+Starts Debian's Chromium headless with a DevTools port on a page of the server, and evaluates a script
 in it that opens `new WebSocket(url)`, records the negotiated
 `extensions` (Chromium always offers permessage-deflate) and the first few messages, and hands
 back what it saw. Checks the extension was negotiated and the messages are snapshots with
@@ -97,13 +97,24 @@ def main():
         [find_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-         "about:blank"],
+         # A page of the server's own origin, as a browser client is (a blank page's origin
+         # is opaque, `Origin: null`, which marketcast refuses like any foreign origin).
+         args.http + "/health"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         page = devtools_page(port, time.time() + 30)
         expression = SCRIPT % {"url": json.dumps(ws_url), "count": args.messages,
                                "hold": int(args.hold * 1000)}
+        # Wait until the server's page has committed (before that the tab is about:blank,
+        # whose opaque origin the server refuses, or its context is being replaced).
+        for _ in range(100):
+            here = asyncio.run(evaluate(page, "location.origin"))
+            if here.get("result", {}).get("result", {}).get("value") == args.http:
+                break
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"the page never loaded {args.http}: {json.dumps(here)[:300]}")
         reply = asyncio.run(evaluate(page, expression))
         result = reply.get("result", {})
         if "exceptionDetails" in result or result.get("result", {}).get("type") != "string":
