@@ -295,6 +295,10 @@ pub struct ServeArgs {
     pub market: MarketArgs,
     #[command(flatten)]
     pub ssi: SsiArgs,
+    /// Seconds without a feed message after which the feed counts as stale (`/health`, and a
+    /// status message to clients); 0: never.
+    #[arg(long, env = "FEED_STALE_AFTER", default_value = "60", value_parser = float("FEED_STALE_AFTER", 0.0, 86400.0))]
+    pub feed_stale_after: f64,
     /// Append every raw message a live feed (SSI, ingest) receives to this file, in the replay
     /// format (`FEED=replay REPLAY_FILE=...` plays it back).
     #[arg(long, env = "RECORD_FILE")]

@@ -368,6 +368,26 @@ async fn metrics(State(app): State<AppState>) -> Response {
         );
     }
     metric(
+        "feed_stale",
+        "gauge",
+        "1 while no feed message came for FEED_STALE_AFTER.",
+        u8::from(f.stale) as f64,
+    );
+    for (reason, n) in &f.malformed_by_reason {
+        metric(
+            &format!("feed_malformed_{reason}_total"),
+            "counter",
+            "Feed messages refused, by reason.",
+            *n as f64,
+        );
+    }
+    metric(
+        "processor_out_of_order_total",
+        "counter",
+        "Trades skipped as older than one already applied.",
+        p.out_of_order as f64,
+    );
+    metric(
         "feed_reconnects_total",
         "counter",
         "Times the live feed's upstream link came back.",

@@ -123,6 +123,42 @@ fn starting_processor(
     }
 }
 
+/// Marks the feed stale when no message came for `after`, fresh again when one does, and tells
+/// every client both times: `{"type":"status","stale":true,...}`. The snapshot keeps flowing.
+async fn watch_staleness(hub: Hub, stats: Arc<FeedStats>, after: Duration) {
+    let shutdown = hub.shutdown_token().clone();
+    let mut checks = tokio::time::interval((after / 4).max(Duration::from_millis(50)));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = checks.tick() => {}
+        }
+        let quiet = stats.quiet_for();
+        let stale = quiet > after;
+        if !stats.set_stale(stale) {
+            continue;
+        }
+        let status = stats.status();
+        if stale {
+            tracing::warn!(
+                feed = status.kind,
+                quiet_s = quiet.as_secs(),
+                "the feed went quiet"
+            );
+        } else {
+            tracing::info!(feed = status.kind, "the feed is flowing again");
+        }
+        let message = serde_json::json!({
+            "type": "status",
+            "connected": status.connected.unwrap_or(true),
+            "stale": stale,
+            "feed": status.kind,
+            "quiet_ms": quiet.as_millis() as u64,
+        });
+        hub.announce(message.to_string().as_bytes());
+    }
+}
+
 /// Broadcasts the feed's link changes to every client as status messages.
 async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
     let mut changes = stats.link_changes();
@@ -338,6 +374,17 @@ impl Server {
                 (Arc::new(ProcessorSource(market.clone())), stats)
             }
         };
+        if matches!(
+            args.feed,
+            FeedKind::Simulator | FeedKind::Ssi | FeedKind::Ingest
+        ) && args.feed_stale_after > 0.0
+        {
+            tokio::spawn(watch_staleness(
+                hub.clone(),
+                feed_stats.clone(),
+                Duration::from_secs_f64(args.feed_stale_after),
+            ));
+        }
         let ingest = (!args.ingest_token.is_empty()).then(|| {
             // With `FEED=ingest` the pushed messages are the feed; otherwise they are counted apart.
             let stats = match args.feed {

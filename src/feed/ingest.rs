@@ -131,8 +131,10 @@ impl Ingest {
                     Ok(None) => continue,
                     Err(e) => {
                         result.received += 1;
-                        self.stats
-                            .note_refused_message(format!("ingest line {line}: {e}"));
+                        self.stats.note_refused_message(
+                            "bad_time_prefix",
+                            format!("ingest line {line}: {e}"),
+                        );
                         reject(
                             &mut result,
                             LineError {
@@ -146,8 +148,10 @@ impl Ingest {
                 };
                 result.received += 1;
                 if message.len() > max {
-                    self.stats
-                        .note_refused_message(format!("ingest line {line}: over {max} bytes"));
+                    self.stats.note_refused_message(
+                        "too_large",
+                        format!("ingest line {line}: over {max} bytes"),
+                    );
                     reject(
                         &mut result,
                         LineError {

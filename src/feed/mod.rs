@@ -19,8 +19,9 @@ pub mod ssi;
 pub mod ssi_check;
 pub mod ssi_stream;
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,11 @@ pub struct FeedStats {
     /// Milliseconds after `started` of the last message, plus one (0: none yet).
     last_message: AtomicU64,
     started: Instant,
+    /// No message for longer than `FEED_STALE_AFTER`.
+    stale: AtomicBool,
     detail: Mutex<(FeedState, Option<String>)>,
+    /// Messages refused, by reason (`not_json`, `invalid_field`, ...).
+    refused_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     /// `None` for feeds without an upstream link (simulator, replay, static).
     link: watch::Sender<Option<LinkState>>,
 }
@@ -90,6 +95,8 @@ pub struct FeedStatus {
     pub skipped: u64,
     /// Messages that could not be parsed.
     pub malformed: u64,
+    /// The same, by reason.
+    pub malformed_by_reason: BTreeMap<&'static str, u64>,
     /// The most recent problem, if any.
     pub last_error: Option<String>,
     /// Errors reported by the upstream itself.
@@ -101,6 +108,8 @@ pub struct FeedStatus {
     pub last_message_age_ms: Option<u64>,
     /// For live feeds: times the link came back after going down.
     pub reconnects: u64,
+    /// No message for longer than `FEED_STALE_AFTER` (the snapshot keeps flowing, unchanged).
+    pub stale: bool,
 }
 
 impl FeedStats {
@@ -116,9 +125,23 @@ impl FeedStats {
             reconnects: AtomicU64::new(0),
             last_message: AtomicU64::new(0),
             started: Instant::now(),
+            stale: AtomicBool::new(false),
             detail: Mutex::new((FeedState::Starting, None)),
+            refused_by_reason: Mutex::new(BTreeMap::new()),
             link: watch::Sender::new(None),
         }
+    }
+
+    /// Milliseconds since the last message, or since the feed was created when there was none.
+    pub fn quiet_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_message.load(Ordering::Relaxed).saturating_sub(1);
+        Duration::from_millis(now.saturating_sub(last))
+    }
+
+    /// Records whether the feed is stale; true when that changed.
+    pub fn set_stale(&self, stale: bool) -> bool {
+        self.stale.swap(stale, Ordering::Relaxed) != stale
     }
 
     /// Messages that became market events so far.
@@ -132,9 +155,19 @@ impl FeedStats {
     }
 
     /// Counts a message refused before parsing (a bad time prefix, over the size limit).
-    pub fn note_refused_message(&self, note: String) {
+    pub fn note_refused_message(&self, reason: &'static str, note: String) {
         self.messages.fetch_add(1, Ordering::Relaxed);
+        self.count_reason(reason);
         self.note_malformed(note);
+    }
+
+    fn count_reason(&self, reason: &'static str) {
+        *self
+            .refused_by_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
     }
 
     /// Counts a frame from the upstream that could not be read at all (not one message).
@@ -192,6 +225,11 @@ impl FeedStats {
             events: self.events.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
+            malformed_by_reason: self
+                .refused_by_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             last_error: d.1.clone(),
             upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
             connected: self.link.borrow().as_ref().map(|l| l.connected),
@@ -200,6 +238,7 @@ impl FeedStats {
                 at => Some((self.started.elapsed().as_millis() as u64).saturating_sub(at - 1)),
             },
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
         }
     }
 }
@@ -230,6 +269,7 @@ pub fn ingest(
         }
         Err(e) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
+            stats.count_reason(e.reason());
             let note = format!("{}: {e}", origin());
             tracing::debug!("{note}");
             stats.detail.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(note);

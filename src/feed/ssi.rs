@@ -54,6 +54,20 @@ pub enum SsiError {
     },
 }
 
+impl SsiError {
+    /// A short, stable name for what was wrong (the label of the per-reason counters).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SsiError::Json(_) => "not_json",
+            SsiError::NotAnObject => "not_an_object",
+            SsiError::Content(_) => "bad_content",
+            SsiError::MissingType => "missing_type",
+            SsiError::MissingField(_) => "missing_field",
+            SsiError::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq)]
 // Events are the common case and are moved straight into the processor; boxing them to

@@ -48,6 +48,9 @@ pub enum Applied {
     RepeatedMatch,
     /// A bar: parsed, but no view uses bars yet.
     Ignored,
+    /// A trade older than one already applied for its symbol (its cumulative volume is
+    /// lower): a late or replayed message, skipped so nothing is counted twice.
+    OutOfOrder,
 }
 
 /// Counters for health and metrics.
@@ -56,6 +59,9 @@ pub struct ProcessorCounters {
     pub events: u64,
     pub filtered: u64,
     pub repeated_matches: u64,
+    /// Trades skipped as older than one already applied.
+    #[serde(default)]
+    pub out_of_order: u64,
     pub session_resets: u64,
 }
 
@@ -148,6 +154,7 @@ impl MarketProcessor {
             Applied::Accepted => self.counters.events += 1,
             Applied::Filtered => self.counters.filtered += 1,
             Applied::RepeatedMatch => self.counters.repeated_matches += 1,
+            Applied::OutOfOrder => self.counters.out_of_order += 1,
             Applied::Ignored => {}
         }
         applied
@@ -198,15 +205,17 @@ impl MarketProcessor {
         if !self.watchlist.allows_security(&t.symbol) {
             return Applied::Filtered;
         }
-        self.quotes.update_band(&t.symbol, &t.band);
         if let Some(total) = t.total_vol {
             match self.total_vol.get_mut(&t.symbol) {
+                // The day's cumulative volume only grows: a lower one is an older message.
+                Some(v) if total < *v => return Applied::OutOfOrder,
                 Some(v) => *v = total,
                 None => {
                     self.total_vol.insert(t.symbol.clone(), total);
                 }
             }
         }
+        self.quotes.update_band(&t.symbol, &t.band);
         if is_futures(&t.symbol) {
             let vn30 = self.indices.value(VN30);
             self.derivatives.on_trade(t, vn30, now);
@@ -376,6 +385,30 @@ mod tests {
             watchlist: Watchlist::unfiltered(),
             futures_override: None,
         })
+    }
+
+    #[test]
+    fn a_trade_older_than_one_applied_is_skipped_and_counted() {
+        let mut p = unfiltered();
+        let now = Timestamp::from_local(2026, 2, 9, 10, 0, 0).unwrap();
+        let with_total = |vol: i64, total: i64| {
+            MarketEvent::Trade(Trade {
+                total_vol: Some(total),
+                ..trade_of("FPT", 119_000.0, vol)
+            })
+        };
+        assert_eq!(p.apply(&with_total(100, 1000), now), Applied::Accepted);
+        assert_eq!(p.apply(&with_total(200, 1200), now), Applied::Accepted);
+        // A late message from before the second trade: not counted again.
+        assert_eq!(p.apply(&with_total(100, 1000), now), Applied::OutOfOrder);
+        assert_eq!(p.trade_analysis("FPT").total_volume, 300);
+        assert_eq!(p.counters().out_of_order, 1);
+        // Trades without a cumulative volume cannot be judged and are applied.
+        assert_eq!(
+            p.apply(&trade("FPT", 119_000.0, 50), now),
+            Applied::Accepted
+        );
+        assert_eq!(p.trade_analysis("FPT").total_volume, 350);
     }
 
     #[test]
