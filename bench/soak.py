@@ -180,11 +180,18 @@ def main() -> int:
         kinds_before = fd_kinds(server.pid)
         started = time.monotonic()
         peak_rss = [rss_before]
+        # RSS once a minute (and at the end), to tell a plateau from a leak.
+        rss_by_minute: list[int] = []
 
         async def run() -> Stats:
             async def sample() -> None:
+                ticks = 0
                 while True:
-                    peak_rss[0] = max(peak_rss[0], rss_kib(server.pid))
+                    rss = rss_kib(server.pid)
+                    peak_rss[0] = max(peak_rss[0], rss)
+                    if ticks % 60 == 0:
+                        rss_by_minute.append(rss)
+                    ticks += 1
                     await asyncio.sleep(1)
             sampler = asyncio.create_task(sample())
             stats = await churn(port, args.clients, args.duration, args.max_connections)
@@ -221,6 +228,7 @@ def main() -> int:
             "rss_kib_before": rss_before,
             "rss_kib_peak": peak_rss[0],
             "rss_kib_after": rss_after,
+            "rss_kib_by_minute": rss_by_minute,
             "rss_bound_kib": int(args.rss_bound_mb * 1024),
         }
         problems = []
