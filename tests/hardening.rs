@@ -205,8 +205,16 @@ async fn the_process_limit_answers_503_and_the_rate_limit_429() {
 async fn raw_status(server: &ServerProcess, request: &[u8]) -> u16 {
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(request).await.unwrap();
+    // Up to the end of the answer's head (the server may keep the connection open after it).
     let mut head = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut head)).await;
+    let mut byte = [0u8; 1];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !head.ends_with(b"\r\n\r\n") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(15), s.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
     String::from_utf8_lossy(&head)
         .split_whitespace()
         .nth(1)
@@ -267,18 +275,15 @@ async fn bad_handshakes_get_clear_statuses() {
         "a".repeat(200_000)
     );
     let status = raw_status(&server, huge.as_bytes()).await;
-    assert!(
-        status == 431 || status == 400,
-        "oversized headers: {status}"
-    );
+    assert_eq!(status, 431, "oversized headers");
     let long_line = format!(
         "GET /{} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
         "a".repeat(200_000)
     );
     let status = raw_status(&server, long_line.as_bytes()).await;
-    assert!(
-        status == 414 || status == 431 || status == 400,
-        "oversized request line: {status}"
+    assert_eq!(
+        status, 431,
+        "an oversized request line makes the head too large"
     );
     bystander.still_receives().await;
     assert_eq!(server.get("/health").await.json()["status"], "ok");
