@@ -93,6 +93,8 @@ pub struct Restored {
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     dir: PathBuf,
+    /// One write at a time: the periodic writer and the one at shutdown share the temp file.
+    writing: Arc<Mutex<()>>,
 }
 
 impl Checkpoints {
@@ -104,6 +106,7 @@ impl Checkpoints {
         })?;
         Ok(Checkpoints {
             dir: dir.to_path_buf(),
+            writing: Arc::new(Mutex::new(())),
         })
     }
 
@@ -135,6 +138,7 @@ impl Checkpoints {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(&bytes).map_err(io)?;
@@ -231,7 +235,7 @@ pub async fn write_now(
 ) {
     let now = clock.now();
     let copy = market.with(|p| p.clone());
-    let seq = hub.latest().map_or(0, |t| t.seq);
+    let seq = hub.last_seq();
     let cp = checkpoints.clone();
     let result = tokio::task::spawn_blocking(move || cp.save(&copy, seq, now)).await;
     let note = match result {

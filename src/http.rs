@@ -98,6 +98,9 @@ impl OriginPolicy {
             return Ok(());
         }
         // The server's own pages: the origin's host:port is the Host the request was sent to.
+        // Only for a host that is an address or `localhost`: a name could be an attacker's
+        // domain rebound to this server's address (DNS rebinding), with `Host` to match. Under
+        // a name of its own, a deployment lists its origin in `CORS_ORIGINS`.
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -106,7 +109,10 @@ impl OriginPolicy {
             .strip_prefix("http://")
             .or_else(|| origin.strip_prefix("https://"))
             .unwrap_or("");
-        if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+        if !host.is_empty()
+            && origin_host.eq_ignore_ascii_case(host)
+            && is_address_or_localhost(host)
+        {
             return Ok(());
         }
         Err(format!(
@@ -487,6 +493,18 @@ fn plain(status: StatusCode, text: &str) -> Response {
     (status, format!("{text}\n")).into_response()
 }
 
+/// True for `127.0.0.1:8000`, `[::1]:8000`, `localhost:8000` (with or without the port).
+fn is_address_or_localhost(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// The token of an `Authorization: Bearer` header.
 fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -586,6 +604,11 @@ async fn ws_market(
         let client = hub.register(peer, deflate, parts.io.into_inner());
         connection::serve(client, leftover).await;
     });
+    switching_protocols(&accepted)
+}
+
+/// The `101 Switching Protocols` answer to an accepted handshake.
+fn switching_protocols(accepted: &handshake::Handshake) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -594,7 +617,7 @@ async fn ws_market(
     if let Ok(v) = HeaderValue::from_str(&accepted.accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
-    if deflate {
+    if accepted.deflate {
         h.insert(
             header::SEC_WEBSOCKET_EXTENSIONS,
             HeaderValue::from_static(handshake::DEFLATE_RESPONSE),
@@ -718,6 +741,7 @@ async fn ws_ingest(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shutdown = app.hub.shutdown_token().clone();
+    let heartbeat = app.hub.settings().heartbeat_interval;
     app.hub.spawn_client(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -740,26 +764,21 @@ async fn ws_ingest(
             Some(config),
         )
         .await;
-        serve_ingest(ws, ingest, shutdown, peer).await;
+        serve_ingest(ws, ingest, shutdown, heartbeat, peer).await;
     });
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accepted.accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    resp
+    switching_protocols(&accepted)
 }
 
 /// One ingest bridge: each text message is a batch of lines; bad lines are answered with
 /// `{"type":"error","line":N,"field":...,"reason":...}` (lines numbered over the connection),
-/// `{"type":"ping"}` with `{"type":"pong"}`. Binary closes 1003, oversize 1009.
+/// `{"type":"ping"}` with `{"type":"pong"}`. Binary closes 1003, oversize 1009. A bridge that
+/// sends nothing for `heartbeat` is pinged; one that then stays silent for as long again (its
+/// host gone without a FIN) is closed with 1011, so its task and socket are not held forever.
 async fn serve_ingest<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
     ingest: Arc<Ingest>,
     shutdown: tokio_util::sync::CancellationToken,
+    heartbeat: std::time::Duration,
     peer: SocketAddr,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -771,14 +790,30 @@ async fn serve_ingest<S>(
             reason: reason.into(),
         }))
     };
+    let mut pinged = false;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => {
                 let _ = ws.send(close(CloseCode::Away, "server shutting down")).await;
                 return;
             }
-            next = ws.next() => next,
+            next = tokio::time::timeout(heartbeat, ws.next()) => match next {
+                Ok(next) => next,
+                Err(_) if pinged => {
+                    tracing::debug!(%peer, "ingest bridge silent after a ping; closing");
+                    let _ = ws.send(close(CloseCode::Error, "heartbeat timeout")).await;
+                    return;
+                }
+                Err(_) => {
+                    pinged = true;
+                    if ws.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
         };
+        pinged = false;
         let text = match next {
             Some(Ok(WsMessage::Text(t))) => t,
             Some(Ok(WsMessage::Binary(_))) => {
@@ -833,6 +868,45 @@ fn is_app_ping(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_origin_only_under_an_address_or_localhost() {
+        for host in [
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "localhost:8000",
+            "10.1.2.3",
+            "::1",
+        ] {
+            assert!(is_address_or_localhost(host), "{host}");
+        }
+        for host in [
+            "evil.example:8000",
+            "marketcast.example",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_address_or_localhost(host), "{host}");
+        }
+        let policy = OriginPolicy {
+            allowed: vec!["https://desk.example".into()],
+            allow_missing: true,
+        };
+        let headers = |origin: &str, host: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::ORIGIN, origin.parse().unwrap());
+            h.insert(header::HOST, host.parse().unwrap());
+            h
+        };
+        assert!(policy
+            .check(&headers("http://127.0.0.1:8000", "127.0.0.1:8000"))
+            .is_ok());
+        assert!(policy
+            .check(&headers("http://rebound.example", "rebound.example"))
+            .is_err());
+        assert!(policy
+            .check(&headers("https://desk.example", "marketcast.example"))
+            .is_ok());
+    }
 
     #[test]
     fn token_comparison() {

@@ -39,6 +39,13 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -47,10 +54,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_target(false)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     let result = runtime.block_on(async {
         let server = Server::bind(args).await?;
         server.run(server::shutdown_signal()).await
@@ -66,10 +70,7 @@ fn ssi_check(args: SsiCheckArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     let mut out = std::io::stdout();
     let failures = runtime.block_on(marketcast::feed::ssi_check::run(&args, &mut out));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -155,8 +155,14 @@ async fn watch_staleness(hub: Hub, stats: Arc<FeedStats>, after: Duration) {
             "feed": status.kind,
             "quiet_ms": quiet.as_millis() as u64,
         });
-        hub.announce(message.to_string().as_bytes());
+        announce(&hub, message);
     }
+}
+
+/// Sends a status message to every client, off the async workers (one write per client).
+fn announce(hub: &Hub, message: serde_json::Value) {
+    let hub = hub.clone();
+    tokio::task::spawn_blocking(move || hub.announce(message.to_string().as_bytes()));
 }
 
 /// Broadcasts the feed's link changes to every client as status messages.
@@ -183,7 +189,7 @@ async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
             "feed": stats.status().kind,
             "error": link.error,
         });
-        hub.announce(message.to_string().as_bytes());
+        announce(&hub, message);
     }
 }
 
@@ -281,12 +287,20 @@ impl Server {
                 format!("DATA_DIR {}: cannot create it", args.data_dir.display())
             })?),
         };
-        let (processor, start_seq) = starting_processor(
+        let (processor, checkpoint_seq) = starting_processor(
             checkpoints.as_ref(),
             processor_config(&args.market, &vn30),
             clock.now(),
             &checkpoint_status,
         );
+        // Ticks may have gone out after the last checkpoint (at most one interval's worth):
+        // start past them, so a `seq` is never used twice for different content.
+        let start_seq = if checkpoint_seq == 0 {
+            0
+        } else {
+            let per_checkpoint = args.checkpoint_interval / args.broadcast_interval.as_secs_f64();
+            checkpoint_seq + per_checkpoint.ceil() as u64 + 1
+        };
         let market = SharedMarket::new(processor);
         let hub = Hub::new(HubSettings {
             queue_size: args.queue_size as usize,

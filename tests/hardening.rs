@@ -504,27 +504,11 @@ async fn bad_frames_are_answered_by_the_rfc_and_the_others_carry_on() {
         }
     }
     assert!(flood_closed, "200,000 unanswered pings were all read");
-    let h = wait_health(&server, |h| {
-        h["broadcast"]["protocol_closes"].as_u64().unwrap() >= 17
-    })
-    .await;
+    let h = server
+        .wait_health(|h| h["broadcast"]["protocol_closes"].as_u64().unwrap() >= 17)
+        .await;
     assert_eq!(h["status"], "ok");
     bystander.still_receives().await;
-}
-
-async fn wait_health(
-    server: &ServerProcess,
-    what: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let h = server.get("/health").await.json();
-        if what(&h) {
-            return h;
-        }
-        assert!(Instant::now() < deadline, "{h}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,10 +573,9 @@ async fn a_client_that_never_reads_among_200_is_closed_and_the_readers_keep_thei
     // The slow one was closed: its last frame is a Close with 4008 (after the frames it never
     // read), or the socket is simply gone.
     // Closed (its Close frame given up to a second to get through), and only it.
-    let h = wait_health(&server, |h| {
-        h["broadcast"]["slow_client_closes"] == 1 && h["clients"] == 200
-    })
-    .await;
+    let h = server
+        .wait_health(|h| h["broadcast"]["slow_client_closes"] == 1 && h["clients"] == 200)
+        .await;
     assert_eq!(h["broadcast"]["heartbeat_timeouts"], 0, "{h}");
     let code = close_code(&mut slow).await;
     assert!(code == Some(4008) || code.is_none(), "{code:?}");

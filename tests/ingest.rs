@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -13,28 +13,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "ingest-s3cret";
-
-/// `n` simulator messages in the replay format (time, tab, message), from a fixed seed.
-fn simulated(n: usize, seed: u64) -> Vec<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args([
-            "simulate",
-            "--events",
-            &n.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--start",
-            "2026-11-26T09:15:00+07:00",
-        ])
-        .output()
-        .expect("run marketcast simulate");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 fn ingest_server(extra: &[(&str, &str)]) -> ServerProcess {
     let mut env = vec![("FEED", "ingest"), ("INGEST_TOKEN", TOKEN)];
@@ -60,7 +38,7 @@ async fn ingest_messages(server: &ServerProcess) -> u64 {
 #[tokio::test]
 async fn a_good_batch_is_applied_and_counted() {
     let server = ingest_server(&[]);
-    let lines = simulated(500, 3);
+    let lines = simulated_day(500, 3);
     let r = post(&server, "/api/ingest", Some(TOKEN), &lines.join("\n")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
@@ -87,7 +65,7 @@ async fn a_good_batch_is_applied_and_counted() {
 #[tokio::test]
 async fn bad_lines_get_their_own_results_and_good_lines_go_through() {
     let server = ingest_server(&[]);
-    let good = simulated(3, 4);
+    let good = simulated_day(3, 4);
     let bad_field = r#"{"DataType":"X-TRADE","Content":"{\"RType\":\"X-TRADE\",\"Symbol\":\"FPT\",\"LastPrice\":\"lots\",\"LastVol\":100}"}"#;
     let body = [
         good[0].as_str(),
@@ -125,7 +103,7 @@ async fn oversized_bodies_and_messages_are_refused() {
         ("INGEST_MAX_BODY_SIZE", "4096"),
         ("INGEST_MAX_MESSAGE_SIZE", "1024"),
     ]);
-    let line = simulated(1, 5).remove(0);
+    let line = simulated_day(1, 5).remove(0);
     let big = vec![line.as_str(); 40].join("\n");
     assert!(big.len() > 4096);
     let r = post(&server, "/api/ingest", Some(TOKEN), &big).await;
@@ -156,7 +134,7 @@ async fn oversized_bodies_and_messages_are_refused() {
 #[tokio::test]
 async fn a_missing_or_wrong_token_is_refused_and_no_token_means_off() {
     let server = ingest_server(&[]);
-    let line = simulated(1, 6).remove(0);
+    let line = simulated_day(1, 6).remove(0);
     for auth in [None, Some("wrong")] {
         let r = post(&server, "/api/ingest", auth, &line).await;
         assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
@@ -196,27 +174,10 @@ async fn ingest_ws(server: &ServerProcess) -> Ws {
     ws
 }
 
-/// Waits until the server has counted `n` ingested messages.
-async fn wait_for_messages(server: &ServerProcess, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = ingest_messages(server).await;
-        if got >= n {
-            assert_eq!(got, n, "no message counted twice");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {got} of {n} messages arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_websocket_bridge_streams_answers_and_survives_a_disconnect() {
     let server = ingest_server(&[]);
-    let lines = simulated(1000, 7);
+    let lines = simulated_day(1000, 7);
     let mut ws = ingest_ws(&server).await;
     // One message per frame, then several lines in one frame.
     for line in &lines[..300] {
@@ -246,20 +207,41 @@ async fn a_websocket_bridge_streams_answers_and_survives_a_disconnect() {
     let error = got_error.unwrap();
     assert_eq!(error["line"], 401, "{error}");
     assert!(error["reason"].as_str().unwrap().contains("JSON"));
-    wait_for_messages(&server, 401).await;
+    server
+        .wait_health(|h| h["ingest"]["messages"]["messages"].as_u64() >= Some(401))
+        .await;
+    assert_eq!(
+        ingest_messages(&server).await,
+        401,
+        "no message counted twice"
+    );
 
     // The bridge vanishes mid-stream without a close; what it sent was applied, nothing else.
     for line in &lines[400..600] {
         ws.send(Message::text(line.clone())).await.unwrap();
     }
     drop(ws);
-    wait_for_messages(&server, 601).await;
+    server
+        .wait_health(|h| h["ingest"]["messages"]["messages"].as_u64() >= Some(601))
+        .await;
+    assert_eq!(
+        ingest_messages(&server).await,
+        601,
+        "no message counted twice"
+    );
     // A new bridge carries on.
     let mut ws = ingest_ws(&server).await;
     for line in &lines[600..] {
         ws.send(Message::text(line.clone())).await.unwrap();
     }
-    wait_for_messages(&server, 1001).await;
+    server
+        .wait_health(|h| h["ingest"]["messages"]["messages"].as_u64() >= Some(1001))
+        .await;
+    assert_eq!(
+        ingest_messages(&server).await,
+        1001,
+        "no message counted twice"
+    );
     // Binary frames are refused with 1003; the server keeps running.
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     loop {
@@ -280,11 +262,29 @@ async fn a_websocket_bridge_streams_answers_and_survives_a_disconnect() {
 #[tokio::test]
 async fn ingest_runs_beside_another_feed_with_its_own_counts() {
     let server = ServerProcess::start(&[("INGEST_TOKEN", TOKEN)]);
-    let lines = simulated(10, 8);
+    let lines = simulated_day(10, 8);
     let r = post(&server, "/api/ingest", Some(TOKEN), &lines.join("\n")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let h = server.get("/health").await.json();
     assert_eq!(h["feed"]["kind"], "simulator");
     assert_eq!(h["ingest"]["messages"]["kind"], "ingest");
     assert_eq!(h["ingest"]["messages"]["messages"], 10);
+}
+
+#[tokio::test]
+async fn a_silent_bridge_is_pinged_then_closed() {
+    let server = ingest_server(&[("WS_HEARTBEAT_INTERVAL", "0.5")]);
+    let mut ws = ingest_ws(&server).await;
+    // Read nothing (so the Ping goes unanswered) for three heartbeat intervals.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut pinged = false;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pinged = true,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| f.code),
+            other => panic!("expected a ping and a close, got {other:?}"),
+        }
+    };
+    assert!(pinged);
+    assert_eq!(code, Some(CloseCode::Error));
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -14,30 +14,6 @@ fn data_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("marketcast-restart-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
-}
-
-fn simulated(n: usize) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args(["simulate", "--events", &n.to_string(), "--seed", "31"])
-        .output()
-        .expect("simulate");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
-async fn health_until(
-    server: &ServerProcess,
-    what: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h = server.get("/health").await.json();
-        if what(&h) {
-            return h;
-        }
-        assert!(Instant::now() < deadline, "{h}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn written(h: &serde_json::Value) -> u64 {
@@ -72,7 +48,7 @@ async fn kill_9_and_restart_give_back_the_same_session_and_seq_carries_on() {
         "POST",
         "/api/ingest",
         &[("Authorization", &auth)],
-        simulated(3000).as_bytes(),
+        simulated_day(3000, 31).join("\n").as_bytes(),
     )
     .await;
     assert_eq!(r.status, 200);
@@ -81,7 +57,7 @@ async fn kill_9_and_restart_give_back_the_same_session_and_seq_carries_on() {
     let seq_seen = v["seq"].as_u64().unwrap();
     // Two more checkpoints: one was surely taken after everything above.
     let before = written(&server.get("/health").await.json());
-    health_until(&server, |h| written(h) >= before + 2).await;
+    server.wait_health(|h| written(h) >= before + 2).await;
     let saved = server.get("/api/market/snapshot").await.json();
     assert!(total_volume(&saved) > 0);
     drop(ws);
@@ -173,11 +149,11 @@ async fn corrupt_and_stale_checkpoints_are_reported_and_ignored() {
         "POST",
         "/api/ingest",
         &[("Authorization", &auth)],
-        simulated(500).as_bytes(),
+        simulated_day(500, 31).join("\n").as_bytes(),
     )
     .await;
     let before = written(&server.get("/health").await.json());
-    health_until(&server, |h| written(h) >= before + 2).await;
+    server.wait_health(|h| written(h) >= before + 2).await;
     drop(server);
     // The next day (past the 15:00 reset) the checkpoint is the old session's: discarded.
     let mut day2 = day1;

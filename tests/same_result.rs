@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
 
 use common::ssi_double::{DoubleConfig, SsiDouble};
 use common::*;
@@ -23,39 +22,6 @@ const MESSAGES: usize = 20_000;
 const AT: &str = "2026-11-26T14:00:00+07:00";
 const TOKEN: &str = "same-token";
 
-fn simulated_lines() -> Vec<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args([
-            "simulate",
-            "--events",
-            &MESSAGES.to_string(),
-            "--seed",
-            "21",
-            "--start",
-            "2026-11-26T09:15:00+07:00",
-        ])
-        .output()
-        .expect("run marketcast simulate");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-async fn wait_for(server: &ServerProcess, what: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let h = server.get("/health").await.json();
-        if what(&h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never got there: {h}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn final_snapshot(server: &ServerProcess) -> serde_json::Value {
     let h = server.get("/health").await.json();
     assert_eq!(h["feed"]["malformed"], 0, "{h}");
@@ -64,7 +30,7 @@ async fn final_snapshot(server: &ServerProcess) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
-    let lines = simulated_lines();
+    let lines = simulated_day(MESSAGES, 21);
     let dir = std::env::temp_dir().join(format!("marketcast-same-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("day.jsonl");
@@ -79,7 +45,9 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
             ("REPLAY_SPEED", "max"),
             ("CLOCK_FIXED_AT", AT),
         ]);
-        wait_for(&server, |h| h["feed"]["state"] == "finished").await;
+        server
+            .wait_health(|h| h["feed"]["state"] == "finished")
+            .await;
         final_snapshot(&server).await
     };
     let quotes = replay["quotes"].as_object().unwrap().len();
@@ -87,10 +55,7 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
 
     // 2. The SSI double, dropping the stream halfway; it resumes where it stopped.
     let ssi = {
-        let envelopes: Vec<String> = lines
-            .iter()
-            .map(|l| l.split_once('\t').unwrap().1.to_string())
-            .collect();
+        let envelopes: Vec<String> = lines.iter().map(|l| envelope_of(l).to_string()).collect();
         let double = SsiDouble::start(DoubleConfig {
             messages: envelopes,
             batch: 10,
@@ -110,10 +75,9 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
             ("SSI_RESEED_FOREIGN", "false"),
             ("CLOCK_FIXED_AT", AT),
         ]);
-        wait_for(&server, |h| {
-            h["feed"]["messages"] == MESSAGES && h["feed"]["reconnects"] == 1
-        })
-        .await;
+        server
+            .wait_health(|h| h["feed"]["messages"] == MESSAGES && h["feed"]["reconnects"] == 1)
+            .await;
         assert_eq!(double.log().connects.len(), 2, "one drop, one reconnect");
         final_snapshot(&server).await
     };
@@ -160,7 +124,9 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
             ws.feed(Message::text(chunk.join("\n"))).await.unwrap();
         }
         ws.flush().await.unwrap();
-        wait_for(&server, |h| h["feed"]["messages"] == MESSAGES).await;
+        server
+            .wait_health(|h| h["feed"]["messages"] == MESSAGES)
+            .await;
         final_snapshot(&server).await
     };
 

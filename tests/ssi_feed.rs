@@ -14,33 +14,11 @@ use common::*;
 
 const SECRET: &str = "test-secret";
 
-/// `n` simulator messages: (the replay line, the SSI envelope alone).
-fn simulated(n: usize, seed: u64) -> Vec<(String, String)> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args([
-            "simulate",
-            "--events",
-            &n.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--start",
-            "2026-11-26T09:15:00+07:00",
-        ])
-        .output()
-        .expect("run marketcast simulate");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (_, message) = l.split_once('\t').expect("time, tab, message");
-            (l.to_string(), message.to_string())
-        })
-        .collect()
-}
-
 fn envelopes(n: usize, seed: u64) -> Vec<String> {
-    simulated(n, seed).into_iter().map(|(_, m)| m).collect()
+    simulated_day(n, seed)
+        .iter()
+        .map(|l| envelope_of(l).to_string())
+        .collect()
 }
 
 /// The settings that point `FEED=ssi` at the double, plus `extra`.
@@ -76,21 +54,6 @@ async fn wait_for_feed_messages(server: &ServerProcess, n: u64) -> serde_json::V
             return h;
         }
         assert!(Instant::now() < deadline, "{got} of {n} messages: {h}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_for_health(
-    server: &ServerProcess,
-    what: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h = health(server).await;
-        if what(&h) {
-            return h;
-        }
-        assert!(Instant::now() < deadline, "health never got there: {h}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -203,7 +166,7 @@ async fn a_drop_mid_stream_reconnects_resubscribes_tells_clients_and_loses_nothi
     next_json(&mut ws, Duration::from_secs(5)).await;
     double.release(3000);
     wait_for_feed_messages(&server, 3000).await;
-    let h = wait_for_health(&server, |h| h["feed"]["reconnects"] == 2).await;
+    let h = server.wait_health(|h| h["feed"]["reconnects"] == 2).await;
     assert_eq!(h["feed"]["connected"], true);
     let log = double.log();
     assert_eq!(log.connects.len(), 3, "{log:#?}");
@@ -290,7 +253,7 @@ async fn hub_errors_and_malformed_frames_are_counted_and_the_stream_goes_on() {
     .await;
     let u = urls(&double);
     let server = ServerProcess::start(&ssi_env(&double, &u));
-    let h = wait_for_health(&server, |h| h["feed"]["events"] == 600).await;
+    let h = server.wait_health(|h| h["feed"]["events"] == 600).await;
     // The malformed frames: one that is not JSON, one that is not an object (both skipped as
     // frames), and a Broadcast whose message is not JSON (a message, counted and skipped).
     assert_eq!(h["feed"]["messages"], 601, "{h}");
@@ -315,7 +278,7 @@ async fn a_reconnect_request_from_the_hub_is_followed() {
     let u = urls(&double);
     let server = ServerProcess::start(&ssi_env(&double, &u));
     wait_for_feed_messages(&server, 400).await;
-    let h = wait_for_health(&server, |h| h["feed"]["reconnects"] == 1).await;
+    let h = server.wait_health(|h| h["feed"]["reconnects"] == 1).await;
     assert!(
         h["feed"]["last_error"]
             .as_str()
@@ -343,7 +306,7 @@ async fn a_silent_stream_is_abandoned_after_the_keepalive_timeout_and_resumed() 
     let h = if h["feed"]["reconnects"] == 1 {
         h
     } else {
-        wait_for_health(&server, |h| h["feed"]["reconnects"] == 1).await
+        server.wait_health(|h| h["feed"]["reconnects"] == 1).await
     };
     assert!(
         h["feed"]["last_error"]
@@ -373,7 +336,9 @@ async fn every_raw_message_is_recorded_in_the_replay_format() {
     env.push(("RECORD_FILE", file_s.as_str()));
     let server = ServerProcess::start(&env);
     wait_for_feed_messages(&server, 800).await;
-    let h = wait_for_health(&server, |h| h["recorder"]["counters"]["written"] == 800).await;
+    let h = server
+        .wait_health(|h| h["recorder"]["counters"]["written"] == 800)
+        .await;
     assert_eq!(h["recorder"]["counters"]["dropped"], 0);
     let live = server.get("/api/market/snapshot").await.json();
     let text = std::fs::read_to_string(&file).unwrap();

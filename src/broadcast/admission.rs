@@ -158,19 +158,25 @@ impl Admission {
         if !self.is_trusted(peer_ip) {
             return peer_ip;
         }
-        let forwarded: Vec<IpAddr> = headers
+        let entries: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .map(canonical)
+            .map(str::trim)
             .collect();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !self.is_trusted(*ip))
-            .unwrap_or(peer_ip)
+        // From the right: skip our own proxies; the first other entry is the client. An entry
+        // that is not a plain address (`ip:port`, garbage) ends the walk at the proxy: nothing
+        // left of it can be trusted.
+        for entry in entries.into_iter().rev() {
+            let Ok(ip) = entry.parse::<IpAddr>().map(canonical) else {
+                return peer_ip;
+            };
+            if !self.is_trusted(ip) {
+                return ip;
+            }
+        }
+        peer_ip
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -183,11 +189,12 @@ impl Admission {
     /// Admits a connection from `ip`, or says why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
         let s = &self.settings;
+        // Every admission takes this lock, so the checks and the counts move together.
+        let mut per_ip = self.lock_per_ip();
         if s.max_total > 0 && self.total.load(Ordering::Relaxed) >= s.max_total {
             self.refused.full.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Full { limit: s.max_total });
         }
-        let mut per_ip = self.lock_per_ip();
         let here = per_ip.get(&ip).copied().unwrap_or(0);
         if s.max_per_ip > 0 && here >= s.max_per_ip {
             self.refused.per_ip.fetch_add(1, Ordering::Relaxed);
@@ -343,6 +350,14 @@ mod tests {
         // IPv4-mapped peers count as IPv4.
         let mapped: SocketAddr = "[::ffff:198.51.100.9]:1".parse().unwrap();
         assert_eq!(a.client_ip(mapped, &HeaderMap::new()), ip("198.51.100.9"));
+        // An entry the proxy wrote as `ip:port` ends the walk at the proxy: the client cannot
+        // pass a forged address of its own off as the one the proxy saw.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "9.9.9.9, 203.0.113.7:5123".parse().unwrap(),
+        );
+        assert_eq!(a.client_ip(proxy, &h), ip("127.0.0.1"));
         // A spoofed left-most entry does not help a client behind a trusted proxy.
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "1.1.1.1, 203.0.113.7".parse().unwrap());

@@ -386,6 +386,8 @@ struct Shared {
     protocol_closes: AtomicU64,
     slow_client_closes: AtomicU64,
     ticks: AtomicU64,
+    /// The `seq` of the latest broadcast (or the one a restart continues from).
+    last_seq: AtomicU64,
     tick_wanted: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -416,6 +418,7 @@ impl Hub {
                 protocol_closes: AtomicU64::new(0),
                 slow_client_closes: AtomicU64::new(0),
                 ticks: AtomicU64::new(0),
+                last_seq: AtomicU64::new(0),
                 tick_wanted: Notify::new(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -451,6 +454,7 @@ impl Hub {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(tick.clone());
         self.shared.ticks.fetch_add(1, Ordering::Relaxed);
+        self.shared.last_seq.store(tick.seq, Ordering::Relaxed);
         let next = Arc::new(AtomicUsize::new(0));
         let count = (self.client_count() / CLIENTS_PER_WRITER).clamp(1, self.shared.writers);
         let mut writers = Vec::with_capacity(count);
@@ -494,6 +498,16 @@ impl Hub {
     pub fn fresh_latest(&self, now_ms: i64) -> Option<Arc<Tick>> {
         let fresh_ms = (self.shared.settings.broadcast_interval.as_millis() as i64 * 2).max(1000);
         self.latest().filter(|t| now_ms - t.ts_ms <= fresh_ms)
+    }
+
+    /// The `seq` of the latest broadcast, or the one set to continue from; 0 before both.
+    pub fn last_seq(&self) -> u64 {
+        self.shared.last_seq.load(Ordering::Relaxed)
+    }
+
+    /// Sets the `seq` the next broadcast follows (a restart continuing a session).
+    pub fn continue_from_seq(&self, seq: u64) {
+        self.shared.last_seq.store(seq, Ordering::Relaxed);
     }
 
     /// Clients connected now.
@@ -543,12 +557,17 @@ impl Hub {
     }
 
     /// Sends one text message that is not a tick (a feed status, say) to every client, plain:
-    /// RFC 7692 lets any message go uncompressed. It takes the control frames' queue, so it is
-    /// never dropped as stale and never interleaves with a half-written tick; a client whose
-    /// queue of those is full simply misses it.
+    /// RFC 7692 lets any message go uncompressed. It goes through the outbox, so it never
+    /// interleaves with a half-written tick. A client that is behind (frames waiting) is
+    /// skipped: the message is informational, and queued statuses must not crowd out the
+    /// heartbeat's Pings in the control-frame allowance. One write per client: call it from a
+    /// blocking thread when there may be many clients.
     pub fn announce(&self, text: &[u8]) {
         let frame = super::frame::frame(super::frame::OP_TEXT, false, text);
         self.each_client(|c| {
+            if c.has_pending() {
+                return;
+            }
             if c.send_control(frame.clone()).is_ok() && c.has_pending() {
                 // The socket did not take it all: the client's task finishes the write.
                 c.wake.notify_one();

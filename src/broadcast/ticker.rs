@@ -58,6 +58,7 @@ pub async fn run(
     // After a restart from a checkpoint `seq` carries on, so clients can tell a restart from
     // a gap.
     let mut seq = start_seq;
+    hub.continue_from_seq(start_seq);
     let shutdown = hub.shutdown_token().clone();
     loop {
         let requested = tokio::select! {

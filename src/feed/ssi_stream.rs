@@ -566,7 +566,8 @@ impl SsiClient {
                 status = r.status().as_u16(),
                 "SignalR start refused; carrying on (SSI's Python client never calls it)"
             ),
-            Err(e) => tracing::warn!("SignalR start failed: {e}; carrying on"),
+            // The start URL carries the connection token: leave it out of the log.
+            Err(e) => tracing::warn!("SignalR start failed: {}; carrying on", e.without_url()),
         }
 
         // Subscribe.

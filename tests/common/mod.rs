@@ -148,6 +148,23 @@ impl ServerProcess {
             .unwrap()
     }
 
+    /// Polls `/health` until `what` holds and returns that answer; panics with the last one
+    /// after 30 s (a guard against a hang, not a timing bound).
+    pub async fn wait_health(
+        &self,
+        what: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let h = self.get("/health").await.json();
+            if what(&h) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "/health never got there: {h}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// `GET path` over HTTP/1.1; returns status, headers (lower-cased names) and body.
     pub async fn get(&self, path: &str) -> HttpResponse {
         http_get(self.addr, path, &[]).await
@@ -181,6 +198,34 @@ impl HttpResponse {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
+}
+
+/// `n` simulator messages in the replay format (receive time, tab, SSI envelope), from `seed`
+/// and a fixed start (the same arguments give the same day).
+pub fn simulated_day(n: usize, seed: u64) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .args([
+            "simulate",
+            "--events",
+            &n.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--start",
+            "2026-11-26T09:15:00+07:00",
+        ])
+        .output()
+        .expect("run marketcast simulate");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The SSI envelope of a replay line (what the stream delivers).
+pub fn envelope_of(line: &str) -> &str {
+    line.split_once('\t').map_or(line, |(_, message)| message)
 }
 
 /// A minimal HTTP/1.1 GET, so the tests need no HTTP client crate.
