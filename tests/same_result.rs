@@ -10,7 +10,6 @@
 
 mod common;
 
-
 use common::ssi_double::{DoubleConfig, SsiDouble};
 use common::*;
 use futures_util::SinkExt;
