@@ -255,6 +255,13 @@ pub struct ServeArgs {
     /// handshake trickled in byte by byte) is disconnected.
     #[arg(long, env = "WS_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = seconds("WS_HANDSHAKE_TIMEOUT", 0.1, 3600.0))]
     pub handshake_timeout: Duration,
+    /// PEM certificate chain: with `TLS_KEY`, the port speaks `https://` and `wss://` only.
+    /// A changed file is picked up without a restart.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `TLS_CERT` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Accept WebSocket upgrades that carry no `Origin` header (non-browser clients).
     #[arg(long, env = "WS_ALLOW_NO_ORIGIN", default_value = "true", value_parser = boolean("WS_ALLOW_NO_ORIGIN"))]
     pub allow_no_origin: bool,
@@ -472,6 +479,11 @@ pub fn list(s: &str) -> Vec<String> {
 impl ServeArgs {
     /// Checks what clap cannot: settings that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("TLS_CERT needs TLS_KEY (--tls-key PATH)".into()),
+            (None, Some(_)) => return Err("TLS_KEY needs TLS_CERT (--tls-cert PATH)".into()),
+            _ => {}
+        }
         match self.feed {
             FeedKind::Replay if self.replay_file.is_none() => {
                 Err("FEED=replay needs REPLAY_FILE (--replay-file PATH)".into())

@@ -42,6 +42,7 @@ use crate::broadcast::connection;
 use crate::broadcast::handshake;
 use crate::broadcast::hub::Hub;
 use crate::broadcast::ticker::SnapshotSource;
+use crate::broadcast::wire::Wire;
 use crate::feed::ingest::Ingest;
 use crate::feed::recorder::Recorder;
 use crate::feed::FeedStats;
@@ -588,23 +589,36 @@ async fn ws_market(
                 return;
             }
         };
-        let parts =
-            match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded)
-            {
-                Ok(parts) => parts,
-                Err(_) => {
-                    tracing::error!("upgraded connection is not a TCP stream; closing it");
-                    return;
-                }
-            };
-        // Copy what hyper read past the handshake (usually nothing) and let its read buffer
-        // go: kept, it would pin several KiB per connection for the connection's life.
-        let leftover = parts.read_buf.to_vec();
-        drop(parts.read_buf);
-        let client = hub.register(peer, deflate, parts.io.into_inner());
+        let Some((wire, leftover)) = into_wire(upgraded) else {
+            tracing::error!("upgraded connection is neither TCP nor TLS over TCP; closing it");
+            return;
+        };
+        let client = hub.register(peer, deflate, wire);
         connection::serve(client, leftover).await;
     });
     switching_protocols(&accepted)
+}
+
+/// Takes the socket (and its TLS state) back from hyper after an upgrade, with a copy of what
+/// hyper read past the handshake (usually nothing). hyper's read buffer is let go: kept, it
+/// would pin several KiB per connection for the connection's life.
+fn into_wire(upgraded: hyper::upgrade::Upgraded) -> Option<(Wire, Vec<u8>)> {
+    use hyper_util::server::conn::auto::upgrade::downcast;
+    let upgraded = match downcast::<TokioIo<TcpStream>>(upgraded) {
+        Ok(parts) => {
+            let leftover = parts.read_buf.to_vec();
+            return Some((Wire::Plain(parts.io.into_inner()), leftover));
+        }
+        Err(other) => other,
+    };
+    match downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>(upgraded) {
+        Ok(parts) => {
+            let leftover = parts.read_buf.to_vec();
+            let (tcp, conn) = parts.io.into_inner().into_inner();
+            Some((Wire::tls(tcp, conn), leftover))
+        }
+        Err(_) => None,
+    }
 }
 
 /// The `101 Switching Protocols` answer to an accepted handshake.

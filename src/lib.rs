@@ -14,7 +14,8 @@
 //! * [`broadcast`] moves bytes, not market types: each tick's snapshot is serialised, stamped
 //!   and framed once, and the same frame (plain or compressed) goes to every client.
 //! * [`http`], [`config`] and [`server`] sit at the edge: routes, settings, start-up and
-//!   shutdown; [`checkpoint`] keeps the session's state on disk across restarts.
+//!   shutdown; [`checkpoint`] keeps the session's state on disk across restarts, and [`tls`]
+//!   terminates TLS when a certificate is configured.
 
 pub mod broadcast;
 pub mod checkpoint;
@@ -23,3 +24,4 @@ pub mod feed;
 pub mod http;
 pub mod market;
 pub mod server;
+pub mod tls;

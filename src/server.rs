@@ -217,6 +217,8 @@ fn load_static(path: &std::path::Path) -> anyhow::Result<Bytes> {
 pub struct Server {
     listener: tokio::net::TcpListener,
     args: ServeArgs,
+    /// The certificate, when TLS is on.
+    tls: Option<Arc<crate::tls::CertStore>>,
 }
 
 impl Server {
@@ -227,7 +229,15 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (APP_HOST/APP_PORT)"))?;
-        Ok(Server { listener, args })
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::CertStore::open(cert, key)?),
+            _ => None,
+        };
+        Ok(Server {
+            listener,
+            args,
+            tls,
+        })
     }
 
     /// The bound address (with the real port when `APP_PORT=0`).
@@ -454,10 +464,26 @@ impl Server {
         };
         let app = http::router(state, &config::list(&args.cors_origins));
         let addr = self.listener.local_addr()?;
+        let (http_scheme, ws_scheme) = if self.tls.is_some() {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
         tracing::info!(
-            "marketcast listening on http://{addr}: WebSocket ws://{addr}/ws/market, snapshot http://{addr}/api/market/snapshot, health http://{addr}/health, dashboard http://{addr}/ (feed: {:?})",
+            "marketcast listening on {http_scheme}://{addr}: WebSocket {ws_scheme}://{addr}/ws/market, snapshot {http_scheme}://{addr}/api/market/snapshot, health {http_scheme}://{addr}/health, dashboard {http_scheme}://{addr}/ (feed: {:?})",
             args.feed
         );
+        let acceptor = match &self.tls {
+            Some(store) => {
+                let config = store.server_config().context("TLS configuration")?;
+                tokio::spawn(crate::tls::watch(
+                    store.clone(),
+                    hub.shutdown_token().clone(),
+                ));
+                Some(tokio_rustls::TlsAcceptor::from(config))
+            }
+            None => None,
+        };
         let signal_hub = hub.clone();
         let stop_http = async move {
             shutdown.await;
@@ -465,7 +491,14 @@ impl Server {
             // Stops accepting upgrades and tells every client task to close.
             signal_hub.shutdown_token().cancel();
         };
-        serve_http(self.listener, app, args.handshake_timeout, stop_http).await;
+        serve_http(
+            self.listener,
+            app,
+            acceptor,
+            args.handshake_timeout,
+            stop_http,
+        )
+        .await;
         let left = hub.shutdown(CLIENT_GRACE).await;
         if left > 0 {
             tracing::warn!("{left} clients did not finish closing in time");
@@ -497,6 +530,7 @@ const HTTP_GRACE: Duration = Duration::from_millis(500);
 async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handshake_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -534,10 +568,33 @@ async fn serve_http(
                 let mut router = router.clone();
                 router.call(req)
             });
-        let (http, watcher) = (http.clone(), graceful.watcher());
+        let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-            if let Err(e) = watcher.watch(conn).await {
+            let ended = match tls {
+                None => {
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    // The TLS handshake has its own WS_HANDSHAKE_TIMEOUT, before the one on the
+                    // request head: a client that trickles its ClientHello is dropped too.
+                    let stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "HTTP connection ended: {e}");
             }
         });

@@ -1,7 +1,8 @@
 //! End-to-end checks with independent client implementations: Python `websockets` and headless
 //! Chromium decode the shared permessage-deflate frame, and Chromium stays connected across
 //! server heartbeats (browsers answer Pings by themselves), and the README's Python ingest bridge
-//! feeds `/ws/ingest`. `scripts/test` installs what they need.
+//! feeds `/ws/ingest`; Python also reads `wss://` with the server's certificate. `scripts/test`
+//! installs what they need.
 
 mod common;
 
@@ -53,6 +54,35 @@ fn python_websockets_decodes_the_shared_deflate_frame() {
     assert!(v["bytes"].as_u64().unwrap() > 470_000, "{v}");
     let health = tokio_runtime().block_on(server.get("/health")).json();
     assert!(health["broadcast"]["messages_sent"].as_u64().unwrap() >= 10);
+}
+
+#[test]
+fn python_websockets_reads_wss_trusting_the_servers_ca() {
+    let ca = common::tls::TestCa::new("python");
+    let cert = ca.issue("server");
+    let server = large_static_server(&[
+        ("TLS_CERT", cert.cert.to_str().unwrap()),
+        ("TLS_KEY", cert.key.to_str().unwrap()),
+    ]);
+    let url = format!("wss://localhost:{}/ws/market", server.addr.port());
+    let v = run_python(
+        "python_client.py",
+        &[
+            "--url",
+            &url,
+            "--messages",
+            "4",
+            "--cafile",
+            ca.ca_file().to_str().unwrap(),
+        ],
+    );
+    assert!(v["tls"].as_str().unwrap().starts_with("TLS"), "{v}");
+    assert!(v["extensions"]
+        .as_str()
+        .unwrap()
+        .contains("permessage-deflate"));
+    assert!(v["compared"].as_u64().unwrap() >= 1);
+    assert!(v["bytes"].as_u64().unwrap() > 470_000, "{v}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, PING};
 use super::hub::{ClientHandle, ClientSlot, QueueError};
+use super::wire::Wire;
 
 /// Reads handled per wake-up before yielding to other clients.
 const MAX_READS_PER_WAKE: usize = 16;
@@ -84,7 +85,7 @@ impl Conn<'_> {
     fn on_readable(&mut self) -> Result<(), End> {
         let mut buf = [0u8; 2048];
         for _ in 0..MAX_READS_PER_WAKE {
-            match self.slot.stream().try_read(&mut buf) {
+            match self.slot.wire().try_read(&mut buf) {
                 Ok(0) => return Err(End::Gone),
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&buf[..n]);
@@ -189,7 +190,7 @@ impl Conn<'_> {
             if !self.slot.has_pending() {
                 return true;
             }
-            match tokio::time::timeout_at(deadline, self.slot.stream().writable()).await {
+            match tokio::time::timeout_at(deadline, self.slot.wire().tcp().writable()).await {
                 Ok(Ok(())) => {}
                 _ => return false,
             }
@@ -205,10 +206,10 @@ impl Conn<'_> {
             return;
         }
         // Ignore errors: the peer may already be gone.
-        let _ = socket_shutdown_write(self.slot.stream());
+        let _ = self.slot.wire().shutdown_write();
         loop {
-            match tokio::time::timeout_at(deadline, self.slot.stream().readable()).await {
-                Ok(Ok(())) => match drain(self.slot.stream()) {
+            match tokio::time::timeout_at(deadline, self.slot.wire().tcp().readable()).await {
+                Ok(Ok(())) => match drain(self.slot.wire()) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -302,13 +303,9 @@ pub fn read_client_frame(
 
 /// Reads and discards what the socket holds (a plain function, so its buffer is not part of the
 /// connection task's state).
-fn drain(stream: &tokio::net::TcpStream) -> io::Result<usize> {
+fn drain(wire: &Wire) -> io::Result<usize> {
     let mut sink = [0u8; 1024];
-    stream.try_read(&mut sink)
-}
-
-fn socket_shutdown_write(stream: &tokio::net::TcpStream) -> io::Result<()> {
-    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
+    wire.try_read(&mut sink)
 }
 
 /// Close codes a peer may send (RFC 6455 section 7.4).
@@ -341,7 +338,7 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
     let slot = client.slot();
     let settings = hub.settings();
     let (interval, timeout) = (settings.heartbeat_interval, settings.heartbeat_timeout);
-    let _ = slot.stream().set_nodelay(true);
+    let _ = slot.wire().tcp().set_nodelay(true);
     let mut conn = Conn {
         slot,
         max_message: settings.max_message_size,
@@ -383,7 +380,7 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
         tokio::select! {
             biased;
             _ = &mut cancelled => break End::Shutdown,
-            ready = slot.stream().writable(), if want_write => {
+            ready = slot.wire().tcp().writable(), if want_write => {
                 if ready.is_err() {
                     break End::Gone;
                 }
@@ -396,7 +393,7 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
                     break End::SlowClient;
                 }
             }
-            ready = slot.stream().readable() => {
+            ready = slot.wire().tcp().readable() => {
                 if ready.is_err() {
                     break End::Gone;
                 }

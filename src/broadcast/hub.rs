@@ -34,12 +34,12 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frame::Tick;
+use super::wire::Wire;
 
 /// Registry shards: enough that fan-out threads rarely wait for one another and that a
 /// connect or disconnect never waits for a whole tick's writes.
@@ -152,7 +152,7 @@ pub struct ClientSlot {
     peer: SocketAddr,
     deflate: bool,
     slow_after: Option<Duration>,
-    stream: Arc<TcpStream>,
+    wire: Wire,
     outbox: Mutex<Outbox>,
     /// Wakes the client's task when its outbox needs the socket (or broke).
     wake: Notify,
@@ -174,9 +174,9 @@ impl ClientSlot {
         self.deflate
     }
 
-    /// The socket.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
+    /// The socket, plain or TLS.
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     /// The client's counters.
@@ -203,9 +203,15 @@ impl ClientSlot {
         }
         ob.last_seq = tick.seq;
         if ob.frames.is_empty() {
-            match self.stream.try_write(frame) {
+            match self.wire.try_write(frame) {
                 Ok(n) if n == frame.len() => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    if self.wire.has_buffered_output() {
+                        // TLS took the frame but the socket not all of its records: the task
+                        // sends the rest when the socket drains.
+                        drop(ob);
+                        self.wake.notify_one();
+                    }
                     return;
                 }
                 Ok(n) => ob.frames.push_back(Pending {
@@ -282,7 +288,7 @@ impl ClientSlot {
 
     fn flush_locked(&self, ob: &mut Outbox) {
         while let Some(front) = ob.frames.front_mut() {
-            match self.stream.try_write(&front.bytes) {
+            match self.wire.try_write(&front.bytes) {
                 Ok(n) => {
                     front.bytes.advance(n);
                     front.started |= n > 0;
@@ -306,11 +312,15 @@ impl ClientSlot {
                 }
             }
         }
+        if self.wire.flush_buffered().is_err() {
+            ob.closed = true;
+            ob.broken = true;
+        }
     }
 
-    /// True while frames wait for the socket.
+    /// True while frames (or TLS records of a frame already taken) wait for the socket.
     pub fn has_pending(&self) -> bool {
-        !self.outbox().frames.is_empty()
+        !self.outbox().frames.is_empty() || self.wire.has_buffered_output()
     }
 
     /// True when the socket failed.
@@ -521,14 +531,14 @@ impl Hub {
     }
 
     /// Registers a client's socket; the returned handle unregisters it when dropped.
-    pub fn register(&self, peer: SocketAddr, deflate: bool, stream: TcpStream) -> ClientHandle {
+    pub fn register(&self, peer: SocketAddr, deflate: bool, wire: Wire) -> ClientHandle {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(ClientSlot {
             id,
             peer,
             deflate,
             slow_after: self.shared.settings.slow_client_timeout,
-            stream: Arc::new(stream),
+            wire,
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             counters: ClientCounters::default(),
@@ -713,6 +723,7 @@ impl Drop for ClientHandle {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
 
     async fn socket_pair() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -732,8 +743,8 @@ mod tests {
         let hub = Hub::new(HubSettings::default());
         let (s1, _c1) = socket_pair().await;
         let (s2, _c2) = socket_pair().await;
-        let a = hub.register(peer(), false, s1);
-        let b = hub.register(peer(), true, s2);
+        let a = hub.register(peer(), false, Wire::Plain(s1));
+        let b = hub.register(peer(), true, Wire::Plain(s2));
         assert_eq!((hub.client_count(), hub.deflate_client_count()), (2, 1));
         hub.publish(Tick::build(1, 0, b"{}", None)).await;
         assert_eq!(hub.totals().messages_sent, 2);
@@ -748,7 +759,7 @@ mod tests {
     async fn a_keeping_up_client_gets_every_frame_in_order_written_by_the_fan_out() {
         let hub = Hub::new(HubSettings::default());
         let (server, mut client) = socket_pair().await;
-        let _handle = hub.register(peer(), false, server);
+        let _handle = hub.register(peer(), false, Wire::Plain(server));
         let mut expected = Vec::new();
         for seq in 1..=3 {
             let tick = Tick::build(seq, 0, b"{}", None);
@@ -768,7 +779,7 @@ mod tests {
             ..Default::default()
         });
         let (server, _client_never_reads) = socket_pair().await;
-        let handle = hub.register(peer(), false, server);
+        let handle = hub.register(peer(), false, Wire::Plain(server));
         let body = vec![b' '; 256 * 1024];
         let mut body_json = b"{".to_vec();
         body_json.extend_from_slice(&body);
@@ -799,7 +810,7 @@ mod tests {
         let hub = Hub::new(HubSettings::default());
         let deflater = SharedDeflater::new(1);
         let (s1, mut plain_client) = socket_pair().await;
-        let _plain = hub.register(peer(), false, s1);
+        let _plain = hub.register(peer(), false, Wire::Plain(s1));
         hub.publish(Tick::build(1, 0, br#"{"a":1}"#, Some(deflater.clone())))
             .await;
         let latest = hub.latest().unwrap();
@@ -812,7 +823,7 @@ mod tests {
         assert_eq!(got[0], 0x81);
 
         let (s2, mut zipped_client) = socket_pair().await;
-        let zipped = hub.register(peer(), true, s2);
+        let zipped = hub.register(peer(), true, Wire::Plain(s2));
         zipped.slot().offer(&latest, 3);
         let frame = latest.deflated().expect("compressed on demand").clone();
         let mut got = vec![0u8; frame.len()];
@@ -841,7 +852,7 @@ mod tests {
             ..Default::default()
         });
         let (server, _never_reads) = socket_pair().await;
-        let handle = hub.register(peer(), false, server);
+        let handle = hub.register(peer(), false, Wire::Plain(server));
         let body = format!("{{\"pad\":\"{}\"}}", " ".repeat(256 * 1024));
         let mut seq = 0;
         // Fill the socket and the outbox.
@@ -867,7 +878,7 @@ mod tests {
             ..Default::default()
         });
         let (server, _never_reads) = socket_pair().await;
-        let handle = patient.register(peer(), false, server);
+        let handle = patient.register(peer(), false, Wire::Plain(server));
         for seq in 1..=40 {
             patient
                 .publish(Tick::build(seq, 0, body.as_bytes(), None))
@@ -880,7 +891,7 @@ mod tests {
     async fn control_frames_are_bounded() {
         let hub = Hub::new(HubSettings::default());
         let (server, _client) = socket_pair().await;
-        let handle = hub.register(peer(), false, server);
+        let handle = hub.register(peer(), false, Wire::Plain(server));
         for _ in 0..100 {
             if let Err(e) = handle.slot().send_control(Bytes::from_static(b"\x89\x00")) {
                 assert_eq!(e, QueueError::ControlOverflow);

@@ -13,3 +13,4 @@ pub mod frame;
 pub mod handshake;
 pub mod hub;
 pub mod ticker;
+pub mod wire;

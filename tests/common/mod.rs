@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ssi_double;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -83,7 +84,11 @@ impl ServerProcess {
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 panic!("server printed its listening line; it said {early:#?}")
             });
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let rest = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1));
+            if let Some(rest) = rest {
                 let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
                 let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit());
                 early.push(line.clone());

@@ -7,37 +7,45 @@ same `seq` both clients got the same text. Prints one JSON line with what it saw
 with a message on any failure.
 
     python3 tests/e2e/python_client.py --url ws://127.0.0.1:8000/ws/market [--messages 4]
+    python3 tests/e2e/python_client.py --url wss://localhost:8443/ws/market --cafile ca.pem
 """
 
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
 
 
-async def collect(url, compression, count):
-    async with connect(url, compression=compression, max_size=None, open_timeout=10) as ws:
+async def collect(url, compression, count, tls):
+    async with connect(
+        url, compression=compression, max_size=None, open_timeout=10, ssl=tls
+    ) as ws:
         extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        version = ssl_object.version() if ssl_object else None
         messages = []
         while len(messages) < count:
             text = await asyncio.wait_for(ws.recv(), timeout=10)
             if not isinstance(text, str):
                 raise SystemExit(f"expected a text message, got {type(text).__name__}")
             messages.append(text)
-        return extensions, messages
+        return extensions, messages, version
 
 
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--messages", type=int, default=4)
+    parser.add_argument("--cafile", help="CA certificate to trust for a wss:// URL")
     args = parser.parse_args()
+    tls = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
 
-    (zext, zipped), (pext, plain) = await asyncio.gather(
-        collect(args.url, "deflate", args.messages),
-        collect(args.url, None, args.messages + 2),
+    (zext, zipped, version), (pext, plain, _) = await asyncio.gather(
+        collect(args.url, "deflate", args.messages, tls),
+        collect(args.url, None, args.messages + 2, tls),
     )
     if "permessage-deflate" not in zext:
         raise SystemExit(f"deflate was not negotiated: {zext!r}")
@@ -61,6 +69,7 @@ async def main():
             raise SystemExit(f"seq {s}: compressed and plain clients decoded different text")
     print(json.dumps({
         "client": "python-websockets",
+        "tls": version,
         "extensions": zext,
         "seqs": seqs,
         "compared": len(same),
