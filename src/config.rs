@@ -37,6 +37,29 @@ pub enum Command {
     SsiCheck(Box<SsiCheckArgs>),
 }
 
+/// When channels publish (`WS_PUBLISH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublishMode {
+    /// Every `WS_BROADCAST_INTERVAL`, changed or not.
+    Interval,
+    /// When the channel's data changed, throttled by `WS_THROTTLE_INTERVAL_MS`.
+    #[value(name = "on_change")]
+    OnChange,
+}
+
+impl ServeArgs {
+    /// The channels' cadence, from `WS_PUBLISH_MODE` and its interval.
+    pub fn cadence(&self) -> crate::broadcast::ticker::Cadence {
+        use crate::broadcast::ticker::Cadence;
+        match self.publish_mode {
+            PublishMode::Interval => Cadence::Interval(self.broadcast_interval),
+            PublishMode::OnChange => {
+                Cadence::OnChange(Duration::from_millis(self.throttle_interval_ms.max(10)))
+            }
+        }
+    }
+}
+
 /// Where market events come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FeedKind {
@@ -223,6 +246,14 @@ pub struct ServeArgs {
     /// Seconds a client may stay silent after a Ping before it is closed.
     #[arg(long, env = "WS_HEARTBEAT_TIMEOUT", default_value = "10", value_parser = seconds("WS_HEARTBEAT_TIMEOUT", 0.1, 3600.0))]
     pub heartbeat_timeout: Duration,
+    /// When channels publish: `interval` (every WS_BROADCAST_INTERVAL) or `on_change` (when
+    /// the channel's data changed, at most once per WS_THROTTLE_INTERVAL_MS).
+    #[arg(long, env = "WS_PUBLISH_MODE", value_enum, default_value_t = PublishMode::Interval)]
+    pub publish_mode: PublishMode,
+    /// With `on_change`: the shortest time between two messages of a channel, in ms; the last
+    /// state of a burst always goes out. 0: checked every 10 ms.
+    #[arg(long, env = "WS_THROTTLE_INTERVAL_MS", default_value_t = 500, value_parser = integer("WS_THROTTLE_INTERVAL_MS", 0, 60_000))]
+    pub throttle_interval_ms: u64,
     /// Messages a client may fall behind before the oldest are dropped.
     #[arg(long, env = "WS_QUEUE_SIZE", default_value_t = 50, value_parser = integer("WS_QUEUE_SIZE", 1, 100_000))]
     pub queue_size: u64,

@@ -38,6 +38,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::broadcast::admission::Admission;
+use crate::broadcast::channels::Channels;
 use crate::broadcast::connection;
 use crate::broadcast::handshake;
 use crate::broadcast::hub::Hub;
@@ -52,7 +53,10 @@ use crate::market::SharedMarket;
 /// Everything a handler may need.
 #[derive(Clone)]
 pub struct AppState {
+    /// The `/ws/market` channel's hub (also `channels.primary()`).
     pub hub: Hub,
+    /// Every channel's hub, by name (`market`, `foreign`, `index`).
+    pub channels: Channels,
     pub market: SharedMarket,
     /// What `/ws/market` broadcasts; the REST snapshot serves the same body.
     pub source: Arc<dyn SnapshotSource>,
@@ -143,6 +147,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .layer(cors);
     Router::new()
         .route("/ws/market", get(ws_market))
+        .route("/ws/foreign", get(ws_foreign))
+        .route("/ws/index", get(ws_index))
         .route("/ws/ingest", get(ws_ingest))
         .route("/api/ingest", post(ingest_post))
         .route("/health", get(health))
@@ -230,9 +236,25 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
         .latest()
         .map(|t| json!({ "seq": t.seq, "ts": t.ts_ms, "bytes": t.payload_len }));
     let counters = app.market.with(|p| p.counters());
+    let channels: serde_json::Map<String, serde_json::Value> = app
+        .channels
+        .iter()
+        .map(|(name, hub)| {
+            let t = hub.totals();
+            let v = json!({
+                "clients": t.clients,
+                "seq": hub.last_seq(),
+                "ticks": t.ticks,
+                "messages_sent": t.messages_sent,
+                "messages_dropped": t.messages_dropped,
+            });
+            (name.to_string(), v)
+        })
+        .collect();
     let mut body = json!({
         "status": if app.hub.is_accepting() { "ok" } else { "shutting_down" },
-        "clients": totals.clients,
+        "clients": app.channels.totals().clients,
+        "channels": channels,
         "last_tick": last_tick,
         "feed": app.feed.status(),
         "processor": counters,
@@ -531,9 +553,53 @@ async fn ws_market(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<WsQuery>,
+    req: Request,
+) -> Response {
+    let hub = app.hub.clone();
+    ws_channel(app, hub, peer, q, req)
+}
+
+async fn ws_foreign(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    req: Request,
+) -> Response {
+    channel_or_404(app, "foreign", peer, q, req)
+}
+
+async fn ws_index(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    req: Request,
+) -> Response {
+    channel_or_404(app, "index", peer, q, req)
+}
+
+fn channel_or_404(
+    app: AppState,
+    name: &str,
+    peer: SocketAddr,
+    q: WsQuery,
+    req: Request,
+) -> Response {
+    match app.channels.get(name).cloned() {
+        Some(hub) => ws_channel(app, hub, peer, q, req),
+        None => plain(StatusCode::NOT_FOUND, "no such channel"),
+    }
+}
+
+/// A WebSocket upgrade onto one channel: the same token, origin, handshake and admission rules
+/// for every channel.
+fn ws_channel(
+    app: AppState,
+    channel: Hub,
+    peer: SocketAddr,
+    q: WsQuery,
     mut req: Request,
 ) -> Response {
-    if !app.hub.is_accepting() {
+    if !channel.is_accepting() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     if !app.auth_token.is_empty() {
@@ -556,7 +622,7 @@ async fn ws_market(
     let accepted = match handshake::accept_request(
         req.version(),
         req.headers(),
-        app.hub.settings().compression,
+        channel.settings().compression,
     ) {
         Ok(h) => h,
         Err(e) => return handshake_refusal(&e),
@@ -577,9 +643,9 @@ async fn ws_market(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let hub = app.hub.clone();
+    let hub = channel.clone();
     let deflate = accepted.deflate;
-    app.hub.spawn_client(async move {
+    channel.spawn_client(async move {
         // The connection's place, given back when this task ends.
         let _permit = permit;
         let upgraded = match on_upgrade.await {

@@ -16,7 +16,8 @@ use anyhow::Context;
 use bytes::Bytes;
 
 use crate::broadcast::admission::{self, Admission, AdmissionSettings};
-use crate::broadcast::hub::{Hub, HubSettings};
+use crate::broadcast::channels::Channels;
+use crate::broadcast::hub::HubSettings;
 use crate::broadcast::ticker::{self, SnapshotSource, StaticSnapshot};
 use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
 use crate::config::{self, FeedKind, MarketArgs, ServeArgs};
@@ -36,16 +37,54 @@ const VN30_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// Time the clients get to complete their closing handshakes at shutdown.
 pub const CLIENT_GRACE: Duration = Duration::from_millis(1500);
 
-/// The processor as a snapshot source: take the snapshot under the lock, serialise outside it.
-struct ProcessorSource(SharedMarket);
+/// The channels, by name (the names are the WebSocket paths' last segment).
+pub const CHANNELS: [&str; 3] = ["market", "foreign", "index"];
+
+/// What a channel carries from the processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// The whole `MarketSnapshot` (`/ws/market`).
+    Snapshot,
+    /// The `ForeignSummary` (`/ws/foreign`).
+    Foreign,
+    /// Every index's `IndexData`, by index id (`/ws/index`; the compact JSON of every other
+    /// payload, not the original's Python-encoder text).
+    Indices,
+}
+
+/// The processor as a snapshot source: take the view under the lock, serialise outside it.
+struct ProcessorSource(SharedMarket, View);
 
 impl SnapshotSource for ProcessorSource {
     fn snapshot_json(&self, now: Timestamp) -> Bytes {
-        let snapshot = self.0.with(|p| {
+        enum Taken {
+            Snapshot(Box<crate::market::snapshot::MarketSnapshot>),
+            Foreign(crate::market::snapshot::ForeignSummary),
+            Indices(indexmap::IndexMap<String, crate::market::snapshot::IndexData>),
+        }
+        let taken = self.0.with(|p| {
             p.advance_to(now);
-            p.snapshot()
+            match self.1 {
+                View::Snapshot => Taken::Snapshot(Box::new(p.snapshot())),
+                View::Foreign => Taken::Foreign(p.foreign_summary()),
+                View::Indices => Taken::Indices(p.indices()),
+            }
         });
-        Bytes::from(snapshot.to_json_vec())
+        let json = match taken {
+            Taken::Snapshot(s) => s.to_json_vec(),
+            // serde_json fails only on non-string map keys or a failing writer: neither here.
+            Taken::Foreign(f) => serde_json::to_vec(&f).unwrap_or_default(),
+            Taken::Indices(i) => serde_json::to_vec(&i).unwrap_or_default(),
+        };
+        Bytes::from(json)
+    }
+}
+
+fn view_of(channel: &str) -> View {
+    match channel {
+        "foreign" => View::Foreign,
+        "index" => View::Indices,
+        _ => View::Snapshot,
     }
 }
 
@@ -125,8 +164,8 @@ fn starting_processor(
 
 /// Marks the feed stale when no message came for `after`, fresh again when one does, and tells
 /// every client both times: `{"type":"status","stale":true,...}`. The snapshot keeps flowing.
-async fn watch_staleness(hub: Hub, stats: Arc<FeedStats>, after: Duration) {
-    let shutdown = hub.shutdown_token().clone();
+async fn watch_staleness(channels: Channels, stats: Arc<FeedStats>, after: Duration) {
+    let shutdown = channels.primary().shutdown_token().clone();
     let mut checks = tokio::time::interval((after / 4).max(Duration::from_millis(50)));
     loop {
         tokio::select! {
@@ -155,20 +194,21 @@ async fn watch_staleness(hub: Hub, stats: Arc<FeedStats>, after: Duration) {
             "feed": status.kind,
             "quiet_ms": quiet.as_millis() as u64,
         });
-        announce(&hub, message);
+        announce(&channels, message);
     }
 }
 
-/// Sends a status message to every client, off the async workers (one write per client).
-fn announce(hub: &Hub, message: serde_json::Value) {
-    let hub = hub.clone();
-    tokio::task::spawn_blocking(move || hub.announce(message.to_string().as_bytes()));
+/// Sends a status message to every client of every channel, off the async workers (one write
+/// per client).
+fn announce(channels: &Channels, message: serde_json::Value) {
+    let channels = channels.clone();
+    tokio::task::spawn_blocking(move || channels.announce(message.to_string().as_bytes()));
 }
 
 /// Broadcasts the feed's link changes to every client as status messages.
-async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
+async fn announce_link_changes(channels: Channels, stats: Arc<FeedStats>) {
     let mut changes = stats.link_changes();
-    let shutdown = hub.shutdown_token().clone();
+    let shutdown = channels.primary().shutdown_token().clone();
     let mut announced_down = false;
     loop {
         tokio::select! {
@@ -189,7 +229,7 @@ async fn announce_link_changes(hub: Hub, stats: Arc<FeedStats>) {
             "feed": stats.status().kind,
             "error": link.error,
         });
-        announce(&hub, message);
+        announce(&channels, message);
     }
 }
 
@@ -312,16 +352,21 @@ impl Server {
             checkpoint_seq + per_checkpoint.ceil() as u64 + 1
         };
         let market = SharedMarket::new(processor);
-        let hub = Hub::new(HubSettings {
+        let cadence = args.cadence();
+        let hub_settings = HubSettings {
             queue_size: args.queue_size as usize,
             heartbeat_interval: args.heartbeat_interval,
             heartbeat_timeout: args.heartbeat_timeout,
             max_message_size: args.max_message_size as usize,
             compression: args.compression,
-            broadcast_interval: args.broadcast_interval,
+            broadcast_interval: match cadence {
+                ticker::Cadence::Interval(d) | ticker::Cadence::OnChange(d) => d,
+            },
             slow_client_timeout: (args.slow_client_timeout > 0.0)
                 .then(|| Duration::from_secs_f64(args.slow_client_timeout)),
-        });
+        };
+        let channels = Channels::new(&CHANNELS, |_| hub_settings.clone());
+        let hub = channels.primary().clone();
         let max_total = match args.max_connections {
             Some(n) => n as usize,
             None => admission::default_max_connections().unwrap_or(0),
@@ -356,7 +401,10 @@ impl Server {
                     clock.clone(),
                     stop_feed.clone(),
                 ));
-                (Arc::new(ProcessorSource(market.clone())), stats)
+                (
+                    Arc::new(ProcessorSource(market.clone(), View::Snapshot)),
+                    stats,
+                )
             }
             FeedKind::Replay => {
                 let stats = Arc::new(FeedStats::new("replay"));
@@ -369,12 +417,15 @@ impl Server {
                 );
                 let speed = args.replay_speed;
                 tokio::spawn(async move { feed::run_replay(m, s, &path, speed, c, stop).await });
-                (Arc::new(ProcessorSource(market.clone())), stats)
+                (
+                    Arc::new(ProcessorSource(market.clone(), View::Snapshot)),
+                    stats,
+                )
             }
             FeedKind::Ssi => {
                 let stats = Arc::new(FeedStats::new("ssi"));
                 let client = ssi.clone().context("SSI client")?;
-                let channels = match config::list(&args.ssi.ssi_channels) {
+                let ssi_channels = match config::list(&args.ssi.ssi_channels) {
                     list if list.is_empty() => ssi_stream::default_channels(
                         &vn30,
                         &futures_symbols(&args.market, clock.now()),
@@ -388,14 +439,20 @@ impl Server {
                     recorder.clone(),
                     clock.clone(),
                 );
-                tokio::spawn(ssi_stream::run(feed, channels, stop_feed.clone()));
-                tokio::spawn(announce_link_changes(hub.clone(), stats.clone()));
-                (Arc::new(ProcessorSource(market.clone())), stats)
+                tokio::spawn(ssi_stream::run(feed, ssi_channels, stop_feed.clone()));
+                tokio::spawn(announce_link_changes(channels.clone(), stats.clone()));
+                (
+                    Arc::new(ProcessorSource(market.clone(), View::Snapshot)),
+                    stats,
+                )
             }
             FeedKind::Ingest => {
                 let stats = Arc::new(FeedStats::new("ingest"));
                 stats.set_state(FeedState::Running, None);
-                (Arc::new(ProcessorSource(market.clone())), stats)
+                (
+                    Arc::new(ProcessorSource(market.clone(), View::Snapshot)),
+                    stats,
+                )
             }
         };
         if matches!(
@@ -404,7 +461,7 @@ impl Server {
         ) && args.feed_stale_after > 0.0
         {
             tokio::spawn(watch_staleness(
-                hub.clone(),
+                channels.clone(),
                 feed_stats.clone(),
                 Duration::from_secs_f64(args.feed_stale_after),
             ));
@@ -427,13 +484,26 @@ impl Server {
                 clock.clone(),
             ))
         });
-        let ticker = tokio::spawn(ticker::run(
+        let mut tickers = vec![tokio::spawn(ticker::run(
             hub.clone(),
             source.clone(),
             clock.clone(),
-            args.broadcast_interval,
+            cadence,
             start_seq,
-        ));
+        ))];
+        // The other channels read the processor; with a fixed snapshot they have nothing of
+        // their own to say, and stay quiet.
+        if args.feed != FeedKind::Static {
+            for (name, channel) in channels.iter().skip(1) {
+                tickers.push(tokio::spawn(ticker::run(
+                    channel.clone(),
+                    Arc::new(ProcessorSource(market.clone(), view_of(name))),
+                    clock.clone(),
+                    cadence,
+                    0,
+                )));
+            }
+        }
         if let Some(cps) = &checkpoints {
             tokio::spawn(checkpoint::run(
                 cps.clone(),
@@ -447,6 +517,7 @@ impl Server {
         }
         let state = AppState {
             hub: hub.clone(),
+            channels: channels.clone(),
             market: market.clone(),
             clock: clock.clone(),
             source,
@@ -499,11 +570,13 @@ impl Server {
             stop_http,
         )
         .await;
-        let left = hub.shutdown(CLIENT_GRACE).await;
+        let left = channels.shutdown(CLIENT_GRACE).await;
         if left > 0 {
             tracing::warn!("{left} clients did not finish closing in time");
         }
-        ticker.abort();
+        for ticker in tickers {
+            ticker.abort();
+        }
         if let Some(cps) = &checkpoints {
             checkpoint::write_now(cps, &market, &hub, clock.as_ref(), &checkpoint_status).await;
         }

@@ -398,6 +398,8 @@ struct Shared {
     ticks: AtomicU64,
     /// The `seq` of the latest broadcast (or the one a restart continues from).
     last_seq: AtomicU64,
+    /// When the latest tick was last confirmed to be the current state (ms since the epoch).
+    confirmed_ms: std::sync::atomic::AtomicI64,
     tick_wanted: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -412,6 +414,24 @@ pub struct Hub {
 impl Hub {
     /// A hub with no clients; the fan-out uses up to one thread per available core.
     pub fn new(settings: HubSettings) -> Self {
+        Self::with_lifetime(settings, CancellationToken::new(), TaskTracker::new())
+    }
+
+    /// Another hub (another channel) that shuts down with this one: the same shutdown token
+    /// and the same tracker of client tasks.
+    pub fn sibling(&self, settings: HubSettings) -> Self {
+        Self::with_lifetime(
+            settings,
+            self.shared.shutdown.clone(),
+            self.shared.tasks.clone(),
+        )
+    }
+
+    fn with_lifetime(
+        settings: HubSettings,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
         let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
             shared: Arc::new(Shared {
@@ -428,10 +448,11 @@ impl Hub {
                 protocol_closes: AtomicU64::new(0),
                 slow_client_closes: AtomicU64::new(0),
                 ticks: AtomicU64::new(0),
+                confirmed_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
                 last_seq: AtomicU64::new(0),
                 tick_wanted: Notify::new(),
-                shutdown: CancellationToken::new(),
-                tasks: TaskTracker::new(),
+                shutdown,
+                tasks,
             }),
         }
     }
@@ -503,11 +524,30 @@ impl Hub {
             .clone()
     }
 
-    /// The latest tick if it is fresh enough to hand to a client that just connected: taken
-    /// within two broadcast intervals (at least a second) of `now_ms`.
+    /// The latest tick if it is fresh enough to hand to a client that just connected: taken,
+    /// or confirmed unchanged (see [`Hub::confirm_latest`]), within two broadcast intervals (at
+    /// least a second) of `now_ms`.
     pub fn fresh_latest(&self, now_ms: i64) -> Option<Arc<Tick>> {
         let fresh_ms = (self.shared.settings.broadcast_interval.as_millis() as i64 * 2).max(1000);
-        self.latest().filter(|t| now_ms - t.ts_ms <= fresh_ms)
+        let confirmed = self.shared.confirmed_ms.load(Ordering::Relaxed);
+        self.latest()
+            .filter(|t| now_ms - t.ts_ms.max(confirmed) <= fresh_ms)
+    }
+
+    /// Records that the latest tick was still the channel's state at `now_ms` (a channel that
+    /// publishes on change sends nothing while nothing changes, yet its latest stays current).
+    pub fn confirm_latest(&self, now_ms: i64) {
+        self.shared.confirmed_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Offers the latest tick to every client again: those that have it skip it by its `seq`,
+    /// those that connected while it was unconfirmed receive it.
+    pub fn offer_latest(&self) {
+        let Some(tick) = self.latest() else {
+            return;
+        };
+        let queue = self.shared.settings.queue_size;
+        self.each_client(|slot| slot.offer(&tick, queue));
     }
 
     /// The `seq` of the latest broadcast, or the one set to continue from; 0 before both.

@@ -8,6 +8,7 @@
 //! Who may connect, and how many, is decided once per upgrade ([`admission`]).
 
 pub mod admission;
+pub mod channels;
 pub mod connection;
 pub mod frame;
 pub mod handshake;

@@ -1,4 +1,5 @@
-//! The broadcast loop: one snapshot per interval, serialised once, published once.
+//! The broadcast loop: one snapshot per interval (or per change, throttled), serialised once,
+//! published once. Each channel (`/ws/market`, `/ws/foreign`, `/ws/index`) runs one.
 //!
 //! Each tick asks a [`SnapshotSource`] for the snapshot's JSON body, stamps it, frames it, and
 //! publishes it to the hub (which has it compressed once when any client negotiated deflate,
@@ -38,14 +39,34 @@ impl SnapshotSource for StaticSnapshot {
     }
 }
 
+/// When a channel publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    /// Every interval, changed or not (`WS_PUBLISH_MODE=interval`, the seed's behaviour).
+    Interval(Duration),
+    /// When the channel's body changed, checked every `check` (`WS_PUBLISH_MODE=on_change`
+    /// with `WS_THROTTLE_INTERVAL_MS`): at most one message per check, and the last state of a
+    /// burst always goes out at the check after it. Nothing changes, nothing is sent.
+    OnChange(Duration),
+}
+
+impl Cadence {
+    fn period(self) -> Duration {
+        match self {
+            Cadence::Interval(d) | Cadence::OnChange(d) => d,
+        }
+    }
+}
+
 /// Runs the loop until the hub shuts down.
 pub async fn run(
     hub: Hub,
     source: Arc<dyn SnapshotSource>,
     clock: Arc<dyn Clock>,
-    interval: Duration,
+    cadence: Cadence,
     start_seq: u64,
 ) {
+    let interval = cadence.period();
     // The first regular tick comes one interval after start: a client that connects earlier
     // asks for its tick, and an immediate tick besides would give it two back to back.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -59,6 +80,8 @@ pub async fn run(
     // a gap.
     let mut seq = start_seq;
     hub.continue_from_seq(start_seq);
+    // The body last published (on_change compares against it).
+    let mut last_body: Option<Bytes> = None;
     let shutdown = hub.shutdown_token().clone();
     loop {
         let requested = tokio::select! {
@@ -74,10 +97,25 @@ pub async fn run(
             if hub.fresh_latest(now.epoch_millis()).is_some() {
                 continue;
             }
-            // The cadence restarts from this tick, so the next one is a whole interval away.
-            ticks.reset();
+            if let Cadence::Interval(_) = cadence {
+                // The cadence restarts from this tick, so the next one is a whole interval away.
+                ticks.reset();
+            }
         }
         let body = source.snapshot_json(now);
+        if let Cadence::OnChange(_) = cadence {
+            if last_body.as_ref() == Some(&body) {
+                // Unchanged: the latest message is still the channel's state, as of now.
+                hub.confirm_latest(now.epoch_millis());
+                if requested {
+                    // A client that connected while the latest was unconfirmed gets it now
+                    // (clients that have it skip it by its seq).
+                    hub.offer_latest();
+                }
+                continue;
+            }
+            last_body = Some(body.clone());
+        }
         seq += 1;
         let tick = Tick::build(seq, now.epoch_millis(), &body, deflater.clone());
         hub.publish(tick).await;

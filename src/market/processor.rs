@@ -297,6 +297,11 @@ impl MarketProcessor {
             .collect()
     }
 
+    /// Every tracked index (what `/ws/index` carries).
+    pub fn indices(&self) -> IndexMap<String, crate::market::snapshot::IndexData> {
+        self.indices.all()
+    }
+
     /// The foreign summary.
     pub fn foreign_summary(&self) -> ForeignSummary {
         self.foreign.summary()

@@ -387,3 +387,20 @@ pub async fn write_frame(s: &mut TcpStream, first: u8, payload: &[u8]) {
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     s.write_all(&f).await.unwrap();
 }
+
+/// Posts NDJSON lines to `/api/ingest` with the bearer `token`.
+pub async fn post_ingest(server: &ServerProcess, token: &str, body: &str) -> HttpResponse {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/x-ndjson"),
+        ("Authorization", auth.as_str()),
+    ];
+    http_request(
+        server.addr,
+        "POST",
+        "/api/ingest",
+        &headers,
+        body.as_bytes(),
+    )
+    .await
+}

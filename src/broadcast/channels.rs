@@ -1,0 +1,86 @@
+//! The channels a server publishes (`/ws/market`, `/ws/foreign`, `/ws/index`), one hub each.
+//!
+//! Each channel has its own hub: its own clients, its own latest message and its own `seq`, so
+//! a channel's tick is encoded once for its clients only, and a channel with no clients costs
+//! nothing (its loop sees no clients and builds nothing). The hubs share one shutdown: stopping
+//! the server closes every client of every channel.
+//!
+//! The names are strings, not market types: what a channel carries is decided where it is
+//! created (src/server.rs), as for any [`super::ticker::SnapshotSource`].
+
+use std::time::Duration;
+
+use super::hub::{Hub, HubSettings, HubTotals};
+
+/// The hubs of a server's channels, by name; cheap to clone.
+#[derive(Clone)]
+pub struct Channels {
+    list: std::sync::Arc<Vec<(&'static str, Hub)>>,
+}
+
+impl Channels {
+    /// One hub per name, with `settings_of(name)`; the first is the primary (its shutdown
+    /// token is everyone's).
+    pub fn new(names: &[&'static str], settings_of: impl Fn(&str) -> HubSettings) -> Channels {
+        let mut list: Vec<(&'static str, Hub)> = Vec::with_capacity(names.len());
+        for name in names {
+            let hub = match list.first() {
+                None => Hub::new(settings_of(name)),
+                Some((_, first)) => first.sibling(settings_of(name)),
+            };
+            list.push((name, hub));
+        }
+        Channels {
+            list: std::sync::Arc::new(list),
+        }
+    }
+
+    /// The hub of a channel.
+    pub fn get(&self, name: &str) -> Option<&Hub> {
+        self.list.iter().find(|(n, _)| *n == name).map(|(_, h)| h)
+    }
+
+    /// The first channel's hub (the server's main channel).
+    pub fn primary(&self) -> &Hub {
+        &self.list[0].1
+    }
+
+    /// Every channel, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Hub)> {
+        self.list.iter().map(|(n, h)| (*n, h))
+    }
+
+    /// Sends one text message (a feed status) to every client of every channel.
+    pub fn announce(&self, text: &[u8]) {
+        for (_, hub) in self.iter() {
+            if hub.client_count() > 0 {
+                hub.announce(text);
+            }
+        }
+    }
+
+    /// Totals over every channel.
+    pub fn totals(&self) -> HubTotals {
+        let mut sum = HubTotals::default();
+        for (_, hub) in self.iter() {
+            let t = hub.totals();
+            sum.clients += t.clients;
+            sum.deflate_clients += t.deflate_clients;
+            sum.connections_total += t.connections_total;
+            sum.messages_sent += t.messages_sent;
+            sum.messages_dropped += t.messages_dropped;
+            sum.heartbeat_timeouts += t.heartbeat_timeouts;
+            sum.protocol_closes += t.protocol_closes;
+            sum.slow_client_closes += t.slow_client_closes;
+            sum.ticks += t.ticks;
+        }
+        sum
+    }
+
+    /// Closes every client of every channel (see [`Hub::shutdown`]); returns how many tasks
+    /// were still running after `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        // The hubs share one token and one task tracker: one call covers them all.
+        self.primary().shutdown(grace).await
+    }
+}
