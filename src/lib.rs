@@ -23,5 +23,6 @@ pub mod config;
 pub mod feed;
 pub mod http;
 pub mod market;
+pub mod metrics;
 pub mod server;
 pub mod tls;

@@ -351,10 +351,8 @@ async fn rest_snapshot_and_health() {
 
     let m = server.get("/metrics").await;
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("marketcast_clients 0"));
-    assert!(m
-        .body
-        .contains("# TYPE marketcast_messages_sent_total counter"));
+    assert!(m.body.contains("marketcast_clients{channel=\"market\"} 0"));
+    assert!(m.body.contains("# TYPE marketcast_messages_sent counter"));
 }
 
 #[tokio::test]

@@ -196,7 +196,7 @@ async fn the_process_limit_answers_503_and_the_rate_limit_429() {
     assert!(retry_after(&head) >= 1);
     let m = server.get("/metrics").await.body;
     assert!(
-        m.contains("marketcast_connections_refused_rate_total 1"),
+        m.contains("marketcast_connections_refused_total{reason=\"rate\"} 1"),
         "{m}"
     );
 }

@@ -263,8 +263,14 @@ async fn hub_errors_and_malformed_frames_are_counted_and_the_stream_goes_on() {
     assert_eq!(h["feed"]["reconnects"], 0, "neither ends the session");
     assert_eq!(double.log().connects.len(), 1);
     let m = server.get("/metrics").await.body;
-    assert!(m.contains("marketcast_feed_upstream_errors_total 1"), "{m}");
-    assert!(m.contains("marketcast_feed_connected 1"), "{m}");
+    assert!(
+        m.contains("marketcast_feed_upstream_errors_total{feed=\"ssi\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("marketcast_feed_connected{feed=\"ssi\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

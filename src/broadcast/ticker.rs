@@ -102,6 +102,7 @@ pub async fn run(
                 ticks.reset();
             }
         }
+        let started = std::time::Instant::now();
         let body = source.snapshot_json(now);
         if let Cadence::OnChange(_) = cadence {
             if last_body.as_ref() == Some(&body) {
@@ -118,6 +119,13 @@ pub async fn run(
         }
         seq += 1;
         let tick = Tick::build(seq, now.epoch_millis(), &body, deflater.clone());
+        let timings = hub.timings();
+        timings
+            .encode_seconds
+            .observe(started.elapsed().as_secs_f64());
         hub.publish(tick).await;
+        timings
+            .tick_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 }

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplaySpeed;
 use crate::market::time::{Clock, Timestamp};
-use crate::market::{MarketProcessor, SharedMarket};
+use crate::market::{MarketEvent, MarketProcessor, SharedMarket};
 use simulator::{front_month_contract, Simulator, SimulatorConfig};
 use ssi::Message;
 
@@ -64,6 +64,8 @@ pub struct FeedStats {
     kind: &'static str,
     messages: AtomicU64,
     events: AtomicU64,
+    /// Events by type, in the order of [`EVENT_TYPES`].
+    events_by_type: [AtomicU64; EVENT_TYPES.len()],
     skipped: AtomicU64,
     malformed: AtomicU64,
     /// Errors the upstream reported (SignalR `Error` calls, failed invocations).
@@ -80,6 +82,27 @@ pub struct FeedStats {
     refused_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     /// `None` for feeds without an upstream link (simulator, replay, static).
     link: watch::Sender<Option<LinkState>>,
+}
+
+/// The market event types, as counted per type (`trade`, `quote`, ...).
+pub const EVENT_TYPES: [&str; 6] = [
+    "trade",
+    "quote",
+    "trade_and_quote",
+    "foreign",
+    "index",
+    "bar",
+];
+
+fn event_type(event: &MarketEvent) -> usize {
+    match event {
+        MarketEvent::Trade(_) => 0,
+        MarketEvent::Quote(_) => 1,
+        MarketEvent::Combined { .. } => 2,
+        MarketEvent::Foreign(_) => 3,
+        MarketEvent::Index(_) => 4,
+        MarketEvent::Bar(_) => 5,
+    }
 }
 
 /// A copy of [`FeedStats`] at one moment.
@@ -113,12 +136,21 @@ pub struct FeedStatus {
 }
 
 impl FeedStats {
+    /// Events applied so far, by type (the names of [`EVENT_TYPES`]).
+    pub fn events_by_type(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        EVENT_TYPES
+            .iter()
+            .zip(&self.events_by_type)
+            .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+    }
+
     /// Fresh counters for a feed of `kind`.
     pub fn new(kind: &'static str) -> Self {
         FeedStats {
             kind,
             messages: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            events_by_type: Default::default(),
             skipped: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
@@ -261,6 +293,7 @@ pub fn ingest(
         Ok(Message::Event(event)) => {
             processor.apply(&event, now);
             stats.events.fetch_add(1, Ordering::Relaxed);
+            stats.events_by_type[event_type(&event)].fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
         Ok(Message::Skipped { .. }) => {

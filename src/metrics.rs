@@ -1,0 +1,419 @@
+//! `GET /metrics`: the server's figures in the Prometheus (OpenMetrics) text format, encoded by
+//! `prometheus-client`.
+//!
+//! Why it is its own module: an operator's view is read from counters the server keeps anyway
+//! (each client's sent, dropped and byte counts, the hubs' close counts, the feed's and the
+//! processor's counters), gathered **at scrape time**. Nothing is counted for metrics' sake on
+//! the fan-out's hot path: a tick costs every client the same one write it cost before, and
+//! the only observations made per tick (encode and tick time, by the broadcast loop) are two
+//! histogram updates per channel, none per client.
+//!
+//! The families (all prefixed `marketcast_`; counters end in `_total`):
+//! - per channel (`channel` = `market`, `foreign`, `index`): `clients`, `deflate_clients`,
+//!   `connections_opened`, `connections_closed` (by `reason`: `client`, `heartbeat_timeout`,
+//!   `protocol`, `slow_client`), `messages_sent`, `messages_dropped`, `bytes_sent`,
+//!   `slow_client_closes`, `heartbeat_timeouts`, `ticks`, `snapshot_bytes` (the latest
+//!   message's body), and the histograms `encode_seconds` and `tick_seconds`;
+//! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`);
+//! - the feed: `feed_messages`, `feed_events` by `type`, `feed_skipped`, `feed_errors` by
+//!   `reason`, `feed_stale`, `feed_connected` (live feeds), `feed_last_message_age_seconds`,
+//!   `feed_reconnects`, `feed_upstream_errors`;
+//! - the processor: `processor_out_of_order`, `processor_filtered`, `processor_session_resets`;
+//! - ingest (when on): `ingest_messages`, `ingest_events`, `ingest_errors`, `ingest_batches`,
+//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::broadcast::admission::Admission;
+use crate::broadcast::channels::Channels;
+use crate::broadcast::hub::HubTotals;
+use crate::feed::ingest::Ingest;
+use crate::feed::{FeedStats, FeedStatus};
+use crate::market::processor::ProcessorCounters;
+use crate::market::SharedMarket;
+
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the metrics are read from.
+pub struct Sources<'a> {
+    pub channels: &'a Channels,
+    pub admission: &'a Admission,
+    pub feed: &'a FeedStats,
+    pub market: &'a SharedMarket,
+    pub ingest: Option<&'a Arc<Ingest>>,
+}
+
+/// One channel's figures at scrape time.
+#[derive(Debug)]
+struct ChannelFigures {
+    name: &'static str,
+    totals: HubTotals,
+    snapshot_bytes: i64,
+    encode_seconds: Histogram,
+    tick_seconds: Histogram,
+}
+
+#[derive(Debug)]
+struct IngestFigures {
+    status: FeedStatus,
+    batches: u64,
+    unauthorized: u64,
+    too_large: u64,
+}
+
+/// Every figure, read once per scrape.
+#[derive(Debug)]
+struct Scrape {
+    channels: Vec<ChannelFigures>,
+    refused: [(&'static str, u64); 3],
+    feed: FeedStatus,
+    events_by_type: Vec<(&'static str, u64)>,
+    processor: ProcessorCounters,
+    ingest: Option<IngestFigures>,
+}
+
+/// The metrics text (OpenMetrics, ending in `# EOF`).
+pub fn render(src: &Sources<'_>) -> String {
+    let channels = src
+        .channels
+        .iter()
+        .map(|(name, hub)| {
+            let timings = hub.timings();
+            ChannelFigures {
+                name,
+                totals: hub.totals(),
+                snapshot_bytes: hub.latest().map_or(0, |t| t.payload_len as i64),
+                encode_seconds: timings.encode_seconds.clone(),
+                tick_seconds: timings.tick_seconds.clone(),
+            }
+        })
+        .collect();
+    let refused = src.admission.refused();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let scrape = Scrape {
+        channels,
+        refused: [
+            ("per_ip", load(&refused.per_ip)),
+            ("full", load(&refused.full)),
+            ("rate", load(&refused.rate)),
+        ],
+        feed: src.feed.status(),
+        events_by_type: src.feed.events_by_type().collect(),
+        processor: src.market.with(|p| p.counters()),
+        ingest: src.ingest.map(|i| {
+            let c = i.counters();
+            IngestFigures {
+                status: i.stats().status(),
+                batches: load(&c.batches),
+                unauthorized: load(&c.rejected_unauthorized),
+                too_large: load(&c.rejected_too_large),
+            }
+        }),
+    };
+    let mut registry = Registry::with_prefix("marketcast");
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::with_capacity(8 * 1024);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn counters(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels<'_>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauges<N: prometheus_client::encoding::EncodeGaugeValue + Copy>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels<'_>, N)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Scrape {
+    /// One labelled row per channel.
+    fn per_channel<T>(&self, f: impl Fn(&ChannelFigures) -> T) -> Vec<(Labels<'_>, T)> {
+        self.channels
+            .iter()
+            .map(|c| (vec![("channel", c.name)], f(c)))
+            .collect()
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut enc;
+        gauges(
+            e,
+            "clients",
+            "WebSocket clients connected.",
+            &self.per_channel(|c| c.totals.clients as i64),
+        )?;
+        gauges(
+            e,
+            "deflate_clients",
+            "Clients receiving compressed frames.",
+            &self.per_channel(|c| c.totals.deflate_clients as i64),
+        )?;
+        counters(
+            e,
+            "connections_opened",
+            "WebSocket connections accepted.",
+            &self.per_channel(|c| c.totals.connections_total),
+        )?;
+        let mut closed = Vec::new();
+        for c in &self.channels {
+            let t = &c.totals;
+            let ended = t.connections_total.saturating_sub(t.clients as u64);
+            let by_server = t.heartbeat_timeouts + t.protocol_closes + t.slow_client_closes;
+            for (reason, n) in [
+                ("client", ended.saturating_sub(by_server)),
+                ("heartbeat_timeout", t.heartbeat_timeouts),
+                ("protocol", t.protocol_closes),
+                ("slow_client", t.slow_client_closes),
+            ] {
+                closed.push((vec![("channel", c.name), ("reason", reason)], n));
+            }
+        }
+        counters(
+            e,
+            "connections_closed",
+            "WebSocket connections ended, by reason (client: closed or lost by the client).",
+            &closed,
+        )?;
+        let refused: Vec<_> = self
+            .refused
+            .iter()
+            .map(|(reason, n)| (vec![("reason", *reason)], *n))
+            .collect();
+        counters(
+            e,
+            "connections_refused",
+            "WebSocket upgrades refused by an admission limit (429 or 503).",
+            &refused,
+        )?;
+        counters(
+            e,
+            "messages_sent",
+            "Messages written whole to clients.",
+            &self.per_channel(|c| c.totals.messages_sent),
+        )?;
+        counters(
+            e,
+            "messages_dropped",
+            "Messages dropped for clients that fell behind (drop-oldest).",
+            &self.per_channel(|c| c.totals.messages_dropped),
+        )?;
+        counters(
+            e,
+            "bytes_sent",
+            "Bytes written to clients' sockets (before TLS).",
+            &self.per_channel(|c| c.totals.bytes_sent),
+        )?;
+        counters(
+            e,
+            "slow_client_closes",
+            "Clients closed with 4008 for staying behind past WS_SLOW_CLIENT_TIMEOUT.",
+            &self.per_channel(|c| c.totals.slow_client_closes),
+        )?;
+        counters(
+            e,
+            "heartbeat_timeouts",
+            "Clients closed for not answering a Ping within WS_HEARTBEAT_TIMEOUT.",
+            &self.per_channel(|c| c.totals.heartbeat_timeouts),
+        )?;
+        counters(
+            e,
+            "ticks",
+            "Messages published (each encoded once).",
+            &self.per_channel(|c| c.totals.ticks),
+        )?;
+        gauges(
+            e,
+            "snapshot_bytes",
+            "Size of the latest message's body, in bytes.",
+            &self.per_channel(|c| c.snapshot_bytes),
+        )?;
+        for (name, help, pick) in [
+            (
+                "encode_seconds",
+                "Time to build a message: serialise, stamp and frame.",
+                (|c: &ChannelFigures| &c.encode_seconds) as fn(&ChannelFigures) -> &Histogram,
+            ),
+            (
+                "tick_seconds",
+                "Time of a whole tick: build it and write it to every client.",
+                |c: &ChannelFigures| &c.tick_seconds,
+            ),
+        ] {
+            let mut metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for c in &self.channels {
+                let labels: Labels<'_> = vec![("channel", c.name)];
+                pick(c).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+
+        let f = &self.feed;
+        let kind: Labels<'_> = vec![("feed", f.kind)];
+        counters(
+            e,
+            "feed_messages",
+            "Feed messages received.",
+            &[(kind.clone(), f.messages)],
+        )?;
+        let events: Vec<_> = self
+            .events_by_type
+            .iter()
+            .map(|(t, n)| (vec![("feed", f.kind), ("type", *t)], *n))
+            .collect();
+        counters(
+            e,
+            "feed_events",
+            "Feed messages applied as market events, by type.",
+            &events,
+        )?;
+        counters(
+            e,
+            "feed_skipped",
+            "Well-formed feed messages of types marketcast does not use.",
+            &[(kind.clone(), f.skipped)],
+        )?;
+        let errors: Vec<_> = f
+            .malformed_by_reason
+            .iter()
+            .map(|(reason, n)| (vec![("feed", f.kind), ("reason", *reason)], *n))
+            .collect();
+        counters(
+            e,
+            "feed_errors",
+            "Feed messages refused, by reason.",
+            &errors,
+        )?;
+        gauges(
+            e,
+            "feed_stale",
+            "1 while no feed message came for FEED_STALE_AFTER.",
+            &[(kind.clone(), i64::from(f.stale))],
+        )?;
+        if let Some(connected) = f.connected {
+            gauges(
+                e,
+                "feed_connected",
+                "1 while the live feed's upstream link is up.",
+                &[(kind.clone(), i64::from(connected))],
+            )?;
+        }
+        if let Some(age) = f.last_message_age_ms {
+            gauges(
+                e,
+                "feed_last_message_age_seconds",
+                "Seconds since the feed's last message.",
+                &[(kind.clone(), age as f64 / 1000.0)],
+            )?;
+        }
+        counters(
+            e,
+            "feed_reconnects",
+            "Times the live feed's upstream link came back.",
+            &[(kind.clone(), f.reconnects)],
+        )?;
+        counters(
+            e,
+            "feed_upstream_errors",
+            "Errors the upstream feed reported.",
+            &[(kind, f.upstream_errors)],
+        )?;
+
+        let p = &self.processor;
+        counter(
+            e,
+            "processor_out_of_order",
+            "Trades skipped as older than one already applied.",
+            p.out_of_order,
+        )?;
+        counter(
+            e,
+            "processor_filtered",
+            "Events outside the watchlist.",
+            p.filtered,
+        )?;
+        counter(
+            e,
+            "processor_session_resets",
+            "Daily session resets.",
+            p.session_resets,
+        )?;
+
+        if let Some(i) = &self.ingest {
+            counter(
+                e,
+                "ingest_messages",
+                "Messages pushed to the ingest endpoints.",
+                i.status.messages,
+            )?;
+            counter(
+                e,
+                "ingest_events",
+                "Ingested messages applied as market events.",
+                i.status.events,
+            )?;
+            counter(
+                e,
+                "ingest_errors",
+                "Ingested messages refused.",
+                i.status.malformed,
+            )?;
+            counter(
+                e,
+                "ingest_batches",
+                "Ingest batches (requests and WebSocket messages).",
+                i.batches,
+            )?;
+            counters(
+                e,
+                "ingest_refused",
+                "Ingest requests refused, by reason.",
+                &[
+                    (vec![("reason", "unauthorized")], i.unauthorized),
+                    (vec![("reason", "too_large")], i.too_large),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
