@@ -35,6 +35,15 @@ pub enum Command {
     /// Check SSI FastConnect credentials and the stream: authenticate, fetch the VN30 list,
     /// subscribe, print the first messages of each type, exit 0 (or say what to fix).
     SsiCheck(Box<SsiCheckArgs>),
+    /// Print the JSON Schema of the snapshot (what `/api/schema` serves).
+    Schema,
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// When channels publish (`WS_PUBLISH_MODE`).
@@ -305,6 +314,10 @@ pub struct ServeArgs {
         value_parser = secret
     )]
     pub auth_token: Secret,
+    /// Log lines: `text` (human-readable) or `json` (one JSON object per line, for a log
+    /// collector).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Log level: trace, debug, info, warning, error.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", value_parser = log_level)]
     pub log_level: String,

@@ -141,6 +141,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/api/market/volume-stats", get(volume_stats))
         .route("/api/market/basis-trend", get(basis_trend))
         .route("/api/vn30-components", get(vn30_components))
+        .route("/api/schema", get(schema))
         .route("/api/history", get(history))
         .route("/api/history/{*rest}", get(history))
         .layer(cors);
@@ -284,6 +285,11 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
         body["client_list"] = json!(app.hub.clients());
     }
     Json(body).into_response()
+}
+
+/// The snapshot's JSON Schema, generated from the types (as `docs/snapshot.schema.json`).
+async fn schema() -> Response {
+    Json(crate::market::snapshot::json_schema()).into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use marketcast::config::{Cli, Command, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs};
+use marketcast::config::{
+    Cli, Command, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs,
+};
 use marketcast::feed::replay::{format_line, ReplayReader};
 use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
 use marketcast::feed::{ingest, FeedStats};
@@ -29,6 +31,12 @@ fn main() -> ExitCode {
         Some(Command::Snapshot(args)) => snapshot(args),
         Some(Command::Simulate(args)) => simulate(args),
         Some(Command::SsiCheck(args)) => ssi_check(*args),
+        Some(Command::Schema) => {
+            let schema = marketcast::market::snapshot::json_schema();
+            serde_json::to_writer_pretty(std::io::stdout(), &schema)
+                .map(|()| println!())
+                .context("cannot write the schema")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,13 +55,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(format!("marketcast={0},{0}", args.log_level))
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("marketcast={0},{0}", args.log_level))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         let server = Server::bind(args).await?;

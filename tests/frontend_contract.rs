@@ -275,3 +275,42 @@ async fn token_in_the_hook_url_and_cors_for_the_dev_server() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), None);
 }
+
+#[tokio::test]
+async fn api_schema_is_the_checked_in_schema_and_live_snapshots_validate_against_it() {
+    let server = start_frozen("schema", &[]).await;
+    let served = server.get("/api/schema").await;
+    assert_eq!(served.status, 200);
+    let path = format!("{}/docs/snapshot.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(served.json(), checked_in);
+
+    // A WebSocket message (with seq and ts) and the REST snapshot (without), both of a session
+    // with every part filled, validated by an independent validator.
+    let mut ws = connect(&server.ws_url("/ws/market")).await;
+    let (text, message) = next_json(&mut ws, Duration::from_secs(10)).await;
+    assert!(message["derivatives"].is_object() && message["foreign"]["top_buy"][0].is_object());
+    let rest = server.get("/api/market/snapshot").await.body;
+    let dir = std::env::temp_dir().join(format!("marketcast-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ws_doc, rest_doc) = (dir.join("message.json"), dir.join("rest.json"));
+    std::fs::write(&ws_doc, text).unwrap();
+    std::fs::write(&rest_doc, rest).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(format!(
+            "{}/tests/e2e/validate_schema.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(&path)
+        .arg(&ws_doc)
+        .arg(&rest_doc)
+        .output()
+        .expect("python3 runs (scripts/test installs jsonschema)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"validated\": 2"));
+}

@@ -1,6 +1,8 @@
 //! Settings through the real binary: `.env` is read, real environment variables win over it,
 //! and an invalid value stops start-up with a message naming the setting and its range.
 
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -86,4 +88,26 @@ fn replay_without_a_file_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("REPLAY_FILE"));
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let server = common::ServerProcess::start(&[("LOG_FORMAT", "json")]);
+    let lines = server.drain_logs();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("listening on http://")));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .env("LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LOG_FORMAT") && err.contains("json"), "{err}");
 }

@@ -12,12 +12,13 @@
 //! `prices` defaults to empty because snapshots recorded before it existed lack it.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::time::Timestamp;
 
 /// Everything `/ws/market` and `GET /api/market/snapshot` send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MarketSnapshot {
     /// Per-symbol trade aggregates (named `quotes` in the original; it holds no quotes).
     pub quotes: IndexMap<String, SessionStats>,
@@ -33,7 +34,7 @@ pub struct MarketSnapshot {
 }
 
 /// Volume split of one trading phase (ATO, continuous, ATC).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseVolume {
     pub mua_chu_dong_volume: i64,
     pub ban_chu_dong_volume: i64,
@@ -42,7 +43,7 @@ pub struct PhaseVolume {
 }
 
 /// One symbol's classified trading for the session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionStats {
     pub symbol: String,
     /// Active-buy volume (buyer lifted the offer).
@@ -88,7 +89,7 @@ impl SessionStats {
 }
 
 /// Last price of a symbol and its price band.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PriceData {
     pub last_price: f64,
     /// Change against the reference price, VND.
@@ -101,14 +102,14 @@ pub struct PriceData {
 }
 
 /// One point of an index's intraday series.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IntradayPoint {
     pub timestamp: Timestamp,
     pub value: f64,
 }
 
 /// One index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IndexData {
     pub index_id: String,
     pub value: f64,
@@ -136,7 +137,7 @@ pub fn advance_ratio(advances: i64, declines: i64) -> f64 {
 }
 
 /// One symbol's foreign-investor flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ForeignInvestorData {
     pub symbol: String,
     /// Cumulative foreign buy volume for the session, as SSI reports it.
@@ -158,7 +159,7 @@ pub struct ForeignInvestorData {
 }
 
 /// Foreign flows over all tracked symbols.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ForeignSummary {
     pub total_buy_value: f64,
     pub total_sell_value: f64,
@@ -173,7 +174,7 @@ pub struct ForeignSummary {
 }
 
 /// The active VN30 futures contract and its basis against VN30.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DerivativesData {
     pub symbol: String,
     pub last_price: f64,
@@ -192,7 +193,7 @@ pub struct DerivativesData {
 }
 
 /// One observation of the basis (REST basis trend).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BasisPoint {
     pub timestamp: Timestamp,
     pub futures_symbol: String,
@@ -201,6 +202,30 @@ pub struct BasisPoint {
     pub basis: f64,
     pub basis_pct: f64,
     pub is_premium: bool,
+}
+
+/// A `/ws/market` message: the snapshot with its broadcast stamp. `GET /api/market/snapshot`
+/// sends the same object without `seq` and `ts`.
+#[derive(JsonSchema)]
+#[schemars(title = "MarketSnapshot")]
+#[allow(dead_code)] // Only its schema is used.
+struct MarketMessage {
+    /// Broadcast sequence number of the channel: one more per message, carried on across a
+    /// restart (WebSocket messages only).
+    seq: Option<u64>,
+    /// When the snapshot was taken, in milliseconds since the Unix epoch (WebSocket messages
+    /// only).
+    ts: Option<i64>,
+    #[serde(flatten)]
+    snapshot: MarketSnapshot,
+}
+
+/// The JSON Schema (draft 2020-12) of the snapshot as `/ws/market` and
+/// `GET /api/market/snapshot` send it, generated from these types; checked in as
+/// `docs/snapshot.schema.json` and served at `/api/schema`.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(MarketMessage);
+    schema.to_value()
 }
 
 impl MarketSnapshot {
@@ -219,6 +244,18 @@ impl MarketSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_in_schema_matches_the_types() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/snapshot.schema.json");
+        let checked_in: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(
+            checked_in == json_schema(),
+            "docs/snapshot.schema.json is not what the types say; regenerate it with \
+             `cargo run -- schema > docs/snapshot.schema.json`"
+        );
+    }
 
     #[test]
     fn advance_ratio_matches_the_original_cases() {
