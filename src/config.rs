@@ -37,6 +37,25 @@ pub enum Command {
     SsiCheck(Box<SsiCheckArgs>),
     /// Print the JSON Schema of the snapshot (what `/api/schema` serves).
     Schema,
+    /// Watch a server's market in the terminal: a live table refreshed in place.
+    Watch(WatchArgs),
+}
+
+/// `watch` settings.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// The server: a `ws://`, `wss://`, `http://` or `https://` URL, or `host:port`
+    /// (default: ws://127.0.0.1:8000/ws/market).
+    pub url: Option<String>,
+    /// Print one snapshot as plain text and exit.
+    #[arg(long, conflicts_with = "json")]
+    pub once: bool,
+    /// Print every message as it arrives, one JSON object per line (for `jq`).
+    #[arg(long)]
+    pub json: bool,
+    /// The server's WS_AUTH_TOKEN, sent as `?token=`.
+    #[arg(long, env = "WS_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// How log lines are written (`LOG_FORMAT`).

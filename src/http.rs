@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -154,6 +154,9 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/", get(dashboard))
+        .route("/assets/{*path}", get(asset))
+        .route("/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .merge(api)
         .with_state(state)
 }
@@ -303,8 +306,32 @@ async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+async fn dashboard() -> Response {
+    embedded("dashboard/index.html")
+}
+
+async fn asset(Path(path): Path<String>) -> Response {
+    embedded(&path)
+}
+
+async fn favicon() -> Response {
+    embedded("favicon.svg")
+}
+
+/// An embedded file, revalidated by the browser on every load (a new binary may bring a new
+/// dashboard), or 404.
+fn embedded(path: &str) -> Response {
+    match crate::assets::get(path) {
+        Some((content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => plain(StatusCode::NOT_FOUND, "no such file"),
+    }
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@
 //!   shutdown; [`checkpoint`] keeps the session's state on disk across restarts, and [`tls`]
 //!   terminates TLS when a certificate is configured.
 
+pub mod assets;
 pub mod broadcast;
 pub mod checkpoint;
 pub mod config;
@@ -26,3 +27,4 @@ pub mod market;
 pub mod metrics;
 pub mod server;
 pub mod tls;
+pub mod watch;

@@ -1,5 +1,5 @@
 //! The `marketcast` command: `serve` (the default), `snapshot --replay FILE`, `simulate`,
-//! `ssi-check`.
+//! `ssi-check`, `watch [URL]`, `schema`.
 
 use std::io::{BufReader, Write};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use marketcast::config::{
-    Cli, Command, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs,
+    Cli, Command, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs, WatchArgs,
 };
 use marketcast::feed::replay::{format_line, ReplayReader};
 use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Some(Command::Snapshot(args)) => snapshot(args),
         Some(Command::Simulate(args)) => simulate(args),
         Some(Command::SsiCheck(args)) => ssi_check(*args),
+        Some(Command::Watch(args)) => watch(args),
         Some(Command::Schema) => {
             let schema = marketcast::market::snapshot::json_schema();
             serde_json::to_writer_pretty(std::io::stdout(), &schema)
@@ -71,6 +72,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.run(server::shutdown_signal()).await
     });
     // Do not wait for stragglers: shutdown has already given clients their grace period.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
+}
+
+fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    use marketcast::watch;
+    let url = watch::ws_url(
+        args.url.as_deref().unwrap_or(watch::DEFAULT_URL),
+        args.token.as_deref(),
+    )?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = runtime()?;
+    let mut out = std::io::stdout();
+    let result = runtime.block_on(async {
+        if args.once {
+            watch::once(&url, &mut out).await
+        } else if args.json {
+            watch::json_lines(&url, &mut out).await
+        } else {
+            watch::live(&url).await
+        }
+    });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result
 }

@@ -641,14 +641,22 @@ async fn serve_http(
                 let mut router = router.clone();
                 router.call(req)
             });
-        let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
-        tokio::spawn(async move {
-            let ended = match tls {
-                None => {
+        let (http, watcher) = (http.clone(), graceful.watcher());
+        // Two tasks of two types, not one task with a branch: a task's future is as large as
+        // its largest state, and the TLS one holds a rustls connection, which a plain
+        // connection would otherwise carry (about a kilobyte) for the WebSocket's whole life.
+        match &tls {
+            None => {
+                tokio::spawn(async move {
                     let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    watcher.watch(conn).await
-                }
-                Some(acceptor) => {
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, "HTTP connection ended: {e}");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
                     // The TLS handshake has its own WS_HANDSHAKE_TIMEOUT, before the one on the
                     // request head: a client that trickles its ClientHello is dropped too.
                     let stream =
@@ -664,13 +672,12 @@ async fn serve_http(
                             }
                         };
                     let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, "HTTP connection ended: {e}");
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, "HTTPS connection ended: {e}");
+                    }
+                });
             }
-        });
+        }
     }
     drop(listener);
     let _ = tokio::time::timeout(HTTP_GRACE, graceful.shutdown()).await;

@@ -159,3 +159,48 @@ async fn metrics_parse_and_move_as_clients_connect_receive_and_leave() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_reads_only_metrics_the_server_exports() {
+    let server = ServerProcess::start(&[("WS_BROADCAST_INTERVAL", "0.1")]);
+    let mut ws = connect(&server.ws_url("/ws/market")).await;
+    next_json(&mut ws, Duration::from_secs(10)).await;
+    // Families, as declared (a family with no sample yet, like feed errors, still counts).
+    scrape(&server).await;
+    let text = server.get("/metrics").await.body;
+    let exported: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let path = format!("{}/docs/grafana-dashboard.json", env!("CARGO_MANIFEST_DIR"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("marketcast_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                used.insert(name);
+            }
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    // Only a live feed (SSI) has an upstream link to report.
+    let live_feed_only = ["marketcast_feed_connected"];
+    for name in &used {
+        let family = ["_total", "_bucket"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            exported.contains(family) || live_feed_only.contains(&name.as_str()),
+            "the dashboard reads {name}, which /metrics does not export"
+        );
+    }
+}
