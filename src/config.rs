@@ -148,6 +148,50 @@ pub struct MarketArgs {
     /// Extra symbols (or indices) to keep besides VN30, comma-separated.
     #[arg(long, env = "EXTRA_SYMBOLS", default_value = "")]
     pub extra_symbols: String,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+/// Signal thresholds (`/ws/alerts`); the defaults are the original's.
+#[derive(Debug, Clone, Args)]
+pub struct AlertArgs {
+    /// A trade is a volume spike above this many times the window's average volume.
+    #[arg(long, env = "ALERT_VOLUME_SPIKE_RATIO", default_value = "3.0", value_parser = float("ALERT_VOLUME_SPIKE_RATIO", 1.0, 1000.0))]
+    pub volume_spike_ratio: f64,
+    /// The volume-spike averaging window, minutes.
+    #[arg(long, env = "ALERT_VOLUME_WINDOW_MINUTES", default_value = "20", value_parser = float("ALERT_VOLUME_WINDOW_MINUTES", 0.1, 360.0))]
+    pub volume_window_minutes: f64,
+    /// Earlier trades needed in the window before a spike can be called.
+    #[arg(long, env = "ALERT_VOLUME_MIN_TRADES", default_value_t = 10, value_parser = integer("ALERT_VOLUME_MIN_TRADES", 1, 10_000))]
+    pub volume_min_trades: u64,
+    /// Foreign acceleration: the net value's change over the window, as a fraction (0.30: 30 %).
+    #[arg(long, env = "ALERT_FOREIGN_CHANGE", default_value = "0.30", value_parser = float("ALERT_FOREIGN_CHANGE", 0.0, 1000.0))]
+    pub foreign_change: f64,
+    /// Foreign acceleration: the smallest earlier net value (VND, absolute) worth comparing.
+    #[arg(long, env = "ALERT_FOREIGN_MIN_NET_VALUE", default_value = "1000000000", value_parser = float("ALERT_FOREIGN_MIN_NET_VALUE", 0.0, 1e15))]
+    pub foreign_min_net_value: f64,
+    /// The foreign acceleration window, minutes.
+    #[arg(long, env = "ALERT_FOREIGN_WINDOW_MINUTES", default_value = "5", value_parser = float("ALERT_FOREIGN_WINDOW_MINUTES", 0.1, 360.0))]
+    pub foreign_window_minutes: f64,
+    /// Seconds during which a second alert of the same type and symbol is dropped.
+    #[arg(long, env = "ALERT_COOLDOWN_SECONDS", default_value = "60", value_parser = float("ALERT_COOLDOWN_SECONDS", 0.0, 86_400.0))]
+    pub cooldown_seconds: f64,
+}
+
+impl AlertArgs {
+    /// The detector's thresholds.
+    pub fn config(&self) -> crate::market::alerts::AlertConfig {
+        crate::market::alerts::AlertConfig {
+            volume_spike_ratio: self.volume_spike_ratio,
+            volume_window_secs: (self.volume_window_minutes * 60.0).round() as i64,
+            volume_min_samples: self.volume_min_trades as usize,
+            foreign_change: self.foreign_change,
+            foreign_min_net: self.foreign_min_net_value,
+            foreign_window_secs: (self.foreign_window_minutes * 60.0).round() as i64,
+            cooldown_secs: self.cooldown_seconds.round() as i64,
+            ..Default::default()
+        }
+    }
 }
 
 /// SSI FastConnect Data settings (`FEED=ssi` and `marketcast ssi-check`).
@@ -432,6 +476,11 @@ pub struct SnapshotArgs {
     /// Pretty-print the JSON.
     #[arg(long)]
     pub pretty: bool,
+    /// Print the day's alerts instead of the snapshot: one JSON object per line, oldest first.
+    #[arg(long)]
+    pub alerts: bool,
+    #[command(flatten)]
+    pub thresholds: AlertArgs,
 }
 
 /// `simulate` settings.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -140,6 +140,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/api/market/foreign-detail", get(foreign_detail))
         .route("/api/market/volume-stats", get(volume_stats))
         .route("/api/market/basis-trend", get(basis_trend))
+        .route("/api/market/alerts", get(alerts))
         .route("/api/vn30-components", get(vn30_components))
         .route("/api/schema", get(schema))
         .route("/api/history", get(history))
@@ -149,6 +150,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/ws/market", get(ws_market))
         .route("/ws/foreign", get(ws_foreign))
         .route("/ws/index", get(ws_index))
+        .route("/ws/alerts", get(ws_alerts))
         .route("/ws/ingest", get(ws_ingest))
         .route("/api/ingest", post(ingest_post))
         .route("/health", get(health))
@@ -209,6 +211,29 @@ async fn basis_trend(State(app): State<AppState>, Query(q): Query<TrendQuery>) -
     let now = app.clock.now();
     let points = app.market.with(|p| p.basis_trend(minutes, now));
     Json(points).into_response()
+}
+
+/// `GET /api/market/alerts?limit&type&severity`: the session's alerts, newest first; `limit`
+/// 1-200 (default 50), `type` and `severity` exact lower-case names; anything else is a 422 as
+/// the original's.
+async fn alerts(State(app): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    use crate::market::alerts::{AlertType, Severity};
+    let mut params = crate::query::Params::parse(query.as_deref());
+    let limit = params.int("limit", Some(50), Some(1), Some(200));
+    let types: Vec<&str> = AlertType::ALL.iter().map(|t| t.as_str()).collect();
+    let kind = params.one_of("type", &types);
+    let severities: Vec<&str> = Severity::ALL.iter().map(|t| t.as_str()).collect();
+    let severity = params.one_of("severity", &severities);
+    if let Some(body) = params.failure() {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    }
+    let limit = limit.unwrap_or(50) as usize;
+    let kind = kind.as_deref().and_then(AlertType::parse);
+    let severity = severity.as_deref().and_then(Severity::parse);
+    let list = app
+        .market
+        .with(|p| p.alerts().recent(limit, kind, severity));
+    Json(list).into_response()
 }
 
 async fn vn30_components(State(app): State<AppState>) -> Response {
@@ -403,6 +428,15 @@ async fn ws_foreign(
     req: Request,
 ) -> Response {
     channel_or_404(app, "foreign", peer, q, req)
+}
+
+async fn ws_alerts(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    req: Request,
+) -> Response {
+    channel_or_404(app, "alerts", peer, q, req)
 }
 
 async fn ws_index(

@@ -25,6 +25,7 @@ pub mod feed;
 pub mod http;
 pub mod market;
 pub mod metrics;
+pub mod query;
 pub mod server;
 pub mod tls;
 pub mod watch;

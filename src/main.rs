@@ -121,7 +121,15 @@ fn ssi_check(args: SsiCheckArgs) -> anyhow::Result<()> {
 fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.replay)
         .with_context(|| format!("cannot open {}", args.replay.display()))?;
-    let mut processor = marketcast::market::MarketProcessor::default();
+    let mut processor =
+        marketcast::market::MarketProcessor::new(marketcast::market::ProcessorConfig {
+            // Offline, every alert of the day is kept, not only the server's last 500.
+            alerts: marketcast::market::alerts::AlertConfig {
+                capacity: usize::MAX,
+                ..args.thresholds.config()
+            },
+            ..Default::default()
+        });
     let stats = FeedStats::new("replay");
     let start = SystemClock.now();
     let mut last_at: Option<Timestamp> = None;
@@ -147,8 +155,15 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
     if let Some(first) = first_error {
         eprintln!("marketcast: first malformed message: {first}");
     }
-    let snap = processor.snapshot();
     let mut out = std::io::stdout().lock();
+    if args.alerts {
+        for alert in processor.alerts().all() {
+            serde_json::to_writer(&mut out, alert)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(());
+    }
+    let snap = processor.snapshot();
     if args.pretty {
         serde_json::to_writer_pretty(&mut out, &snap)?;
     } else {

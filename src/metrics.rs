@@ -11,7 +11,7 @@
 //! The families (all prefixed `marketcast_`; counters end in `_total`):
 //! - per channel (`channel` = `market`, `foreign`, `index`): `clients`, `deflate_clients`,
 //!   `connections_opened`, `connections_closed` (by `reason`: `client`, `heartbeat_timeout`,
-//!   `protocol`, `slow_client`), `messages_sent`, `messages_dropped`, `bytes_sent`,
+//!   `protocol`, `slow_client`, `shutdown`; counted when the client has left), `messages_sent`, `messages_dropped`, `bytes_sent`,
 //!   `slow_client_closes`, `heartbeat_timeouts`, `ticks`, `snapshot_bytes` (the latest
 //!   message's body), and the histograms `encode_seconds` and `tick_seconds`;
 //! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`);
@@ -35,7 +35,7 @@ use prometheus_client::registry::Registry;
 
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
-use crate::broadcast::hub::HubTotals;
+use crate::broadcast::hub::{EndReason, HubTotals};
 use crate::feed::ingest::Ingest;
 use crate::feed::{FeedStats, FeedStatus};
 use crate::market::processor::ProcessorCounters;
@@ -198,16 +198,8 @@ impl Collector for Scrape {
         )?;
         let mut closed = Vec::new();
         for c in &self.channels {
-            let t = &c.totals;
-            let ended = t.connections_total.saturating_sub(t.clients as u64);
-            let by_server = t.heartbeat_timeouts + t.protocol_closes + t.slow_client_closes;
-            for (reason, n) in [
-                ("client", ended.saturating_sub(by_server)),
-                ("heartbeat_timeout", t.heartbeat_timeouts),
-                ("protocol", t.protocol_closes),
-                ("slow_client", t.slow_client_closes),
-            ] {
-                closed.push((vec![("channel", c.name), ("reason", reason)], n));
+            for (reason, n) in EndReason::ALL.iter().zip(c.totals.closed) {
+                closed.push((vec![("channel", c.name), ("reason", reason.as_str())], n));
             }
         }
         counters(

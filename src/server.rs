@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::broadcast::admission::{self, Admission, AdmissionSettings};
 use crate::broadcast::channels::Channels;
-use crate::broadcast::hub::HubSettings;
+use crate::broadcast::hub::{Greeting, Hub, HubSettings};
 use crate::broadcast::ticker::{self, SnapshotSource, StaticSnapshot};
 use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
 use crate::config::{self, FeedKind, MarketArgs, ServeArgs};
@@ -38,7 +38,7 @@ const VN30_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 pub const CLIENT_GRACE: Duration = Duration::from_millis(1500);
 
 /// The channels, by name (the names are the WebSocket paths' last segment).
-pub const CHANNELS: [&str; 3] = ["market", "foreign", "index"];
+pub const CHANNELS: [&str; 4] = ["market", "foreign", "index", "alerts"];
 
 /// What a channel carries from the processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,7 @@ pub fn processor_config(args: &MarketArgs, vn30: &[String]) -> ProcessorConfig {
     ProcessorConfig {
         watchlist: Watchlist::new(vn30, &config::list(&args.extra_symbols)),
         futures_override,
+        alerts: args.alerts.config(),
     }
 }
 
@@ -230,6 +231,48 @@ async fn announce_link_changes(channels: Channels, stats: Arc<FeedStats>) {
             "error": link.error,
         });
         announce(&channels, message);
+    }
+}
+
+/// Alerts a newly connected `/ws/alerts` client gets at once (the page's own REST limit).
+const RECENT_ALERTS: usize = 50;
+
+/// How often new alerts are taken from the processor and pushed.
+const ALERT_POLL: Duration = Duration::from_millis(50);
+
+/// Pushes each new alert to `/ws/alerts` as one message, as the original did (no throttle).
+/// With no client connected the alerts are only kept for `GET /api/market/alerts`.
+async fn publish_alerts(hub: Hub, market: SharedMarket, clock: Arc<dyn Clock>) {
+    let shutdown = hub.shutdown_token().clone();
+    let deflater = hub
+        .settings()
+        .compression
+        .then(|| crate::broadcast::frame::SharedDeflater::new(ticker::DEFLATE_LEVEL));
+    let mut every = tokio::time::interval(ALERT_POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let fresh = market.with(|p| p.take_fresh_alerts());
+        if fresh.is_empty() || hub.client_count() == 0 {
+            continue;
+        }
+        for alert in fresh {
+            let Ok(body) = serde_json::to_vec(&alert) else {
+                continue;
+            };
+            seq += 1;
+            let tick = crate::broadcast::frame::Tick::build(
+                seq,
+                clock.now().epoch_millis(),
+                &body,
+                deflater.clone(),
+            );
+            hub.publish(tick).await;
+        }
     }
 }
 
@@ -364,8 +407,26 @@ impl Server {
             },
             slow_client_timeout: (args.slow_client_timeout > 0.0)
                 .then(|| Duration::from_secs_f64(args.slow_client_timeout)),
+            greeting: Greeting::Latest,
         };
-        let channels = Channels::new(&CHANNELS, |_| hub_settings.clone());
+        let channels = Channels::new(&CHANNELS, |name| match name {
+            // A page that opens the signals gets the recent ones at once, newest first, as one
+            // array (the original sent nothing; its page's hook takes an array as well as a
+            // single alert, and drops ids it has seen).
+            "alerts" => {
+                let market = market.clone();
+                HubSettings {
+                    greeting: Greeting::Made(Arc::new(move || {
+                        let recent = market.with(|p| p.alerts().recent(RECENT_ALERTS, None, None));
+                        (!recent.is_empty())
+                            .then(|| serde_json::to_vec(&recent).ok().map(Bytes::from))
+                            .flatten()
+                    })),
+                    ..hub_settings.clone()
+                }
+            }
+            _ => hub_settings.clone(),
+        });
         let hub = channels.primary().clone();
         let max_total = match args.max_connections {
             Some(n) => n as usize,
@@ -493,8 +554,15 @@ impl Server {
         ))];
         // The other channels read the processor; with a fixed snapshot they have nothing of
         // their own to say, and stay quiet.
+        if let Some(alerts) = channels.get("alerts") {
+            tickers.push(tokio::spawn(publish_alerts(
+                alerts.clone(),
+                market.clone(),
+                clock.clone(),
+            )));
+        }
         if args.feed != FeedKind::Static {
-            for (name, channel) in channels.iter().skip(1) {
+            for (name, channel) in channels.iter().skip(1).filter(|(n, _)| *n != "alerts") {
                 tickers.push(tokio::spawn(ticker::run(
                     channel.clone(),
                     Arc::new(ProcessorSource(market.clone(), view_of(name))),
@@ -587,6 +655,9 @@ impl Server {
     }
 }
 
+/// TLS handshakes in progress at once, at most.
+const MAX_TLS_HANDSHAKES: usize = 256;
+
 /// The most a request line and headers may take; more gets 431 (or 414 for the line).
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long in-flight HTTP requests get to finish at shutdown.
@@ -620,6 +691,10 @@ async fn serve_http(
     // builder would keep about 1.4 KB per WebSocket client alive for the client's whole life.
     let http = Arc::new(http.http1_only().clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // TLS handshakes in progress at once: each costs a signature, and a flood of ClientHellos
+    // must not take the cores the clients already connected need. Past the bound a new
+    // connection is closed at once (the client retries).
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_TLS_HANDSHAKES));
     tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -655,13 +730,20 @@ async fn serve_http(
                 });
             }
             Some(acceptor) => {
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many TLS handshakes in progress; closing");
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // The TLS handshake has its own WS_HANDSHAKE_TIMEOUT, before the one on the
                     // request head: a client that trickles its ClientHello is dropped too.
                     let stream =
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => stream,
+                            Ok(Ok(stream)) => {
+                                drop(permit);
+                                stream
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, "TLS handshake failed: {e}");
                                 return;

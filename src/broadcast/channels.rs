@@ -69,6 +69,10 @@ impl Channels {
             sum.connections_total += t.connections_total;
             sum.messages_sent += t.messages_sent;
             sum.messages_dropped += t.messages_dropped;
+            sum.bytes_sent += t.bytes_sent;
+            for (all, one) in sum.closed.iter_mut().zip(t.closed) {
+                *all += one;
+            }
             sum.heartbeat_timeouts += t.heartbeat_timeouts;
             sum.protocol_closes += t.protocol_closes;
             sum.slow_client_closes += t.slow_client_closes;

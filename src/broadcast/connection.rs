@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, PING};
-use super::hub::{ClientHandle, ClientSlot, QueueError};
+use super::hub::{ClientHandle, ClientSlot, EndReason, Greeting, QueueError};
 use super::wire::Wire;
 
 /// Reads handled per wake-up before yielding to other clients.
@@ -205,6 +205,13 @@ impl Conn<'_> {
         if !self.flush_until(deadline).await {
             return;
         }
+        // TLS ends with a close_notify, sent whole before the half-close.
+        if self.slot.wire().is_tls() {
+            self.slot.wire().close_notify();
+            if !self.flush_until(deadline).await {
+                return;
+            }
+        }
         // Ignore errors: the peer may already be gone.
         let _ = self.slot.wire().shutdown_write();
         loop {
@@ -347,11 +354,20 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
         heard: false,
     };
 
-    // The latest snapshot at once, or ask for a fresh one when there is none.
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    match hub.fresh_latest(now_ms) {
-        Some(tick) => slot.offer(&tick, settings.queue_size),
-        None => hub.request_tick(),
+    match &settings.greeting {
+        // The latest snapshot at once, or ask for a fresh one when there is none.
+        Greeting::Latest => {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            match hub.fresh_latest(now_ms) {
+                Some(tick) => slot.offer(&tick, settings.queue_size),
+                None => hub.request_tick(),
+            }
+        }
+        Greeting::Made(make) => {
+            if let Some(text) = make() {
+                let _ = slot.send_control(frame::frame(OP_TEXT, false, &text));
+            }
+        }
     }
 
     let shutdown = hub.shutdown_token().clone();
@@ -361,7 +377,17 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
     tokio::pin!(heartbeat);
     let mut ping_sent_at: Option<Instant> = None;
 
+    // What a TLS client sent right behind its upgrade request may already sit decrypted inside
+    // rustls, where the socket's readiness would never announce it.
+    let early = if slot.wire().is_tls() {
+        conn.on_readable().err()
+    } else {
+        None
+    };
     let end = loop {
+        if let Some(end) = early {
+            break end;
+        }
         if !slot.flush() {
             break End::Gone;
         }
@@ -415,6 +441,13 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
         }
     };
 
+    slot.set_end_reason(match end {
+        End::Gone | End::ClientClosed(_) => EndReason::Client,
+        End::Violation(..) => EndReason::Protocol,
+        End::HeartbeatTimeout => EndReason::HeartbeatTimeout,
+        End::SlowClient => EndReason::SlowClient,
+        End::Shutdown => EndReason::Shutdown,
+    });
     match end {
         End::Gone => {}
         End::ClientClosed(reply) => conn.close(Some(reply)).await,

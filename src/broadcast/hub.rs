@@ -74,6 +74,28 @@ pub struct HubSettings {
     pub broadcast_interval: Duration,
     /// A client whose outbox stays full this long is closed; `None`: never.
     pub slow_client_timeout: Option<Duration>,
+    /// What a client gets when it connects: the latest tick (the default), or a message of the
+    /// channel's own making (`/ws/alerts` sends the recent alerts as one array).
+    pub greeting: Greeting,
+}
+
+/// What a client gets when it connects.
+#[derive(Clone, Default)]
+pub enum Greeting {
+    /// The latest tick if fresh, else a tick made for it at once.
+    #[default]
+    Latest,
+    /// This text (a JSON document), if any, sent plain; no tick is asked for.
+    Made(Arc<dyn Fn() -> Option<Bytes> + Send + Sync>),
+}
+
+impl std::fmt::Debug for Greeting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Greeting::Latest => f.write_str("Latest"),
+            Greeting::Made(_) => f.write_str("Made(..)"),
+        }
+    }
 }
 
 impl Default for HubSettings {
@@ -86,6 +108,7 @@ impl Default for HubSettings {
             compression: true,
             broadcast_interval: Duration::from_secs(1),
             slow_client_timeout: Some(Duration::from_secs(30)),
+            greeting: Greeting::Latest,
         }
     }
 }
@@ -139,6 +162,41 @@ impl Outbox {
     }
 }
 
+/// Why a connection ended, as counted when the client leaves the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EndReason {
+    /// The client closed, or the connection was lost.
+    Client = 0,
+    HeartbeatTimeout = 1,
+    Protocol = 2,
+    SlowClient = 3,
+    /// The server shut down.
+    Shutdown = 4,
+}
+
+impl EndReason {
+    /// Every reason, in counter order.
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Client,
+        EndReason::HeartbeatTimeout,
+        EndReason::Protocol,
+        EndReason::SlowClient,
+        EndReason::Shutdown,
+    ];
+
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Client => "client",
+            EndReason::HeartbeatTimeout => "heartbeat_timeout",
+            EndReason::Protocol => "protocol",
+            EndReason::SlowClient => "slow_client",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueError {
@@ -159,6 +217,8 @@ pub struct ClientSlot {
     /// Wakes the client's task when its outbox needs the socket (or broke).
     wake: Notify,
     counters: ClientCounters,
+    /// Why the connection is ending ([`EndReason`] as a number), counted when it leaves.
+    end: std::sync::atomic::AtomicU8,
 }
 
 impl ClientSlot {
@@ -179,6 +239,11 @@ impl ClientSlot {
     /// The socket, plain or TLS.
     pub fn wire(&self) -> &Wire {
         &self.wire
+    }
+
+    /// Records why the connection is ending (counted by reason when the client leaves).
+    pub fn set_end_reason(&self, reason: EndReason) {
+        self.end.store(reason as u8, Ordering::Relaxed);
     }
 
     /// The client's counters.
@@ -389,6 +454,9 @@ pub struct HubTotals {
     pub messages_dropped: u64,
     /// Bytes written to clients since start.
     pub bytes_sent: u64,
+    /// Connections ended, by reason, in the order of [`EndReason::ALL`] (counted when the
+    /// client has left, so they never run ahead of `connections_total - clients`).
+    pub closed: [u64; 5],
     /// Clients closed for not answering a heartbeat.
     pub heartbeat_timeouts: u64,
     /// Clients closed for a protocol or policy violation.
@@ -422,6 +490,8 @@ struct Shared {
     departed_sent: AtomicU64,
     departed_dropped: AtomicU64,
     departed_bytes: AtomicU64,
+    /// Connections ended, by [`EndReason`].
+    closed: [AtomicU64; EndReason::ALL.len()],
     heartbeat_timeouts: AtomicU64,
     protocol_closes: AtomicU64,
     slow_client_closes: AtomicU64,
@@ -476,6 +546,7 @@ impl Hub {
                 departed_sent: AtomicU64::new(0),
                 departed_dropped: AtomicU64::new(0),
                 departed_bytes: AtomicU64::new(0),
+                closed: Default::default(),
                 timings: TickTimings::default(),
                 heartbeat_timeouts: AtomicU64::new(0),
                 protocol_closes: AtomicU64::new(0),
@@ -620,6 +691,7 @@ impl Hub {
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             counters: ClientCounters::default(),
+            end: std::sync::atomic::AtomicU8::new(EndReason::Client as u8),
         });
         self.shard(id as usize % SHARDS).push(slot.clone());
         self.shared.client_count.fetch_add(1, Ordering::Relaxed);
@@ -706,6 +778,7 @@ impl Hub {
             messages_sent: sent + self.shared.departed_sent.load(Ordering::Relaxed),
             messages_dropped: dropped + self.shared.departed_dropped.load(Ordering::Relaxed),
             bytes_sent: bytes + self.shared.departed_bytes.load(Ordering::Relaxed),
+            closed: std::array::from_fn(|i| self.shared.closed[i].load(Ordering::Relaxed)),
             heartbeat_timeouts: self.shared.heartbeat_timeouts.load(Ordering::Relaxed),
             protocol_closes: self.shared.protocol_closes.load(Ordering::Relaxed),
             slow_client_closes: self.shared.slow_client_closes.load(Ordering::Relaxed),
@@ -798,6 +871,9 @@ impl Drop for ClientHandle {
             shared
                 .departed_bytes
                 .fetch_add(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+            let reason =
+                (self.slot.end.load(Ordering::Relaxed) as usize).min(shared.closed.len() - 1);
+            shared.closed[reason].fetch_add(1, Ordering::Relaxed);
         }
     }
 }

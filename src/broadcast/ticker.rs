@@ -95,6 +95,11 @@ pub async fn run(
         let now = clock.now();
         if requested {
             if hub.fresh_latest(now.epoch_millis()).is_some() {
+                if let Cadence::OnChange(_) = cadence {
+                    // Fresh by a confirmation rather than by a fan-out: the asking client may
+                    // not have it yet (clients that do skip it by its seq).
+                    hub.offer_latest();
+                }
                 continue;
             }
             if let Cadence::Interval(_) = cadence {

@@ -122,14 +122,16 @@ impl Wire {
         }
     }
 
-    /// Ends our side of the stream: a TLS close_notify (sent as far as the socket takes it),
-    /// then a TCP half-close.
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    /// Queues a TLS close_notify (TLS only): it goes out with what waits, through
+    /// [`Wire::flush_buffered`], so a caller that flushes until nothing waits sends it whole.
+    pub fn close_notify(&self) {
         if let Wire::Tls(t) = self {
-            let mut conn = t.conn();
-            conn.send_close_notify();
-            let _ = t.send_pending(&mut conn);
+            t.conn().send_close_notify();
         }
+    }
+
+    /// Ends our side of the TCP stream (after [`Wire::close_notify`] went out, for TLS).
+    pub fn shutdown_write(&self) -> io::Result<()> {
         socket2::SockRef::from(self.tcp()).shutdown(std::net::Shutdown::Write)
     }
 }

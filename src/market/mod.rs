@@ -5,6 +5,7 @@
 //! the [`processor::MarketProcessor`] applies them and answers
 //! [`processor::MarketProcessor::snapshot`].
 
+pub mod alerts;
 pub mod classifier;
 pub mod derivatives;
 pub mod event;

@@ -24,6 +24,7 @@ use chrono::NaiveDate;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::alerts::{Alert, AlertConfig, AlertDetector, StockTrade};
 use super::classifier::classify;
 use super::derivatives::DerivativesTracker;
 use super::event::{is_futures, ForeignRoom, IndexUpdate, MarketEvent, Quote, Trade};
@@ -71,6 +72,8 @@ pub struct ProcessorConfig {
     pub watchlist: Watchlist,
     /// Track only this futures contract (`FUTURES_OVERRIDE`).
     pub futures_override: Option<String>,
+    /// Alert thresholds.
+    pub alerts: AlertConfig,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -96,6 +99,9 @@ pub struct MarketProcessor {
     total_vol: HashMap<String, i64>,
     session_key: Option<NaiveDate>,
     counters: ProcessorCounters,
+    /// Signals of the session (not checkpointed: a restart starts them afresh).
+    #[serde(skip)]
+    alerts: AlertDetector,
 }
 
 impl Default for MarketProcessor {
@@ -118,6 +124,7 @@ impl MarketProcessor {
             total_vol: HashMap::new(),
             session_key: None,
             counters: ProcessorCounters::default(),
+            alerts: AlertDetector::new(config.alerts),
         }
     }
 
@@ -165,6 +172,7 @@ impl MarketProcessor {
     pub fn with_config(mut self, config: ProcessorConfig) -> Self {
         self.watchlist = config.watchlist;
         self.derivatives.set_override(config.futures_override);
+        self.alerts.set_config(config.alerts);
         self
     }
 
@@ -219,6 +227,7 @@ impl MarketProcessor {
         if is_futures(&t.symbol) {
             let vn30 = self.indices.value(VN30);
             self.derivatives.on_trade(t, vn30, now);
+            self.check_basis(now);
             return Applied::Accepted;
         }
         let classified = classify(t, &self.quotes, now);
@@ -234,14 +243,35 @@ impl MarketProcessor {
                 self.prices.insert(t.symbol.clone(), last);
             }
         }
+        let band = self.quotes.band(&t.symbol);
+        let seen = StockTrade {
+            symbol: &t.symbol,
+            volume: t.last_vol,
+            price: t.last_price,
+            auction: t.phase.is_auction(),
+            ceiling: band.ceiling,
+            floor: band.floor,
+        };
+        self.alerts.on_stock_trade(&seen, now);
         Applied::Accepted
+    }
+
+    /// A basis point made at `now` (by a futures trade or a VN30 move) goes to the basis-flip
+    /// rule.
+    fn check_basis(&mut self, now: Timestamp) {
+        if let Some(point) = self.derivatives.current_basis() {
+            if point.timestamp == now {
+                self.alerts.on_basis(point);
+            }
+        }
     }
 
     fn on_foreign(&mut self, f: &ForeignRoom, now: Timestamp) -> Applied {
         if !self.watchlist.allows_security(&f.symbol) {
             return Applied::Filtered;
         }
-        self.foreign.update(f, now);
+        let net = self.foreign.update(f, now).net_value;
+        self.alerts.on_foreign(&f.symbol, net, now);
         Applied::Accepted
     }
 
@@ -252,6 +282,7 @@ impl MarketProcessor {
         self.indices.update(i, now);
         if i.index_id == VN30 && i.value > 0.0 {
             self.derivatives.on_vn30(i.value, now);
+            self.check_basis(now);
         }
         Applied::Accepted
     }
@@ -263,6 +294,7 @@ impl MarketProcessor {
         self.foreign.reset();
         self.indices.reset();
         self.derivatives.reset();
+        self.alerts.reset();
         self.total_vol.clear();
         self.counters.session_resets += 1;
     }
@@ -295,6 +327,16 @@ impl MarketProcessor {
                 (symbol.clone(), data)
             })
             .collect()
+    }
+
+    /// The session's signals.
+    pub fn alerts(&self) -> &AlertDetector {
+        &self.alerts
+    }
+
+    /// Alerts accepted since the last call, oldest first (what `/ws/alerts` pushes).
+    pub fn take_fresh_alerts(&mut self) -> Vec<Alert> {
+        self.alerts.take_fresh()
     }
 
     /// Every tracked index (what `/ws/index` carries).
@@ -388,7 +430,7 @@ mod tests {
     fn unfiltered() -> MarketProcessor {
         MarketProcessor::new(ProcessorConfig {
             watchlist: Watchlist::unfiltered(),
-            futures_override: None,
+            ..Default::default()
         })
     }
 

@@ -1,0 +1,236 @@
+//! Query parameters checked as the original (FastAPI with Pydantic 2) checked them, with its
+//! 422 body, for the routes a frontend written against it calls (`/api/market/alerts`,
+//! `/api/history/...`).
+//!
+//! Why it is its own module: those clients read the 422's `detail` list, one entry per failing
+//! parameter in declaration order, each with `type`, `loc`, `msg`, `input` and, for bounds and
+//! enums, `ctx`. A parameter given twice counts by its last occurrence, as in FastAPI.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+
+/// The raw parameters of a request (last occurrence wins), and the errors found so far.
+#[derive(Debug, Default)]
+pub struct Params {
+    values: HashMap<String, String>,
+    errors: Vec<Value>,
+}
+
+impl Params {
+    /// Reads a raw query string (`None`: no query).
+    pub fn parse(query: Option<&str>) -> Params {
+        let values = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        Params {
+            values,
+            errors: Vec::new(),
+        }
+    }
+
+    fn missing(&mut self, name: &str) {
+        self.errors.push(json!({
+            "type": "missing",
+            "loc": ["query", name],
+            "msg": "Field required",
+            "input": null,
+        }));
+    }
+
+    /// An integer, `default` when absent (`None`: required), within `min..=max` when given.
+    pub fn int(
+        &mut self,
+        name: &str,
+        default: Option<i64>,
+        min: Option<i64>,
+        max: Option<i64>,
+    ) -> Option<i64> {
+        let Some(raw) = self.values.get(name).cloned() else {
+            if default.is_none() {
+                self.missing(name);
+            }
+            return default;
+        };
+        let Ok(n) = raw.trim().parse::<i64>() else {
+            self.errors.push(json!({
+                "type": "int_parsing",
+                "loc": ["query", name],
+                "msg": "Input should be a valid integer, unable to parse string as an integer",
+                "input": raw,
+            }));
+            return None;
+        };
+        if let Some(min) = min.filter(|m| n < *m) {
+            self.errors.push(json!({
+                "type": "greater_than_equal",
+                "loc": ["query", name],
+                "msg": format!("Input should be greater than or equal to {min}"),
+                "input": raw,
+                "ctx": {"ge": min},
+            }));
+            return None;
+        }
+        if let Some(max) = max.filter(|m| n > *m) {
+            self.errors.push(json!({
+                "type": "less_than_equal",
+                "loc": ["query", name],
+                "msg": format!("Input should be less than or equal to {max}"),
+                "input": raw,
+                "ctx": {"le": max},
+            }));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// One of `allowed` exactly, or `None` when absent (optional) or wrong (an error).
+    pub fn one_of(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
+        let raw = self.values.get(name).cloned()?;
+        if allowed.contains(&raw.as_str()) {
+            return Some(raw);
+        }
+        let expected = match allowed {
+            [] => String::new(),
+            [one] => format!("'{one}'"),
+            [init @ .., last] => format!(
+                "{} or '{last}'",
+                init.iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.errors.push(json!({
+            "type": "enum",
+            "loc": ["query", name],
+            "msg": format!("Input should be {expected}"),
+            "input": raw,
+            "ctx": {"expected": expected},
+        }));
+        None
+    }
+
+    /// A required date: `YYYY-MM-DD`, or a date-time at exactly midnight.
+    pub fn date(&mut self, name: &str) -> Option<NaiveDate> {
+        let Some(raw) = self.values.get(name).cloned() else {
+            self.missing(name);
+            return None;
+        };
+        let s = raw.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Some(d);
+        }
+        let datetime = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+            .ok()
+            .or_else(|| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|d| d.naive_local())
+            });
+        match datetime {
+            Some(dt) if dt.time() == chrono::NaiveTime::MIN => Some(dt.date()),
+            Some(_) => {
+                self.errors.push(json!({
+                    "type": "date_from_datetime_inexact",
+                    "loc": ["query", name],
+                    "msg": "Datetimes provided to dates should have zero time - e.g. be exact dates",
+                    "input": raw,
+                }));
+                None
+            }
+            None => {
+                self.errors.push(json!({
+                    "type": "date_from_datetime_parsing",
+                    "loc": ["query", name],
+                    "msg": "Input should be a valid date or datetime, invalid date separator",
+                    "input": raw,
+                }));
+                None
+            }
+        }
+    }
+
+    /// The 422 body when any parameter failed: `{"detail": [...]}`.
+    pub fn failure(&self) -> Option<Value> {
+        (!self.errors.is_empty()).then(|| json!({ "detail": self.errors }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_defaults_bounds_and_the_last_occurrence() {
+        let mut p = Params::parse(Some("limit=7&limit=9"));
+        assert_eq!(p.int("limit", Some(50), Some(1), Some(200)), Some(9));
+        assert_eq!(p.int("other", Some(50), Some(1), Some(200)), Some(50));
+        assert!(p.failure().is_none());
+
+        let mut p = Params::parse(Some("limit=0&b=201&c=x"));
+        p.int("limit", Some(50), Some(1), Some(200));
+        p.int("b", None, None, Some(200));
+        p.int("c", None, None, None);
+        p.int("d", None, None, None);
+        let f = p.failure().unwrap();
+        let types: Vec<_> = f["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "greater_than_equal",
+                "less_than_equal",
+                "int_parsing",
+                "missing"
+            ]
+        );
+        assert_eq!(f["detail"][0]["ctx"]["ge"], 1);
+        assert_eq!(f["detail"][1]["ctx"]["le"], 200);
+        assert_eq!(f["detail"][3]["loc"], json!(["query", "d"]));
+        assert_eq!(f["detail"][3]["input"], Value::Null);
+    }
+
+    #[test]
+    fn enums_and_dates() {
+        let mut p = Params::parse(Some("type=Volume_Spike&severity=warning"));
+        assert_eq!(p.one_of("type", &["a", "b", "c"]), None);
+        assert_eq!(
+            p.one_of("severity", &["info", "warning"]).as_deref(),
+            Some("warning")
+        );
+        let f = p.failure().unwrap();
+        assert_eq!(f["detail"][0]["type"], "enum");
+        assert_eq!(f["detail"][0]["ctx"]["expected"], "'a', 'b' or 'c'");
+
+        let mut p = Params::parse(Some(
+            "start=2026-02-10&end=2026-02-10T00:00:00&x=2026-02-10T10:00:00&y=tomorrow",
+        ));
+        assert_eq!(p.date("start"), NaiveDate::from_ymd_opt(2026, 2, 10));
+        assert_eq!(p.date("end"), NaiveDate::from_ymd_opt(2026, 2, 10));
+        assert_eq!(p.date("x"), None);
+        assert_eq!(p.date("y"), None);
+        assert_eq!(p.date("z"), None);
+        let f = p.failure().unwrap();
+        let types: Vec<_> = f["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "date_from_datetime_inexact",
+                "date_from_datetime_parsing",
+                "missing"
+            ]
+        );
+    }
+}
