@@ -6,6 +6,9 @@
 //! * parse + process: the same, then `MarketProcessor::apply`, one thread, a simulator day.
 //! * serialise: `MarketSnapshot` to JSON for the two reference fixtures (12 KB without intraday
 //!   series, 480 KB with 3,600 points per index), read back into the typed snapshot first.
+//! * history's cost: parse + process through the shared processor (batches of 100 messages a
+//!   lock, as the feeds do), with history off, then on with the server's writer task writing
+//!   to an SQLite file on another thread at the same time.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -73,6 +76,15 @@ fn main() {
     let rate_parse = parsed as f64 / parse_secs;
     let rate_full = events as f64 / best;
 
+    let (shared_off, shared_on, written) = {
+        let off = (0..3)
+            .map(|_| shared(&messages, false).0)
+            .fold(0.0, f64::max);
+        let runs: Vec<(f64, u64)> = (0..3).map(|_| shared(&messages, true)).collect();
+        let on = runs.iter().map(|r| r.0).fold(0.0, f64::max);
+        (off, on, runs[0].1)
+    };
+
     let mut rows = Vec::new();
     for name in ["snapshot-small.json", "snapshot-large.json"] {
         let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -100,6 +112,20 @@ fn main() {
         "parse + process (one core)",
         format!("{:.0} msg/s", rate_full)
     );
+    println!(
+        "{:<34} {:>16}",
+        "shared processor, history off",
+        format!("{:.0} msg/s", shared_off)
+    );
+    println!(
+        "{:<34} {:>16}",
+        "shared processor, history to SQLite",
+        format!(
+            "{:.0} msg/s ({:.1} % less; {written} records written)",
+            shared_on,
+            (1.0 - shared_on / shared_off) * 100.0
+        )
+    );
     for (name, size, best, median) in &rows {
         println!(
             "{:<34} {:>16}",
@@ -116,9 +142,79 @@ fn main() {
         "avg_message_bytes": bytes / events,
         "parse_msgs_per_sec": rate_parse.round(),
         "parse_process_msgs_per_sec": rate_full.round(),
+        "shared_history_off_msgs_per_sec": shared_off.round(),
+        "shared_history_sqlite_msgs_per_sec": shared_on.round(),
+        "history_cost_pct": ((1.0 - shared_on / shared_off) * 1000.0).round() / 10.0,
+        "history_records_written": written,
         "serialise_us": rows.iter().map(|(n, s, b, m)| serde_json::json!({
             "fixture": n, "bytes": s, "best_us": b.as_secs_f64() * 1e6, "median_us": m.as_secs_f64() * 1e6
         })).collect::<Vec<_>>(),
     });
     println!("{json}");
+}
+
+/// Parse + process through a `SharedMarket`, 100 messages a lock; with `history`, the server's
+/// history writer runs on another thread into a fresh SQLite file meanwhile. Returns the
+/// processor's messages per second and the records the writer wrote.
+fn shared(messages: &[(Timestamp, String)], history: bool) -> (f64, u64) {
+    use marketcast::market::SharedMarket;
+    let mut p = MarketProcessor::default();
+    if history {
+        p.enable_history(marketcast::history::PROCESSOR_CAPACITY);
+    }
+    let market = SharedMarket::new(p);
+    let dir = std::env::temp_dir().join(format!("marketcast-bench-history-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("history.sqlite3").display()
+    );
+    let state = marketcast::history::History::new(&url).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = history.then(|| {
+        let (state, market, stop, url) = (state.clone(), market.clone(), stop.clone(), url.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(marketcast::history::run(
+                state,
+                marketcast::history::HistorySettings {
+                    url,
+                    retention_days: 36_500,
+                    buffer: 10_000_000,
+                },
+                market,
+                std::sync::Arc::new(marketcast::market::SystemClock),
+                stop,
+            ));
+        })
+    });
+    if history {
+        // The writer connects and migrates before the clock starts.
+        let t = Instant::now();
+        while !state.is_connected() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let t = Instant::now();
+    for chunk in messages.chunks(100) {
+        market.with(|p| {
+            for (at, text) in chunk {
+                if let Ok(Message::Event(e)) = parse_message(text) {
+                    p.apply(&e, *at);
+                }
+            }
+        });
+    }
+    let rate = messages.len() as f64 / t.elapsed().as_secs_f64();
+    stop.cancel();
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let written = state.status().written;
+    let _ = std::fs::remove_dir_all(&dir);
+    (rate, written)
 }

@@ -39,6 +39,38 @@ pub enum Command {
     Schema,
     /// Watch a server's market in the terminal: a live table refreshed in place.
     Watch(WatchArgs),
+    /// Write a replayed day's history (ticks, candles, foreign flow, indices, basis) into the
+    /// history database (DATABASE_URL, else the SQLite file in DATA_DIR).
+    Import(ImportArgs),
+}
+
+/// `import` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Replay file: one SSI message per line, with its receive time (`<RFC 3339><TAB>`).
+    #[arg(long)]
+    pub replay: PathBuf,
+    /// Folder of the embedded history database.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// History database; empty: an SQLite file in DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", default_value = "", hide_env_values = true, value_parser = secret)]
+    pub database_url: Secret,
+}
+
+impl ImportArgs {
+    /// The database URL, as the server would use it.
+    pub fn history_url(&self) -> String {
+        let url = self.database_url.expose().trim();
+        if url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("history.sqlite3").display()
+            )
+        } else {
+            url.to_string()
+        }
+    }
 }
 
 /// `watch` settings.
@@ -76,6 +108,19 @@ pub enum PublishMode {
 }
 
 impl ServeArgs {
+    /// The history database's URL: `DATABASE_URL`, else an SQLite file in `DATA_DIR`.
+    pub fn history_url(&self) -> String {
+        let url = self.database_url.expose().trim();
+        if url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("history.sqlite3").display()
+            )
+        } else {
+            url.to_string()
+        }
+    }
+
     /// The channels' cadence, from `WS_PUBLISH_MODE` and its interval.
     pub fn cadence(&self) -> crate::broadcast::ticker::Cadence {
         use crate::broadcast::ticker::Cadence;
@@ -427,9 +472,23 @@ pub struct ServeArgs {
     /// Largest single ingested SSI message, in bytes (larger: that line is refused).
     #[arg(long, env = "INGEST_MAX_MESSAGE_SIZE", default_value_t = 64 << 10, value_parser = integer("INGEST_MAX_MESSAGE_SIZE", 256, 16 << 20))]
     pub ingest_max_message_size: u64,
-    /// Folder for the session checkpoint (created when missing).
+    /// Folder for the session checkpoint and the embedded history database (created when
+    /// missing).
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// History database: `postgres://user:password@host/db` (or `sqlite://path`); empty: an
+    /// SQLite file in DATA_DIR (`history.sqlite3`).
+    #[arg(long, env = "DATABASE_URL", default_value = "", hide_env_values = true, value_parser = secret)]
+    pub database_url: Secret,
+    /// Record history (ticks, candles, foreign flow, indices, basis) and serve `/api/history`.
+    #[arg(long, env = "HISTORY", default_value = "true", value_parser = boolean("HISTORY"))]
+    pub history: bool,
+    /// Days of ticks to keep (candles and the other series are kept until removed).
+    #[arg(long, env = "HISTORY_RETENTION_DAYS", default_value_t = 30, value_parser = integer("HISTORY_RETENTION_DAYS", 1, 36_500))]
+    pub history_retention_days: u64,
+    /// Records that may wait for the database (while it is away) before the oldest are dropped.
+    #[arg(long, env = "HISTORY_BUFFER", default_value_t = 200_000, value_parser = integer("HISTORY_BUFFER", 1_000, 100_000_000))]
+    pub history_buffer: u64,
     /// Seconds between checkpoints of the session's state (a `kill -9` loses at most this
     /// much); 0: no checkpoints. Not used with `FEED=replay` or `static`.
     #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "5", value_parser = float("CHECKPOINT_INTERVAL", 0.0, 86400.0))]

@@ -54,8 +54,10 @@ use crate::market::SharedMarket;
 pub struct AppState {
     /// The `/ws/market` channel's hub (also `channels.primary()`).
     pub hub: Hub,
-    /// Every channel's hub, by name (`market`, `foreign`, `index`).
+    /// Every channel's hub, by name (`market`, `foreign`, `index`, `alerts`).
     pub channels: Channels,
+    /// The history database, when history is on.
+    pub history: Option<Arc<crate::history::History>>,
     pub market: SharedMarket,
     /// What `/ws/market` broadcasts; the REST snapshot serves the same body.
     pub source: Arc<dyn SnapshotSource>,
@@ -143,8 +145,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/api/market/alerts", get(alerts))
         .route("/api/vn30-components", get(vn30_components))
         .route("/api/schema", get(schema))
-        .route("/api/history", get(history))
-        .route("/api/history/{*rest}", get(history))
+        .nest_service(
+            "/api/history",
+            crate::history::api::router(state.history.clone()),
+        )
         .layer(cors);
     Router::new()
         .route("/ws/market", get(ws_market))
@@ -241,16 +245,6 @@ async fn vn30_components(State(app): State<AppState>) -> Response {
     Json(json!({ "symbols": symbols })).into_response()
 }
 
-async fn history() -> Response {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        Json(json!({
-            "detail": "history is not available: marketcast keeps only the live session and has no history database"
-        })),
-    )
-        .into_response()
-}
-
 #[derive(Deserialize)]
 struct HealthQuery {
     #[serde(default)]
@@ -301,6 +295,14 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
     }
     if let Some(cp) = &app.checkpoint {
         body["checkpoint"] = json!(cp.as_ref());
+    }
+    // The original's key, then the details.
+    body["database"] = json!(match &app.history {
+        Some(h) if h.is_connected() => "connected",
+        _ => "unavailable",
+    });
+    if let Some(h) = &app.history {
+        body["history"] = json!(h.status());
     }
     if let Some(rec) = &app.recorder {
         body["recorder"] = json!({

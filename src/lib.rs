@@ -22,6 +22,7 @@ pub mod broadcast;
 pub mod checkpoint;
 pub mod config;
 pub mod feed;
+pub mod history;
 pub mod http;
 pub mod market;
 pub mod metrics;

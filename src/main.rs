@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use marketcast::config::{
-    Cli, Command, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs, WatchArgs,
+    Cli, Command, ImportArgs, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs,
+    WatchArgs,
 };
 use marketcast::feed::replay::{format_line, ReplayReader};
 use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some(Command::Simulate(args)) => simulate(args),
         Some(Command::SsiCheck(args)) => ssi_check(*args),
         Some(Command::Watch(args)) => watch(args),
+        Some(Command::Import(args)) => import(args),
         Some(Command::Schema) => {
             let schema = marketcast::market::snapshot::json_schema();
             serde_json::to_writer_pretty(std::io::stdout(), &schema)
@@ -96,6 +98,52 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result
+}
+
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&args.replay)
+        .with_context(|| format!("cannot open {}", args.replay.display()))?;
+    let mut processor = marketcast::market::MarketProcessor::default();
+    processor.enable_history(usize::MAX);
+    let stats = FeedStats::new("replay");
+    let mut last_at: Option<Timestamp> = None;
+    for line in ReplayReader::new(BufReader::new(file)) {
+        let line = line.with_context(|| args.replay.display().to_string())?;
+        let Some(now) = line.at.or(last_at) else {
+            anyhow::bail!(
+                "{} line {}: no receive time; import needs the replay format's times",
+                args.replay.display(),
+                line.line
+            );
+        };
+        last_at = Some(now);
+        let _ = ingest(&mut processor, &stats, &line.message, now, String::new);
+    }
+    let records = processor.take_history();
+    let url = args.history_url();
+    if let Some(dir) = url.strip_prefix("sqlite://").map(|_| &args.data_dir) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("DATA_DIR {}: cannot create it", dir.display()))?;
+    }
+    let runtime = runtime()?;
+    let summary = runtime.block_on(async {
+        let pool = marketcast::history::store::open(&url).await?;
+        let written = marketcast::history::import(&pool, records).await?;
+        let counts = marketcast::history::store::counts(&pool).await?;
+        anyhow::Ok((written, counts))
+    })?;
+    let status = stats.status();
+    let counts: std::collections::BTreeMap<_, _> = summary.1.into_iter().collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "messages": status.messages,
+            "malformed": status.malformed,
+            "records": summary.0,
+            "tables": counts,
+        })
+    );
+    Ok(())
 }
 
 fn ssi_check(args: SsiCheckArgs) -> anyhow::Result<()> {

@@ -380,7 +380,7 @@ impl Server {
                 format!("DATA_DIR {}: cannot create it", args.data_dir.display())
             })?),
         };
-        let (processor, checkpoint_seq) = starting_processor(
+        let (mut processor, checkpoint_seq) = starting_processor(
             checkpoints.as_ref(),
             processor_config(&args.market, &vn30),
             clock.now(),
@@ -393,6 +393,18 @@ impl Server {
         } else {
             let per_checkpoint = args.checkpoint_interval / args.broadcast_interval.as_secs_f64();
             checkpoint_seq + per_checkpoint.ceil() as u64 + 1
+        };
+        let history = if args.history {
+            if args.database_url.is_empty() {
+                std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                    format!("DATA_DIR {}: cannot create it", args.data_dir.display())
+                })?;
+            }
+            let h = crate::history::History::new(&args.history_url())?;
+            processor.enable_history(crate::history::PROCESSOR_CAPACITY);
+            Some(h)
+        } else {
+            None
         };
         let market = SharedMarket::new(processor);
         let cadence = args.cadence();
@@ -583,9 +595,23 @@ impl Server {
                 stop_feed.clone(),
             ));
         }
+        let history_task = history.as_ref().map(|h| {
+            tokio::spawn(crate::history::run(
+                h.clone(),
+                crate::history::HistorySettings {
+                    url: args.history_url(),
+                    retention_days: args.history_retention_days as u32,
+                    buffer: args.history_buffer as usize,
+                },
+                market.clone(),
+                clock.clone(),
+                stop_feed.clone(),
+            ))
+        });
         let state = AppState {
             hub: hub.clone(),
             channels: channels.clone(),
+            history: history.clone(),
             market: market.clone(),
             clock: clock.clone(),
             source,
@@ -644,6 +670,15 @@ impl Server {
         }
         for ticker in tickers {
             ticker.abort();
+        }
+        if let Some(task) = history_task {
+            // The feed stopped with the clients: the writer takes the last records and ends.
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("history: the last records were not written within 5 s");
+            }
         }
         if let Some(cps) = &checkpoints {
             checkpoint::write_now(cps, &market, &hub, clock.as_ref(), &checkpoint_status).await;

@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod derivatives;
 pub mod event;
 pub mod foreign;
+pub mod history;
 pub mod index;
 pub mod processor;
 pub mod quotes;

@@ -25,10 +25,11 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Alert, AlertConfig, AlertDetector, StockTrade};
-use super::classifier::classify;
+use super::classifier::{classify, ClassifiedTrade};
 use super::derivatives::DerivativesTracker;
 use super::event::{is_futures, ForeignRoom, IndexUpdate, MarketEvent, Quote, Trade};
 use super::foreign::ForeignTracker;
+use super::history::{micros, HistoryOutbox, HistoryRecord};
 use super::index::{IndexTracker, VN30};
 use super::quotes::QuoteCache;
 use super::session::SessionAggregator;
@@ -102,6 +103,9 @@ pub struct MarketProcessor {
     /// Signals of the session (not checkpointed: a restart starts them afresh).
     #[serde(skip)]
     alerts: AlertDetector,
+    /// Records for history, when it is on.
+    #[serde(skip)]
+    history: HistoryOutbox,
 }
 
 impl Default for MarketProcessor {
@@ -125,6 +129,7 @@ impl MarketProcessor {
             session_key: None,
             counters: ProcessorCounters::default(),
             alerts: AlertDetector::new(config.alerts),
+            history: HistoryOutbox::default(),
         }
     }
 
@@ -227,10 +232,15 @@ impl MarketProcessor {
         if is_futures(&t.symbol) {
             let vn30 = self.indices.value(VN30);
             self.derivatives.on_trade(t, vn30, now);
+            if self.history.enabled() {
+                let classified = classify(t, &self.quotes, now);
+                self.record_tick(t, &classified, now);
+            }
             self.check_basis(now);
             return Applied::Accepted;
         }
         let classified = classify(t, &self.quotes, now);
+        self.record_tick(t, &classified, now);
         self.session.add(&t.symbol, t.phase, &classified);
         let last = LastPrice {
             last_price: t.last_price,
@@ -257,13 +267,34 @@ impl MarketProcessor {
     }
 
     /// A basis point made at `now` (by a futures trade or a VN30 move) goes to the basis-flip
-    /// rule.
+    /// rule and to history.
     fn check_basis(&mut self, now: Timestamp) {
         if let Some(point) = self.derivatives.current_basis() {
             if point.timestamp == now {
                 self.alerts.on_basis(point);
+                self.history.push(HistoryRecord::Basis {
+                    contract: point.futures_symbol.clone(),
+                    at_us: micros(now),
+                    price: point.futures_price,
+                    basis: point.basis,
+                });
             }
         }
+    }
+
+    fn record_tick(&mut self, t: &Trade, c: &ClassifiedTrade, now: Timestamp) {
+        if !self.history.enabled() {
+            return;
+        }
+        self.history.push(HistoryRecord::Tick {
+            symbol: t.symbol.clone(),
+            at_us: micros(now),
+            price: t.last_price,
+            volume: t.last_vol,
+            side: c.trade_type,
+            bid: c.bid_price,
+            ask: c.ask_price,
+        });
     }
 
     fn on_foreign(&mut self, f: &ForeignRoom, now: Timestamp) -> Applied {
@@ -272,6 +303,16 @@ impl MarketProcessor {
         }
         let net = self.foreign.update(f, now).net_value;
         self.alerts.on_foreign(&f.symbol, net, now);
+        if self.history.enabled() {
+            self.history.push(HistoryRecord::Foreign {
+                symbol: f.symbol.clone(),
+                at_us: micros(now),
+                buy_vol: f.buy_vol,
+                sell_vol: f.sell_vol,
+                buy_value: f.buy_val,
+                sell_value: f.sell_val,
+            });
+        }
         Applied::Accepted
     }
 
@@ -280,6 +321,15 @@ impl MarketProcessor {
             return Applied::Filtered;
         }
         self.indices.update(i, now);
+        if i.value > 0.0 && self.history.enabled() {
+            self.history.push(HistoryRecord::Index {
+                index_name: i.index_id.clone(),
+                at_us: micros(now),
+                value: i.value,
+                change_pct: i.ratio_change,
+                volume: i.total_volume,
+            });
+        }
         if i.index_id == VN30 && i.value > 0.0 {
             self.derivatives.on_vn30(i.value, now);
             self.check_basis(now);
@@ -327,6 +377,21 @@ impl MarketProcessor {
                 (symbol.clone(), data)
             })
             .collect()
+    }
+
+    /// Starts keeping records for history (at most `capacity` between two takes).
+    pub fn enable_history(&mut self, capacity: usize) {
+        self.history.enable(capacity);
+    }
+
+    /// The records kept since the last call, in event order.
+    pub fn take_history(&mut self) -> Vec<HistoryRecord> {
+        self.history.take()
+    }
+
+    /// Records dropped because nobody took them in time.
+    pub fn history_dropped(&self) -> u64 {
+        self.history.dropped()
     }
 
     /// The session's signals.

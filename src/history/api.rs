@@ -1,0 +1,285 @@
+//! The original's `/api/history/...` routes (reference A.1), with their parameters, bounds,
+//! 422s, response shapes and order: a JSON array of flat objects by time, `[]` when nothing
+//! matches (a contract that expired long ago included), 503 `{"detail":"Database unavailable"}`
+//! while the database is away.
+//!
+//! Date windows are whole UTC days, `start 00:00 <= timestamp < (end + 1 day) 00:00`, as the
+//! original's Docker deployment (UTC) answered them; the frontend asks for the UTC date, and a
+//! VN session (09:00-15:00 +07:00) lies inside one UTC day. Where the original failed, this
+//! answers: a negative `limit` on ticks is `[]` (the original's database refused it with a
+//! 500), and a query error is a 503 with the same body, not a bare 500.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use serde_json::json;
+
+use super::store::{self, Col};
+use super::History;
+use crate::query::Params;
+
+/// The routes, to be nested at `/api/history`.
+pub fn router(history: Option<Arc<History>>) -> Router {
+    Router::new()
+        .route("/{symbol}/candles", get(candles))
+        .route("/{symbol}/ticks", get(ticks))
+        .route("/{symbol}/foreign", get(foreign))
+        .route("/{symbol}/foreign/daily", get(foreign_daily))
+        .route("/index/{name}", get(index))
+        .route("/index/{name}/candles", get(index_candles))
+        .route("/derivatives/{contract}", get(derivatives))
+        .with_state(history)
+}
+
+type St = State<Option<Arc<History>>>;
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"detail": "Database unavailable"})),
+    )
+        .into_response()
+}
+
+fn unprocessable(body: serde_json::Value) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+}
+
+/// `[start 00:00, end + 1 day 00:00)` in UTC microseconds.
+fn window(start: NaiveDate, end: NaiveDate) -> (i64, i64) {
+    let micros = |d: NaiveDate| {
+        d.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros()
+    };
+    (micros(start), micros(end + chrono::Duration::days(1)))
+}
+
+/// A date-window route: validates `start` and `end`, then runs `sql` for the upper-cased key.
+async fn dated(
+    history: Option<Arc<History>>,
+    key: String,
+    query: Option<String>,
+    sql: &str,
+    columns: &[(&str, Col)],
+    limit: Option<(i64, i64)>,
+) -> Response {
+    let mut params = Params::parse(query.as_deref());
+    let start = params.date("start");
+    let end = params.date("end");
+    let limit =
+        limit.and_then(|(default, max)| params.int("limit", Some(default), None, Some(max)));
+    if let Some(body) = params.failure() {
+        return unprocessable(body);
+    }
+    let (Some(start), Some(end)) = (start, end) else {
+        return unprocessable(json!({"detail": []}));
+    };
+    let Some(pool) = history.and_then(|h| h.pool()) else {
+        return unavailable();
+    };
+    if end < start || limit.is_some_and(|l| l <= 0) {
+        return Json(json!([])).into_response();
+    }
+    let (from, until) = window(start, end);
+    match store::rows(
+        &pool,
+        sql,
+        &key.to_uppercase(),
+        from,
+        Some(until),
+        limit,
+        columns,
+    )
+    .await
+    {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => {
+            tracing::warn!("history query failed: {e}");
+            unavailable()
+        }
+    }
+}
+
+async fn candles(State(h): St, Path(symbol): Path<String>, RawQuery(q): RawQuery) -> Response {
+    dated(
+        h,
+        symbol,
+        q,
+        "SELECT symbol, ts, open, high, low, close, volume, active_buy_vol, active_sell_vol \
+         FROM candles_1m WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+        &[
+            ("symbol", Col::Text),
+            ("timestamp", Col::Time),
+            ("open", Col::Float),
+            ("high", Col::Float),
+            ("low", Col::Float),
+            ("close", Col::Float),
+            ("volume", Col::Int),
+            ("active_buy_vol", Col::Int),
+            ("active_sell_vol", Col::Int),
+        ],
+        None,
+    )
+    .await
+}
+
+async fn ticks(State(h): St, Path(symbol): Path<String>, RawQuery(q): RawQuery) -> Response {
+    dated(
+        h,
+        symbol,
+        q,
+        "SELECT symbol, ts, price, volume, side, bid, ask \
+         FROM tick_data WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
+        &[
+            ("symbol", Col::Text),
+            ("timestamp", Col::Time),
+            ("price", Col::Float),
+            ("volume", Col::Int),
+            ("side", Col::Text),
+            ("bid", Col::Float),
+            ("ask", Col::Float),
+        ],
+        Some((10_000, 50_000)),
+    )
+    .await
+}
+
+async fn foreign(State(h): St, Path(symbol): Path<String>, RawQuery(q): RawQuery) -> Response {
+    dated(
+        h,
+        symbol,
+        q,
+        "SELECT symbol, ts, buy_vol, sell_vol, net_vol, buy_value, sell_value \
+         FROM foreign_flow WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+        &[
+            ("symbol", Col::Text),
+            ("timestamp", Col::Time),
+            ("buy_vol", Col::Int),
+            ("sell_vol", Col::Int),
+            ("net_vol", Col::Int),
+            ("buy_value", Col::Float),
+            ("sell_value", Col::Float),
+        ],
+        None,
+    )
+    .await
+}
+
+/// `days` (default 30, at most 365): one row per UTC day since `now - days`, each column the
+/// day's largest value (the end-of-day figure of the cumulative counters), as the original.
+async fn foreign_daily(
+    State(h): St,
+    Path(symbol): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let mut params = Params::parse(q.as_deref());
+    let days = params.int("days", Some(30), None, Some(365));
+    if let Some(body) = params.failure() {
+        return unprocessable(body);
+    }
+    let Some(pool) = h.and_then(|h| h.pool()) else {
+        return unavailable();
+    };
+    let days = days.unwrap_or(30);
+    if days <= 0 {
+        return Json(json!([])).into_response();
+    }
+    let from = chrono::Utc::now().timestamp_micros() - days * 86_400_000_000;
+    let sql = "SELECT (ts / 86400000000) * 86400000000 AS day, MAX(buy_vol), MAX(sell_vol), \
+               MAX(net_vol), MAX(buy_value), MAX(sell_value) FROM foreign_flow \
+               WHERE symbol = $1 AND ts >= $2 GROUP BY (ts / 86400000000) ORDER BY day";
+    let columns = [
+        ("day", Col::Time),
+        ("buy_vol", Col::Int),
+        ("sell_vol", Col::Int),
+        ("net_vol", Col::Int),
+        ("buy_value", Col::Float),
+        ("sell_value", Col::Float),
+    ];
+    match store::rows(
+        &pool,
+        sql,
+        &symbol.to_uppercase(),
+        from,
+        None,
+        None,
+        &columns,
+    )
+    .await
+    {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => {
+            tracing::warn!("history query failed: {e}");
+            unavailable()
+        }
+    }
+}
+
+async fn index(State(h): St, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    dated(
+        h,
+        name,
+        q,
+        "SELECT index_name, ts, value, change_pct, volume \
+         FROM index_snapshots WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+        &[
+            ("index_name", Col::Text),
+            ("timestamp", Col::Time),
+            ("value", Col::Float),
+            ("change_pct", Col::Float),
+            ("volume", Col::Int),
+        ],
+        None,
+    )
+    .await
+}
+
+async fn index_candles(State(h): St, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    dated(
+        h,
+        name,
+        q,
+        "SELECT index_name, ts, open, high, low, close, volume \
+         FROM index_candles_1m WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+        &[
+            ("index_name", Col::Text),
+            ("timestamp", Col::Time),
+            ("open", Col::Float),
+            ("high", Col::Float),
+            ("low", Col::Float),
+            ("close", Col::Float),
+            ("volume", Col::Int),
+        ],
+        None,
+    )
+    .await
+}
+
+async fn derivatives(
+    State(h): St,
+    Path(contract): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    dated(
+        h,
+        contract,
+        q,
+        "SELECT contract, ts, price, basis, open_interest \
+         FROM derivatives WHERE contract = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+        &[
+            ("contract", Col::Text),
+            ("timestamp", Col::Time),
+            ("price", Col::Float),
+            ("basis", Col::Float),
+            ("open_interest", Col::Int),
+        ],
+        None,
+    )
+    .await
+}

@@ -1,0 +1,306 @@
+//! History in a real database: what the session leaves behind (ticks, 1-minute candles, foreign
+//! flow, index snapshots and candles, basis points), for the `/api/history/...` routes that the
+//! original frontend's chart and derivatives pages read.
+//!
+//! Why it is its own module: it is the one part of marketcast that writes to a disk on a
+//! schedule, and it must never make the feed or the fan-out wait for it. The processor only
+//! appends records to a bounded list ([`crate::market::history`]); the [`run`] task takes them
+//! once a second, folds them into candles, and writes them in one transaction per batch. With
+//! no setting the database is an SQLite file in `DATA_DIR`; with `DATABASE_URL` it is
+//! PostgreSQL (what several nodes share). The same SQL runs on both ([`store`]).
+//!
+//! A database that is down or goes away: streaming goes on; the routes answer 503 with the
+//! original's body; `/health` says so; records wait in a queue of at most `HISTORY_BUFFER` and
+//! past that the oldest are dropped and counted; the writer reconnects with backoff and the
+//! queue drains when the database is back. A failed batch is retried whole, never half written.
+
+pub mod api;
+pub mod store;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::AnyPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::market::history::{Candle, CandleBuilder, HistoryRecord, IndexCandle};
+use crate::market::time::Clock;
+use crate::market::SharedMarket;
+use store::Engine;
+
+/// How often records are taken from the processor and written.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Records the processor keeps between two takes, at most (a stalled writer's bound).
+pub const PROCESSOR_CAPACITY: usize = 1_000_000;
+
+/// Records written in one transaction, at most.
+const MAX_BATCH: usize = 20_000;
+
+/// History settings.
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    /// `sqlite://...` or `postgres://...`.
+    pub url: String,
+    /// Ticks older than this many days are deleted (candles are kept).
+    pub retention_days: u32,
+    /// Records waiting for the database, at most; past that the oldest are dropped.
+    pub buffer: usize,
+}
+
+/// The database's state, for the routes and `/health`.
+pub struct History {
+    engine: Engine,
+    url_redacted: String,
+    pool: RwLock<Option<AnyPool>>,
+    connected: AtomicBool,
+    queued: AtomicUsize,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// `/health`'s view of history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryStatus {
+    pub engine: &'static str,
+    pub url: String,
+    pub connected: bool,
+    /// Records waiting to be written.
+    pub queued: usize,
+    pub written: u64,
+    /// Records dropped because the queue was full while the database was away.
+    pub dropped: u64,
+    pub last_error: Option<String>,
+}
+
+impl History {
+    /// State for a database at `url` (nothing is connected yet).
+    pub fn new(url: &str) -> Result<Arc<History>, store::StoreError> {
+        Ok(Arc::new(History {
+            engine: Engine::of(url)?,
+            url_redacted: store::redact(url),
+            pool: RwLock::new(None),
+            connected: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }))
+    }
+
+    /// The pool when the database is up.
+    pub fn pool(&self) -> Option<AnyPool> {
+        if !self.connected.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.pool.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the last attempt to reach the database worked.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// What `/health` shows.
+    pub fn status(&self) -> HistoryStatus {
+        HistoryStatus {
+            engine: self.engine.as_str(),
+            url: self.url_redacted.clone(),
+            connected: self.is_connected(),
+            queued: self.queued.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    fn fail(&self, what: &str, e: &dyn std::fmt::Display) {
+        let was = self.connected.swap(false, Ordering::Relaxed);
+        let note = format!("{what}: {e}");
+        if was {
+            tracing::warn!(
+                "history database unavailable ({note}); streaming goes on, records queue up"
+            );
+        } else {
+            tracing::debug!("history database still unavailable: {note}");
+        }
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(note);
+    }
+
+    fn up(&self) {
+        if !self.connected.swap(true, Ordering::Relaxed) {
+            tracing::info!(engine = self.engine.as_str(), "history database connected");
+        }
+    }
+}
+
+/// Records and candles waiting for the database, bounded.
+#[derive(Default)]
+struct Pending {
+    records: VecDeque<HistoryRecord>,
+    candles: BTreeMap<(i64, String), Candle>,
+    index_candles: BTreeMap<(i64, String), IndexCandle>,
+}
+
+impl Pending {
+    /// Adds records, dropping the oldest past `bound`; returns how many were dropped.
+    fn add(&mut self, records: Vec<HistoryRecord>, bound: usize) -> u64 {
+        self.records.extend(records);
+        let mut dropped = 0;
+        while self.records.len() > bound {
+            self.records.pop_front();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    fn add_candles(&mut self, candles: Vec<Candle>, index: Vec<IndexCandle>, bound: usize) {
+        for c in candles {
+            self.candles.insert((c.minute_us, c.symbol.clone()), c);
+        }
+        for c in index {
+            self.index_candles
+                .insert((c.minute_us, c.index_name.clone()), c);
+        }
+        // Candles are small and one per symbol a minute; past the bound the oldest go.
+        while self.candles.len() > bound {
+            self.candles.pop_first();
+        }
+        while self.index_candles.len() > bound {
+            self.index_candles.pop_first();
+        }
+    }
+}
+
+/// Takes the processor's records every second and writes them until `stop`, then once more.
+pub async fn run(
+    history: Arc<History>,
+    settings: HistorySettings,
+    market: SharedMarket,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+) {
+    let mut builder = CandleBuilder::default();
+    let mut pending = Pending::default();
+    let mut every = tokio::time::interval(FLUSH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_at = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    let mut next_purge = tokio::time::Instant::now();
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = every.tick() => false,
+        };
+        let records = market.with(|p| p.take_history());
+        for r in &records {
+            builder.add(r);
+        }
+        let (candles, index) = builder.take_touched();
+        pending.add_candles(candles, index, settings.buffer);
+        let dropped = pending.add(records, settings.buffer);
+        if dropped > 0 {
+            history.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        history
+            .queued
+            .store(pending.records.len(), Ordering::Relaxed);
+
+        let now = tokio::time::Instant::now();
+        let mut pool = history
+            .pool
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if pool.is_none() && now >= retry_at {
+            match tokio::time::timeout(Duration::from_secs(10), store::open(&settings.url)).await {
+                Ok(Ok(p)) => {
+                    *history.pool.write().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+                    pool = Some(p);
+                    history.up();
+                }
+                Ok(Err(e)) => history.fail("connect", &e),
+                Err(_) => history.fail("connect", &"no answer in 10 s"),
+            }
+        }
+        if let Some(pool) = pool.clone().filter(|_| now >= retry_at) {
+            match flush(&pool, &mut pending).await {
+                Ok(n) => {
+                    history.written.fetch_add(n, Ordering::Relaxed);
+                    history.up();
+                    backoff = Duration::from_millis(500);
+                }
+                Err(e) => {
+                    history.fail("write", &e);
+                    retry_at = now + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+            history
+                .queued
+                .store(pending.records.len(), Ordering::Relaxed);
+            if history.is_connected() && now >= next_purge {
+                next_purge = now + Duration::from_secs(3600);
+                let keep_us = i64::from(settings.retention_days) * 86_400_000_000;
+                let before = clock.now().0.timestamp_micros() - keep_us;
+                match store::purge_ticks(&pool, before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        rows = n,
+                        "history: ticks past HISTORY_RETENTION_DAYS deleted"
+                    ),
+                    Err(e) => tracing::warn!("history: purging old ticks failed: {e}"),
+                }
+            }
+        } else if pool.is_none() && now >= retry_at {
+            retry_at = now + backoff;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Writes what is pending, batch by batch; returns the records written.
+async fn flush(pool: &AnyPool, pending: &mut Pending) -> Result<u64, sqlx::Error> {
+    let mut written = 0;
+    loop {
+        let n = pending.records.len().min(MAX_BATCH);
+        if n == 0 && pending.candles.is_empty() && pending.index_candles.is_empty() {
+            return Ok(written);
+        }
+        let batch: Vec<HistoryRecord> = pending.records.iter().take(n).cloned().collect();
+        let candles: Vec<Candle> = pending.candles.values().cloned().collect();
+        let index: Vec<IndexCandle> = pending.index_candles.values().cloned().collect();
+        store::write(pool, &batch, &candles, &index).await?;
+        pending.records.drain(..n);
+        pending.candles.clear();
+        pending.index_candles.clear();
+        written += n as u64;
+    }
+}
+
+/// Writes a whole replayed day (`marketcast import`): every record, then every candle.
+pub async fn import(pool: &AnyPool, records: Vec<HistoryRecord>) -> Result<u64, sqlx::Error> {
+    let mut builder = CandleBuilder::default();
+    let mut pending = Pending::default();
+    for chunk in records.chunks(MAX_BATCH) {
+        for r in chunk {
+            builder.add(r);
+        }
+        let (candles, index) = builder.take_touched();
+        pending.add_candles(candles, index, usize::MAX);
+        pending.add(chunk.to_vec(), usize::MAX);
+        flush(pool, &mut pending).await?;
+    }
+    Ok(records.len() as u64)
+}
