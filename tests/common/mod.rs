@@ -1,6 +1,7 @@
 //! Test harness: the real `marketcast` binary on an ephemeral port, and small clients.
 #![allow(dead_code)]
 
+pub mod history;
 pub mod ssi_double;
 pub mod tls;
 

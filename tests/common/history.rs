@@ -1,0 +1,437 @@
+//! Shared by the history tests (SQLite and PostgreSQL): a simulated morning, its import, the
+//! candles computed from its raw messages, and a PostgreSQL database of a test's own.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::ServerProcess;
+
+/// The morning's date (UTC and exchange time agree on it).
+pub const DAY: &str = "2026-11-26";
+
+/// 20,000 simulator messages at 15 a second: 22 minutes of a morning, in the replay format.
+pub fn simulated_morning() -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .args([
+            "simulate", "--events", "20000", "--seed", "7", "--rate", "15",
+        ])
+        .args(["--start", "2026-11-26T09:15:00+07:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A morning imported with `marketcast import` into `DATA_DIR` (SQLite) or `DATABASE_URL`.
+pub struct Imported {
+    pub dir: std::path::PathBuf,
+    pub lines: Vec<String>,
+}
+
+impl Drop for Imported {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Imported {
+    /// Imports the morning; `database_url` empty: the SQLite file in `dir/data`.
+    pub fn new(tag: &str, database_url: &str) -> Imported {
+        let dir =
+            std::env::temp_dir().join(format!("marketcast-history-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines = simulated_morning();
+        let file = dir.join("day.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
+            .args(["import", "--replay", file.to_str().unwrap()])
+            .env("DATA_DIR", dir.join("data"))
+            .env("DATABASE_URL", database_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["malformed"], 0);
+        assert!(
+            summary["tables"]["candles_1m"].as_i64().unwrap() > 30,
+            "{summary}"
+        );
+        Imported { dir, lines }
+    }
+
+    /// A server on that history (once it is connected), with a feed that adds nothing.
+    pub async fn server(&self, database_url: &str) -> ServerProcess {
+        let data = self.dir.join("data");
+        let server = ServerProcess::start(&[
+            ("FEED", "ingest"),
+            ("INGEST_TOKEN", "t"),
+            ("DATA_DIR", data.to_str().unwrap()),
+            ("DATABASE_URL", database_url),
+        ]);
+        server.wait_health(|h| h["database"] == "connected").await;
+        server
+    }
+}
+
+/// One candle's prices and volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ohlcv {
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: i64,
+}
+
+/// 1-minute candles of `symbol` from the replay lines themselves: each trade message whose
+/// cumulative volume did not go down, bucketed by its receive time's UTC minute.
+pub fn candles_from_messages(lines: &[String], symbol: &str) -> BTreeMap<String, Ohlcv> {
+    let mut out: BTreeMap<String, Ohlcv> = BTreeMap::new();
+    let mut total = 0i64;
+    for line in lines {
+        let (at, msg) = line.split_once('\t').unwrap();
+        let envelope: Value = serde_json::from_str(msg).unwrap();
+        if envelope["DataType"] != "X-TRADE" {
+            continue;
+        }
+        let c: Value = serde_json::from_str(envelope["Content"].as_str().unwrap()).unwrap();
+        if c["Symbol"] != symbol {
+            continue;
+        }
+        let tv = c["TotalVol"].as_f64().unwrap() as i64;
+        if tv < total {
+            continue;
+        }
+        total = tv;
+        let price = c["LastPrice"].as_f64().unwrap();
+        let vol = c["LastVol"].as_f64().unwrap() as i64;
+        let t = chrono::DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let minute = t.format("%Y-%m-%dT%H:%M:00+00:00").to_string();
+        let e = out.entry(minute).or_insert(Ohlcv {
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 0,
+        });
+        e.high = e.high.max(price);
+        e.low = e.low.min(price);
+        e.close = price;
+        e.volume += vol;
+    }
+    out
+}
+
+/// The `/api/history/{symbol}/candles` rows of the morning, by minute.
+pub async fn served_candles(server: &ServerProcess, symbol: &str) -> BTreeMap<String, Ohlcv> {
+    let r = server
+        .get(&format!(
+            "/api/history/{symbol}/candles?start={DAY}&end={DAY}"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["timestamp"].as_str().unwrap().to_string(),
+                Ohlcv {
+                    open: c["open"].as_f64().unwrap(),
+                    high: c["high"].as_f64().unwrap(),
+                    low: c["low"].as_f64().unwrap(),
+                    close: c["close"].as_f64().unwrap(),
+                    volume: c["volume"].as_i64().unwrap(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The test PostgreSQL server's URL (`scripts/test` starts one and sets it).
+pub fn postgres_admin_url() -> String {
+    std::env::var("MARKETCAST_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "the PostgreSQL history tests need a server: run scripts/test (it installs \
+             PostgreSQL from the distribution's packages and starts one on a loopback port), or \
+             set MARKETCAST_TEST_DATABASE_URL to a postgres:// URL of a role that may create \
+             databases"
+        )
+    })
+}
+
+/// A fresh, empty database of the test's own on the test PostgreSQL server; its URL.
+pub async fn fresh_postgres_database(tag: &str) -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let name = format!("marketcast_{}_{tag}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin}: {e}"));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    url.into()
+}
+
+/// The served candles of three symbols equal those summed from the messages, and their first
+/// minute's ticks add up to it, by side too.
+pub async fn check_candles(day: &Imported, server: &ServerProcess) {
+    for symbol in ["FPT", "VCB", "HPG"] {
+        let expected = candles_from_messages(&day.lines, symbol);
+        assert!(expected.len() > 5, "{symbol}: the morning has minutes");
+        let r = server
+            .get(&format!(
+                "/api/history/{}/candles?start={DAY}&end={DAY}",
+                symbol.to_lowercase()
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let rows = r.json();
+        let got: BTreeMap<String, Ohlcv> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert_eq!(c["symbol"], symbol);
+                let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "symbol",
+                        "timestamp",
+                        "open",
+                        "high",
+                        "low",
+                        "close",
+                        "volume",
+                        "active_buy_vol",
+                        "active_sell_vol"
+                    ]
+                );
+                let buy = c["active_buy_vol"].as_i64().unwrap();
+                let sell = c["active_sell_vol"].as_i64().unwrap();
+                assert!(buy + sell <= c["volume"].as_i64().unwrap());
+                (
+                    c["timestamp"].as_str().unwrap().to_string(),
+                    Ohlcv {
+                        open: c["open"].as_f64().unwrap(),
+                        high: c["high"].as_f64().unwrap(),
+                        low: c["low"].as_f64().unwrap(),
+                        close: c["close"].as_f64().unwrap(),
+                        volume: c["volume"].as_i64().unwrap(),
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{symbol}");
+        // The ticks of the first minute add up to its candle, by side too.
+        let first = &rows[0];
+        let ticks = server
+            .get(&format!(
+                "/api/history/{symbol}/ticks?start={DAY}&end={DAY}&limit=50000"
+            ))
+            .await
+            .json();
+        let in_minute: Vec<&Value> = ticks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["timestamp"].as_str().unwrap()[..16] == first["timestamp"].as_str().unwrap()[..16]
+            })
+            .collect();
+        let sum = |side: Option<&str>| -> i64 {
+            in_minute
+                .iter()
+                .filter(|t| side.is_none_or(|s| t["side"] == s))
+                .map(|t| t["volume"].as_i64().unwrap())
+                .sum()
+        };
+        assert_eq!(sum(None), first["volume"].as_i64().unwrap());
+        assert_eq!(
+            sum(Some("mua_chu_dong")),
+            first["active_buy_vol"].as_i64().unwrap()
+        );
+        assert_eq!(
+            sum(Some("ban_chu_dong")),
+            first["active_sell_vol"].as_i64().unwrap()
+        );
+    }
+}
+
+/// Every route's shape, order, bounds and 422s, on the imported morning.
+pub async fn check_routes(day: &Imported, server: &ServerProcess, engine: &str) {
+    let get = |path: String| {
+        let server = server;
+        async move { server.get(&path).await }
+    };
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+
+    let index = get(format!("/api/history/index/VN30?start={DAY}&end={DAY}"))
+        .await
+        .json();
+    assert_eq!(
+        keys(&index[0]),
+        ["index_name", "timestamp", "value", "change_pct", "volume"]
+    );
+    let ic = get(format!(
+        "/api/history/index/vn30/candles?start={DAY}&end={DAY}"
+    ))
+    .await
+    .json();
+    assert_eq!(
+        keys(&ic[0]),
+        [
+            "index_name",
+            "timestamp",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume"
+        ]
+    );
+    assert!(ic.as_array().unwrap().len() > 5);
+    let f = get(format!("/api/history/VCB/foreign?start={DAY}&end={DAY}"))
+        .await
+        .json();
+    assert_eq!(
+        keys(&f[0]),
+        [
+            "symbol",
+            "timestamp",
+            "buy_vol",
+            "sell_vol",
+            "net_vol",
+            "buy_value",
+            "sell_value"
+        ]
+    );
+    let ticks = get(format!(
+        "/api/history/FPT/ticks?start={DAY}&end={DAY}&limit=3"
+    ))
+    .await
+    .json();
+    assert_eq!(ticks.as_array().unwrap().len(), 3);
+    assert_eq!(
+        keys(&ticks[0]),
+        [
+            "symbol",
+            "timestamp",
+            "price",
+            "volume",
+            "side",
+            "bid",
+            "ask"
+        ]
+    );
+    let times: Vec<&str> = ticks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "ascending: {times:?}"
+    );
+    assert!(times[0].ends_with("+00:00"));
+    // The derivatives page reads the day's rows of the active contract; open interest is 0.
+    let snapshot_contract = {
+        let lines = &day.lines;
+        lines
+            .iter()
+            .find_map(|l| {
+                let v: Value = serde_json::from_str(l.split_once('\t').unwrap().1).ok()?;
+                let c: Value = serde_json::from_str(v["Content"].as_str()?).ok()?;
+                let s = c["Symbol"].as_str()?;
+                s.starts_with("VN30F").then(|| s.to_string())
+            })
+            .unwrap()
+    };
+    let d = get(format!(
+        "/api/history/derivatives/{snapshot_contract}?start={DAY}&end={DAY}"
+    ))
+    .await
+    .json();
+    assert_eq!(
+        keys(&d[0]),
+        ["contract", "timestamp", "price", "basis", "open_interest"]
+    );
+    assert_eq!(d[0]["open_interest"], 0);
+    // The chart page opens on a contract that expired in 2025: an empty list, not an error.
+    let old = get(format!(
+        "/api/history/VN30F2503/candles?start={DAY}&end={DAY}"
+    ))
+    .await;
+    assert_eq!((old.status, old.body.trim()), (200, "[]"));
+    // Another day, and an end before the start: nothing.
+    let none = get("/api/history/FPT/candles?start=2026-11-27&end=2026-11-27".into())
+        .await
+        .json();
+    assert_eq!(none, Value::Array(vec![]));
+    let none = get(format!(
+        "/api/history/FPT/candles?start={DAY}&end=2026-11-25"
+    ))
+    .await
+    .json();
+    assert_eq!(none, Value::Array(vec![]));
+    // Foreign daily: rows only inside the last `days` days (the imported day is in the past).
+    let daily = get("/api/history/VCB/foreign/daily?days=365".into()).await;
+    assert_eq!(daily.status, 200);
+
+    for (path, kind) in [
+        (
+            "/api/history/FPT/candles?end=2026-11-26".to_string(),
+            "missing",
+        ),
+        (
+            "/api/history/FPT/candles?start=26/11/2026&end=2026-11-26".to_string(),
+            "date_from_datetime_parsing",
+        ),
+        (
+            "/api/history/FPT/candles?start=2026-11-26T10:00:00&end=2026-11-26".to_string(),
+            "date_from_datetime_inexact",
+        ),
+        (
+            format!("/api/history/FPT/ticks?start={DAY}&end={DAY}&limit=50001"),
+            "less_than_equal",
+        ),
+        (
+            format!("/api/history/FPT/ticks?start={DAY}&end={DAY}&limit=many"),
+            "int_parsing",
+        ),
+        (
+            "/api/history/FPT/foreign/daily?days=366".to_string(),
+            "less_than_equal",
+        ),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status, 422, "{path}: {}", r.body);
+        assert_eq!(r.json()["detail"][0]["type"], kind, "{path}");
+    }
+    let h = server.get("/health").await.json();
+    assert_eq!(h["database"], "connected", "{h}");
+    assert_eq!(h["history"]["engine"], engine);
+}
