@@ -282,10 +282,7 @@ pub async fn check_candles(day: &Imported, server: &ServerProcess) {
 
 /// Every route's shape, order, bounds and 422s, on the imported morning.
 pub async fn check_routes(day: &Imported, server: &ServerProcess, engine: &str) {
-    let get = |path: String| {
-        let server = server;
-        async move { server.get(&path).await }
-    };
+    let get = |path: String| async move { server.get(&path).await };
     let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
 
     let index = get(format!("/api/history/index/VN30?start={DAY}&end={DAY}"))
