@@ -114,3 +114,39 @@ fn the_dashboard_shows_an_empty_session_without_errors() {
     assert_eq!(seen["empty_notice"], true, "{seen}");
     assert_eq!(seen["rows"], 0);
 }
+
+#[test]
+fn the_original_frontends_six_pages_get_their_data_in_a_browser() {
+    // A live simulated session, with the volume-spike rule made sensitive so the signals page
+    // has alerts within seconds.
+    let server = ServerProcess::start(&[
+        ("SIM_RATE", "1000"),
+        ("WS_BROADCAST_INTERVAL", "0.5"),
+        ("ALERT_VOLUME_SPIKE_RATIO", "1.0"),
+        ("ALERT_VOLUME_MIN_TRADES", "1"),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(server.wait_health(|h| {
+        h["database"] == "connected" && h["history"]["written"].as_u64() > Some(2000)
+    }));
+    let http = format!("http://{}", server.addr);
+    let script = format!("{}/tests/e2e/pages_browser.py", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .args([script.as_str(), "--http", http.as_str()])
+        .output()
+        .expect("python3 runs (scripts/test installs selenium and chromedriver)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(pages["board"]["symbols"].as_u64().unwrap() >= 20, "{pages}");
+    assert!(pages["signals"]["received"].as_u64().unwrap() >= 1);
+    assert_eq!(pages["derivatives"]["open_interest"], 0);
+}

@@ -94,3 +94,33 @@ async fn an_unreachable_database_answers_503_and_streaming_goes_on() {
     assert!(!shown.contains("secret"), "{shown}");
     next_json(&mut ws, Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_past_the_retention_are_deleted_and_candles_kept() {
+    // The imported morning is days old; with one day of retention its ticks go at start-up.
+    let day = Imported::new("retention", "");
+    let data = day.dir.join("data");
+    let server = ServerProcess::start(&[
+        ("FEED", "ingest"),
+        ("INGEST_TOKEN", "t"),
+        ("DATA_DIR", data.to_str().unwrap()),
+        ("HISTORY_RETENTION_DAYS", "1"),
+    ]);
+    server.wait_health(|h| h["database"] == "connected").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ticks = server
+            .get(&format!("/api/history/FPT/ticks?start={DAY}&end={DAY}"))
+            .await
+            .json();
+        if ticks.as_array().is_some_and(|t| t.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "old ticks were kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        served_candles(&server, "FPT").await,
+        candles_from_messages(&day.lines, "FPT")
+    );
+}
