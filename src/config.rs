@@ -61,15 +61,20 @@ pub struct ImportArgs {
 impl ImportArgs {
     /// The database URL, as the server would use it.
     pub fn history_url(&self) -> String {
-        let url = self.database_url.expose().trim();
-        if url.is_empty() {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("history.sqlite3").display()
-            )
-        } else {
-            url.to_string()
-        }
+        history_url(&self.database_url, &self.data_dir)
+    }
+}
+
+/// `DATABASE_URL`, else the embedded database: an SQLite file in `DATA_DIR`.
+fn history_url(database_url: &Secret, data_dir: &std::path::Path) -> String {
+    let url = database_url.expose().trim();
+    if url.is_empty() {
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("history.sqlite3").display()
+        )
+    } else {
+        url.to_string()
     }
 }
 
@@ -110,15 +115,7 @@ pub enum PublishMode {
 impl ServeArgs {
     /// The history database's URL: `DATABASE_URL`, else an SQLite file in `DATA_DIR`.
     pub fn history_url(&self) -> String {
-        let url = self.database_url.expose().trim();
-        if url.is_empty() {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("history.sqlite3").display()
-            )
-        } else {
-            url.to_string()
-        }
+        history_url(&self.database_url, &self.data_dir)
     }
 
     /// The channels' cadence, from `WS_PUBLISH_MODE` and its interval.

@@ -260,25 +260,26 @@ impl CandleBuilder {
     /// The candles touched since the last call, with their values so far (each once), and lets
     /// go of minutes too old to be touched again.
     pub fn take_touched(&mut self) -> (Vec<Candle>, Vec<IndexCandle>) {
-        let mut keys = std::mem::take(&mut self.touched);
-        keys.sort();
-        keys.dedup();
-        let candles = keys
-            .iter()
-            .filter_map(|k| self.candles.get(k).cloned())
-            .collect();
-        let mut keys = std::mem::take(&mut self.index_touched);
-        keys.sort();
-        keys.dedup();
-        let index = keys
-            .iter()
-            .filter_map(|k| self.index.get(k).cloned())
-            .collect();
+        let candles = current(&mut self.touched, &self.candles);
+        let index = current(&mut self.index_touched, &self.index);
         let keep_from = self.newest_minute - Self::KEEP_MINUTES * 60_000_000;
         self.candles.retain(|(m, _), _| *m >= keep_from);
         self.index.retain(|(m, _), _| *m >= keep_from);
         (candles, index)
     }
+}
+
+/// The candles `touched` names (each once, by minute), as they stand; empties `touched`.
+fn current<C: Clone>(
+    touched: &mut Vec<(i64, String)>,
+    candles: &BTreeMap<(i64, String), C>,
+) -> Vec<C> {
+    let mut keys = std::mem::take(touched);
+    keys.sort();
+    keys.dedup();
+    keys.iter()
+        .filter_map(|k| candles.get(k).cloned())
+        .collect()
 }
 
 #[cfg(test)]
