@@ -53,7 +53,17 @@ impl Params {
             }
             return default;
         };
-        let Ok(n) = raw.trim().parse::<i64>() else {
+        // Pydantic takes `10.0` as 10, and a number too large for 64 bits is still a number
+        // (then out of bounds), not a parsing error.
+        let number = raw.trim().parse::<i64>().ok().or_else(|| {
+            let f = raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.fract() == 0.0)?;
+            Some(f.clamp(i64::MIN as f64, i64::MAX as f64) as i64)
+        });
+        let Some(n) = number else {
             self.errors.push(json!({
                 "type": "int_parsing",
                 "loc": ["query", name],
@@ -169,6 +179,11 @@ mod tests {
         assert_eq!(p.int("limit", Some(50), Some(1), Some(200)), Some(9));
         assert_eq!(p.int("other", Some(50), Some(1), Some(200)), Some(50));
         assert!(p.failure().is_none());
+
+        let mut p = Params::parse(Some("limit=10.0&big=99999999999999999999"));
+        assert_eq!(p.int("limit", Some(50), Some(1), Some(200)), Some(10));
+        assert_eq!(p.int("big", Some(50), Some(1), Some(200)), None);
+        assert_eq!(p.failure().unwrap()["detail"][0]["type"], "less_than_equal");
 
         let mut p = Params::parse(Some("limit=0&b=201&c=x"));
         p.int("limit", Some(50), Some(1), Some(200));

@@ -595,6 +595,8 @@ impl Server {
                 stop_feed.clone(),
             ));
         }
+        // The writer stops last, after the feed and the clients, so it takes the last records.
+        let history_stop = tokio_util::sync::CancellationToken::new();
         let history_task = history.as_ref().map(|h| {
             tokio::spawn(crate::history::run(
                 h.clone(),
@@ -605,7 +607,7 @@ impl Server {
                 },
                 market.clone(),
                 clock.clone(),
-                stop_feed.clone(),
+                history_stop.clone(),
             ))
         });
         let state = AppState {
@@ -671,6 +673,7 @@ impl Server {
         for ticker in tickers {
             ticker.abort();
         }
+        history_stop.cancel();
         if let Some(task) = history_task {
             // The feed stopped with the clients: the writer takes the last records and ends.
             if tokio::time::timeout(Duration::from_secs(5), task)

@@ -124,3 +124,41 @@ async fn ticks_past_the_retention_are_deleted_and_candles_kept() {
         candles_from_messages(&day.lines, "FPT")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_written_in_two_runs_merges_the_minute_they_share() {
+    // As a restart in mid-minute does: the second run's first candle holds only its own ticks,
+    // and merges into the stored one.
+    let dir =
+        std::env::temp_dir().join(format!("marketcast-history-{}-split", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines = simulated_morning();
+    let half = lines.len() / 2;
+    for (i, part) in [&lines[..half], &lines[half..]].iter().enumerate() {
+        let file = dir.join(format!("part{i}.jsonl"));
+        std::fs::write(&file, part.join("\n") + "\n").unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
+            .args(["import", "--replay", file.to_str().unwrap()])
+            .env("DATA_DIR", dir.join("data"))
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let server = ServerProcess::start(&[
+        ("FEED", "ingest"),
+        ("INGEST_TOKEN", "t"),
+        ("DATA_DIR", dir.join("data").to_str().unwrap()),
+    ]);
+    server.wait_health(|h| h["database"] == "connected").await;
+    for symbol in ["FPT", "VCB"] {
+        assert_eq!(
+            served_candles(&server, symbol).await,
+            candles_from_messages(&lines, symbol),
+            "{symbol}"
+        );
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,10 @@
 //! original's Docker deployment (UTC) answered them; the frontend asks for the UTC date, and a
 //! VN session (09:00-15:00 +07:00) lies inside one UTC day. Where the original failed, this
 //! answers: a negative `limit` on ticks is `[]` (the original's database refused it with a
-//! 500), and a query error is a 503 with the same body, not a bare 500.
+//! 500), and a query error is a 503 with the same body, not a bare 500. One difference in
+//! routing: a fixed segment wins over a symbol, so `/api/history/index/candles` is the index
+//! named `CANDLES` (the original matched it as the ticker `INDEX`'s candles); no ticker is
+//! called `INDEX` or `DERIVATIVES`.
 
 use std::sync::Arc;
 

@@ -40,6 +40,10 @@ pub const PROCESSOR_CAPACITY: usize = 1_000_000;
 /// Records written in one transaction, at most.
 const MAX_BATCH: usize = 20_000;
 
+/// The longest a batch may take before the database counts as away (a half-open connection
+/// must not stall the writer while records pile up).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// History settings.
 #[derive(Debug, Clone)]
 pub struct HistorySettings {
@@ -60,6 +64,8 @@ pub struct History {
     queued: AtomicUsize,
     written: AtomicU64,
     dropped: AtomicU64,
+    /// Records the processor dropped because the writer did not take them in time.
+    dropped_unread: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -88,6 +94,7 @@ impl History {
             queued: AtomicUsize::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            dropped_unread: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }))
     }
@@ -113,7 +120,8 @@ impl History {
             connected: self.is_connected(),
             queued: self.queued.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed)
+                + self.dropped_unread.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -162,13 +170,42 @@ impl Pending {
         dropped
     }
 
+    /// Adds candle increments; one already waiting for the same minute takes the new one in
+    /// (first open, widest range, last close, volumes added), as the database would.
     fn add_candles(&mut self, candles: Vec<Candle>, index: Vec<IndexCandle>, bound: usize) {
+        use std::collections::btree_map::Entry;
         for c in candles {
-            self.candles.insert((c.minute_us, c.symbol.clone()), c);
+            match self.candles.entry((c.minute_us, c.symbol.clone())) {
+                Entry::Vacant(e) => {
+                    e.insert(c);
+                }
+                Entry::Occupied(mut e) => {
+                    let w = e.get_mut();
+                    w.high = w.high.max(c.high);
+                    w.low = w.low.min(c.low);
+                    w.close = c.close;
+                    w.volume += c.volume;
+                    w.active_buy_vol += c.active_buy_vol;
+                    w.active_sell_vol += c.active_sell_vol;
+                }
+            }
         }
         for c in index {
-            self.index_candles
-                .insert((c.minute_us, c.index_name.clone()), c);
+            match self
+                .index_candles
+                .entry((c.minute_us, c.index_name.clone()))
+            {
+                Entry::Vacant(e) => {
+                    e.insert(c);
+                }
+                Entry::Occupied(mut e) => {
+                    let w = e.get_mut();
+                    w.high = w.high.max(c.high);
+                    w.low = w.low.min(c.low);
+                    w.close = c.close;
+                    w.volume += c.volume;
+                }
+            }
         }
         // Candles are small and one per symbol a minute; past the bound the oldest go.
         while self.candles.len() > bound {
@@ -200,7 +237,8 @@ pub async fn run(
             _ = stop.cancelled() => true,
             _ = every.tick() => false,
         };
-        let records = market.with(|p| p.take_history());
+        let (records, unread) = market.with(|p| (p.take_history(), p.history_dropped()));
+        history.dropped_unread.store(unread, Ordering::Relaxed);
         for r in &records {
             builder.add(r);
         }
@@ -231,7 +269,8 @@ pub async fn run(
                 Err(_) => history.fail("connect", &"no answer in 10 s"),
             }
         }
-        if let Some(pool) = pool.clone().filter(|_| now >= retry_at) {
+        // The last pass (at shutdown) writes whatever the backoff says.
+        if let Some(pool) = pool.clone().filter(|_| stopping || now >= retry_at) {
             match flush(&pool, &mut pending).await {
                 Ok(n) => {
                     history.written.fetch_add(n, Ordering::Relaxed);
@@ -265,14 +304,31 @@ pub async fn run(
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
         if stopping {
+            let left = pending.records.len();
+            if left > 0 {
+                tracing::warn!(
+                    records = left,
+                    "history: records not written at shutdown (the database was away)"
+                );
+            }
             return;
         }
     }
 }
 
-/// Writes what is pending, batch by batch; returns the records written.
+/// Writes what is pending, batch by batch; returns the records written. With nothing pending
+/// it asks the database a trivial question, so "connected" always means it answered.
 async fn flush(pool: &AnyPool, pending: &mut Pending) -> Result<u64, sqlx::Error> {
     let mut written = 0;
+    if pending.records.is_empty() && pending.candles.is_empty() && pending.index_candles.is_empty()
+    {
+        return match tokio::time::timeout(WRITE_TIMEOUT, sqlx::query("SELECT 1").execute(pool))
+            .await
+        {
+            Ok(r) => r.map(|_| 0),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        };
+    }
     loop {
         let n = pending.records.len().min(MAX_BATCH);
         if n == 0 && pending.candles.is_empty() && pending.index_candles.is_empty() {
@@ -281,7 +337,12 @@ async fn flush(pool: &AnyPool, pending: &mut Pending) -> Result<u64, sqlx::Error
         let batch: Vec<HistoryRecord> = pending.records.iter().take(n).cloned().collect();
         let candles: Vec<Candle> = pending.candles.values().cloned().collect();
         let index: Vec<IndexCandle> = pending.index_candles.values().cloned().collect();
-        store::write(pool, &batch, &candles, &index).await?;
+        match tokio::time::timeout(WRITE_TIMEOUT, store::write(pool, &batch, &candles, &index))
+            .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        }
         pending.records.drain(..n);
         pending.candles.clear();
         pending.index_candles.clear();

@@ -176,8 +176,11 @@ async fn insert(
     Ok(())
 }
 
-/// Writes records and candles in one transaction (all or nothing, so a failed batch is retried
-/// whole and never half written).
+/// Writes records and candle increments in one transaction (all or nothing, so a failed batch
+/// is retried whole and never half written). A candle increment merges into its stored row: the
+/// row keeps its open, widens its high and low, takes the new close and adds the volumes (see
+/// [`crate::market::history::CandleBuilder`]). (`MAX(a, b)` is SQLite's and `GREATEST` is
+/// PostgreSQL's, so the widening is spelled with `CASE`.)
 pub async fn write(
     pool: &AnyPool,
     records: &[HistoryRecord],
@@ -316,7 +319,7 @@ pub async fn write(
     insert(
         &mut tx,
         "INSERT INTO candles_1m (symbol, ts, open, high, low, close, volume, active_buy_vol, active_sell_vol)",
-        " ON CONFLICT (symbol, ts) DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume, active_buy_vol = excluded.active_buy_vol, active_sell_vol = excluded.active_sell_vol",
+        " ON CONFLICT (symbol, ts) DO UPDATE SET high = CASE WHEN excluded.high > candles_1m.high THEN excluded.high ELSE candles_1m.high END, low = CASE WHEN excluded.low < candles_1m.low THEN excluded.low ELSE candles_1m.low END, close = excluded.close, volume = candles_1m.volume + excluded.volume, active_buy_vol = candles_1m.active_buy_vol + excluded.active_buy_vol, active_sell_vol = candles_1m.active_sell_vol + excluded.active_sell_vol",
         9,
         &candle_rows,
     )
@@ -324,7 +327,7 @@ pub async fn write(
     insert(
         &mut tx,
         "INSERT INTO index_candles_1m (index_name, ts, open, high, low, close, volume)",
-        " ON CONFLICT (index_name, ts) DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume",
+        " ON CONFLICT (index_name, ts) DO UPDATE SET high = CASE WHEN excluded.high > index_candles_1m.high THEN excluded.high ELSE index_candles_1m.high END, low = CASE WHEN excluded.low < index_candles_1m.low THEN excluded.low ELSE index_candles_1m.low END, close = excluded.close, volume = index_candles_1m.volume + excluded.volume",
         7,
         &index_candle_rows,
     )

@@ -19,11 +19,14 @@
 //! - **Foreign acceleration:** the history is kept by time, so a symbol with more than 300
 //!   updates in five minutes can still fire; the earlier value must be between one and two
 //!   windows old (the original could compare against any older value).
+//! - **Volume spike:** a trade of zero volume is neither checked nor averaged.
+//! - **Price breakout:** a trade without a price (0) is not a floor hit.
 //! - **Basis flip:** the sign is kept per contract (the original shared one sign across every
 //!   contract, so two contracts on either side of zero "flipped" on every trade); a basis of
 //!   exactly zero is no side and changes nothing (the original counted it as a discount); it is
 //!   checked on every new basis point, including one made by a VN30 move (the basis flips when
-//!   spot moves too).
+//!   spot moves too); a flip the cooldown drops is not lost: the new side is kept only once the
+//!   flip is reported, so it is reported when the cooldown ends if the basis stayed there.
 //! - **Ids** are 16 hex digits, unique in a session (the original's 8 random ones could collide,
 //!   and the page drops a repeated id silently).
 //! - `info` is a valid severity to filter by, as in the original; no rule emits it.
@@ -380,8 +383,9 @@ impl AlertDetector {
             return;
         }
         let premium = point.basis > 0.0;
-        let before = self.premium.insert(point.futures_symbol.clone(), premium);
+        let before = self.premium.get(&point.futures_symbol).copied();
         if before.is_none_or(|b| b == premium) {
+            self.premium.insert(point.futures_symbol.clone(), premium);
             return;
         }
         let (from, to) = if premium {
@@ -400,14 +404,19 @@ impl AlertDetector {
             "spot_value": point.spot_value,
         });
         let symbol = point.futures_symbol.clone();
-        self.fire(
+        // The new side is kept only once the flip is reported: a flip the cooldown drops is
+        // reported when the cooldown ends, if the basis is still on the new side (the original
+        // kept the side anyway, and lost the flip).
+        if self.fire(
             AlertType::BasisDivergence,
             Severity::Warning,
             &symbol,
             message,
             data,
             point.timestamp,
-        );
+        ) {
+            self.premium.insert(symbol, premium);
+        }
     }
 
     fn fire(
@@ -418,12 +427,12 @@ impl AlertDetector {
         message: String,
         data: serde_json::Value,
         now: Timestamp,
-    ) {
+    ) -> bool {
         let t = now.epoch_millis();
         let key = (kind, symbol.to_string());
         if let Some(last) = self.cooldown.get(&key) {
             if t - last < self.config.cooldown_secs * 1000 {
-                return;
+                return false;
             }
         }
         self.cooldown.insert(key, t);
@@ -444,6 +453,7 @@ impl AlertDetector {
             }
             list.push_back(alert.clone());
         }
+        true
     }
 
     /// Alerts newest first, filtered, at most `limit` (as `GET /api/market/alerts`).
@@ -781,6 +791,29 @@ mod tests {
             d.take_fresh()[0].message,
             "Basis flipped discount→premium: +0.70 (+0.052%)"
         );
+    }
+
+    #[test]
+    fn a_flip_the_cooldown_drops_is_reported_when_it_ends() {
+        let mut d = detector();
+        d.on_basis(&point("VN30F2612", 1.0, 0));
+        d.on_basis(&point("VN30F2612", -1.0, 1));
+        assert_eq!(d.take_fresh().len(), 1, "premium to discount");
+        d.on_basis(&point("VN30F2612", 1.0, 20));
+        assert!(
+            d.take_fresh().is_empty(),
+            "back to premium within the cooldown: dropped"
+        );
+        d.on_basis(&point("VN30F2612", 1.5, 62));
+        let a = d.take_fresh();
+        assert_eq!(
+            a.len(),
+            1,
+            "still a premium when the cooldown ends: reported"
+        );
+        assert!(a[0].message.starts_with("Basis flipped discount→premium"));
+        d.on_basis(&point("VN30F2612", 1.6, 200));
+        assert!(d.take_fresh().is_empty(), "no flip since");
     }
 
     #[test]

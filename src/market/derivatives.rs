@@ -42,6 +42,9 @@ pub struct DerivativesTracker {
     active: Option<String>,
     current: Option<BasisPoint>,
     history: VecDeque<BasisPoint>,
+    /// Basis points made (not checkpointed: only its changes matter).
+    #[serde(skip)]
+    basis_points: u64,
 }
 
 impl DerivativesTracker {
@@ -123,6 +126,12 @@ impl DerivativesTracker {
             }
         }
         self.current = Some(point);
+        self.basis_points += 1;
+    }
+
+    /// Basis points made so far (one more each time a trade or a VN30 move makes one).
+    pub fn basis_points(&self) -> u64 {
+        self.basis_points
     }
 
     /// The active contract as the snapshot shows it, `None` before the first futures trade.

@@ -15,6 +15,11 @@
 //!   cumulative `TotalQtty`); the original stored the session total so far.
 //! - An index snapshot without a value (0) is not recorded; the original stored 0.
 //! - Times are the events' (UTC microseconds), not the writer's clock.
+//! - Basis points are those of the contract the snapshot follows, recorded whenever its basis
+//!   is made anew: on its trades and on VN30 moves (the original wrote one per trade of any
+//!   VN30F contract, so its series mixed contracts and missed spot moves).
+//! - A batch written again after a failure whose commit did in fact go through (or a day
+//!   imported twice) duplicates its rows: the raw tables have no key, as in the original.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -146,6 +151,10 @@ pub struct IndexCandle {
     pub volume: i64,
 }
 
+/// Volumes already handed out for a candle (volume, active buy, active sell).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent(i64, i64, i64);
+
 /// An index's volume bookkeeping: the cumulative volume before the current minute, and the
 /// last one seen.
 #[derive(Debug, Clone, Copy)]
@@ -155,13 +164,17 @@ struct IndexVolume {
     last: i64,
 }
 
-/// Candles being built, by minute; those touched since the last [`CandleBuilder::take_touched`]
-/// are handed out (with their values so far) for an upsert, and minutes more than
+/// Candles being built, by minute. Those touched since the last
+/// [`CandleBuilder::take_touched`] are handed out as **increments** for a merging upsert: the
+/// volumes traded since the last hand-out, the high and low seen, the close, and the minute's
+/// first price (which only a new row takes as its open). Merged into a stored row, they give
+/// the right candle even when the stored row holds ticks this builder never saw (a restart in
+/// mid-minute, a late tick for a minute already let go). Minutes more than
 /// [`CandleBuilder::KEEP_MINUTES`] behind the newest are let go.
 #[derive(Debug, Default)]
 pub struct CandleBuilder {
-    candles: BTreeMap<(i64, String), Candle>,
-    index: BTreeMap<(i64, String), IndexCandle>,
+    candles: BTreeMap<(i64, String), (Candle, Sent)>,
+    index: BTreeMap<(i64, String), (IndexCandle, Sent)>,
     volumes: HashMap<String, IndexVolume>,
     touched: Vec<(i64, String)>,
     index_touched: Vec<(i64, String)>,
@@ -185,16 +198,19 @@ impl CandleBuilder {
             } => {
                 let key = (minute_of(*at_us), symbol.clone());
                 self.newest_minute = self.newest_minute.max(key.0);
-                let c = self.candles.entry(key.clone()).or_insert_with(|| Candle {
-                    symbol: symbol.clone(),
-                    minute_us: key.0,
-                    open: *price,
-                    high: *price,
-                    low: *price,
-                    close: *price,
-                    volume: 0,
-                    active_buy_vol: 0,
-                    active_sell_vol: 0,
+                let (c, _) = self.candles.entry(key.clone()).or_insert_with(|| {
+                    let c = Candle {
+                        symbol: symbol.clone(),
+                        minute_us: key.0,
+                        open: *price,
+                        high: *price,
+                        low: *price,
+                        close: *price,
+                        volume: 0,
+                        active_buy_vol: 0,
+                        active_sell_vol: 0,
+                    };
+                    (c, Sent::default())
                 });
                 c.high = c.high.max(*price);
                 c.low = c.low.min(*price);
@@ -224,7 +240,14 @@ impl CandleBuilder {
                         base: *volume,
                         last: *volume,
                     });
-                if v.minute != minute {
+                if *volume < v.last {
+                    // The cumulative volume went down: a new session counts from zero.
+                    *v = IndexVolume {
+                        minute,
+                        base: 0,
+                        last: *volume,
+                    };
+                } else if v.minute != minute {
                     *v = IndexVolume {
                         minute,
                         base: v.last,
@@ -235,10 +258,8 @@ impl CandleBuilder {
                 }
                 let traded = (v.last - v.base).max(0);
                 let key = (minute, index_name.clone());
-                let c = self
-                    .index
-                    .entry(key.clone())
-                    .or_insert_with(|| IndexCandle {
+                let (c, _) = self.index.entry(key.clone()).or_insert_with(|| {
+                    let c = IndexCandle {
                         index_name: index_name.clone(),
                         minute_us: minute,
                         open: *value,
@@ -246,7 +267,9 @@ impl CandleBuilder {
                         low: *value,
                         close: *value,
                         volume: 0,
-                    });
+                    };
+                    (c, Sent::default())
+                });
                 c.high = c.high.max(*value);
                 c.low = c.low.min(*value);
                 c.close = *value;
@@ -257,11 +280,23 @@ impl CandleBuilder {
         }
     }
 
-    /// The candles touched since the last call, with their values so far (each once), and lets
-    /// go of minutes too old to be touched again.
+    /// The increments of the candles touched since the last call (each once, by minute), and
+    /// lets go of minutes too old to be touched again.
     pub fn take_touched(&mut self) -> (Vec<Candle>, Vec<IndexCandle>) {
-        let candles = current(&mut self.touched, &self.candles);
-        let index = current(&mut self.index_touched, &self.index);
+        let candles = increments(&mut self.touched, &mut self.candles, |(c, sent)| {
+            let mut out = c.clone();
+            out.volume -= sent.0;
+            out.active_buy_vol -= sent.1;
+            out.active_sell_vol -= sent.2;
+            *sent = Sent(c.volume, c.active_buy_vol, c.active_sell_vol);
+            out
+        });
+        let index = increments(&mut self.index_touched, &mut self.index, |(c, sent)| {
+            let mut out = c.clone();
+            out.volume -= sent.0;
+            *sent = Sent(c.volume, 0, 0);
+            out
+        });
         let keep_from = self.newest_minute - Self::KEEP_MINUTES * 60_000_000;
         self.candles.retain(|(m, _), _| *m >= keep_from);
         self.index.retain(|(m, _), _| *m >= keep_from);
@@ -269,16 +304,17 @@ impl CandleBuilder {
     }
 }
 
-/// The candles `touched` names (each once, by minute), as they stand; empties `touched`.
-fn current<C: Clone>(
+/// What `step` makes of each candle `touched` names (each once, by minute); empties `touched`.
+fn increments<C, O>(
     touched: &mut Vec<(i64, String)>,
-    candles: &BTreeMap<(i64, String), C>,
-) -> Vec<C> {
+    candles: &mut BTreeMap<(i64, String), C>,
+    mut step: impl FnMut(&mut C) -> O,
+) -> Vec<O> {
     let mut keys = std::mem::take(touched);
     keys.sort();
     keys.dedup();
     keys.iter()
-        .filter_map(|k| candles.get(k).cloned())
+        .filter_map(|k| candles.get_mut(k).map(&mut step))
         .collect()
 }
 
@@ -330,13 +366,12 @@ mod tests {
         assert_eq!(candles[1].volume, 1);
         // Nothing new: nothing to write.
         assert!(b.take_touched().0.is_empty());
-        // A later tick in the same minute: the candle so far, to overwrite the stored one.
+        // A later tick in the same minute: the increment, to merge into the stored row.
         b.add(&tick("FPT", t0 + 61, 104.0, 2, TradeType::MuaChuDong));
         let (candles, _) = b.take_touched();
-        assert_eq!(
-            (candles[0].high, candles[0].close, candles[0].volume),
-            (104.0, 104.0, 3)
-        );
+        let c = &candles[0];
+        assert_eq!((c.open, c.high, c.close), (102.0, 104.0, 104.0));
+        assert_eq!((c.volume, c.active_buy_vol, c.active_sell_vol), (2, 2, 0));
     }
 
     #[test]
@@ -347,17 +382,26 @@ mod tests {
         b.add(&index(t0 + 30, 1345.0, 1500));
         b.add(&index(t0 + 65, 1338.0, 1800));
         b.add(&index(t0 + 90, 1339.0, 2600));
-        let (_, index) = b.take_touched();
-        assert_eq!(index.len(), 2);
+        let (_, minutes) = b.take_touched();
+        assert_eq!(minutes.len(), 2);
         assert_eq!(
-            (index[0].open, index[0].high, index[0].low, index[0].close),
+            (
+                minutes[0].open,
+                minutes[0].high,
+                minutes[0].low,
+                minutes[0].close
+            ),
             (1340.0, 1345.0, 1340.0, 1345.0)
         );
-        assert_eq!(index[0].volume, 500);
+        assert_eq!(minutes[0].volume, 500);
         assert_eq!(
-            index[1].volume, 1100,
+            minutes[1].volume, 1100,
             "from the last cumulative of the minute before"
         );
+        // A new session's cumulative volume starts again from zero.
+        b.add(&index(t0 + 86_400, 1341.0, 300));
+        let (_, next_day) = b.take_touched();
+        assert_eq!(next_day[0].volume, 300);
     }
 
     #[test]
@@ -373,5 +417,10 @@ mod tests {
             3,
             "the newest minute and the two before it"
         );
+        // A late tick for a minute let go: a new increment, for the store to merge.
+        b.add(&tick("FPT", t0 + 5, 90.0, 4, TradeType::Neutral));
+        let (candles, _) = b.take_touched();
+        let c = &candles[0];
+        assert_eq!((c.minute_us, c.low, c.volume), (t0 * 1_000_000, 90.0, 4));
     }
 }

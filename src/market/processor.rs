@@ -106,6 +106,10 @@ pub struct MarketProcessor {
     /// Records for history, when it is on.
     #[serde(skip)]
     history: HistoryOutbox,
+    /// The derivatives tracker's basis-point count at the last check (a new point is checked
+    /// and recorded once, however many events share its time).
+    #[serde(skip)]
+    basis_points_seen: u64,
 }
 
 impl Default for MarketProcessor {
@@ -130,6 +134,7 @@ impl MarketProcessor {
             counters: ProcessorCounters::default(),
             alerts: AlertDetector::new(config.alerts),
             history: HistoryOutbox::default(),
+            basis_points_seen: 0,
         }
     }
 
@@ -269,6 +274,11 @@ impl MarketProcessor {
     /// A basis point made at `now` (by a futures trade or a VN30 move) goes to the basis-flip
     /// rule and to history.
     fn check_basis(&mut self, now: Timestamp) {
+        let made = self.derivatives.basis_points();
+        if made == self.basis_points_seen {
+            return;
+        }
+        self.basis_points_seen = made;
         if let Some(point) = self.derivatives.current_basis() {
             if point.timestamp == now {
                 self.alerts.on_basis(point);
