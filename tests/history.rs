@@ -129,8 +129,7 @@ async fn ticks_past_the_retention_are_deleted_and_candles_kept() {
 async fn a_day_written_in_two_runs_merges_the_minute_they_share() {
     // As a restart in mid-minute does: the second run's first candle holds only its own ticks,
     // and merges into the stored one.
-    let dir =
-        std::env::temp_dir().join(format!("marketcast-history-{}-split", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("marketcast-history-{}-split", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let lines = simulated_morning();
@@ -144,7 +143,11 @@ async fn a_day_written_in_two_runs_merges_the_minute_they_share() {
             .env_remove("DATABASE_URL")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let server = ServerProcess::start(&[
         ("FEED", "ingest"),
