@@ -375,6 +375,13 @@ fn draw(frame: &mut ratatui::Frame, view: &mut View) {
     frame.render_widget(table, bottom);
 }
 
+/// `q`, Esc or Ctrl-C.
+fn quits(k: &ratatui::crossterm::event::KeyEvent) -> bool {
+    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+    ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc)
+}
+
 /// The live view, until the user quits.
 pub async fn live(url: &str) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
@@ -384,7 +391,7 @@ pub async fn live(url: &str) -> anyhow::Result<()> {
 }
 
 async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow::Result<()> {
-    use ratatui::crossterm::event::{self as term, Event, KeyCode, KeyModifiers};
+    use ratatui::crossterm::event::{self as term, Event};
 
     // Keys are read on a thread of their own: crossterm's reads block.
     let (keys_tx, mut keys) = tokio::sync::mpsc::unbounded_channel();
@@ -419,7 +426,20 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
     let mut backoff = Duration::from_millis(500);
     loop {
         terminal.draw(|f| draw(f, &mut view))?;
-        let mut ws = match connect(url).await {
+        // Keys still work while a connection is being made (it may take seconds).
+        let connecting = connect(url);
+        tokio::pin!(connecting);
+        let connected = loop {
+            tokio::select! {
+                done = &mut connecting => break done,
+                key = keys.recv() => {
+                    if key.is_none_or(|k| quits(&k)) {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let mut ws = match connected {
             Ok(ws) => {
                 backoff = Duration::from_millis(500);
                 view.state = "live".into();
@@ -435,9 +455,7 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
         loop {
             tokio::select! {
                 key = keys.recv() => {
-                    let Some(k) = key else { return Ok(()) };
-                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
+                    if key.is_none_or(|k| quits(&k)) {
                         return Ok(());
                     }
                 }
@@ -468,9 +486,20 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                 break;
             }
         }
-        // Exponential backoff with jitter, up to 30 s.
+        // Exponential backoff with jitter, up to 30 s; keys still work meanwhile.
         let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
-        tokio::time::sleep(jitter).await;
+        let pause = tokio::time::sleep(jitter);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                key = keys.recv() => {
+                    if key.is_none_or(|k| quits(&k)) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }

@@ -173,3 +173,58 @@ async fn the_live_view_draws_in_a_terminal_and_quits_on_q() {
         "{text}"
     );
 }
+
+#[test]
+fn q_quits_while_a_connection_hangs() {
+    // A server that takes the TCP connection and never answers the upgrade: the watcher waits
+    // up to 15 s for it, and `q` must not wait with it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws/market", silent.local_addr().unwrap());
+    let cmd = format!(
+        "stty cols 100 rows 50; exec {} watch {url}",
+        env!("CARGO_BIN_EXE_marketcast")
+    );
+    let mut child = Reap(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .env_remove("WS_AUTH_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs"),
+    );
+    let mut out = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut screen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&screen).contains("connecting") {
+        assert!(Instant::now() < deadline, "nothing drawn");
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+            screen.extend_from_slice(&chunk);
+        }
+    }
+    let pressed = Instant::now();
+    child.0.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        // The connection attempt alone would take 15 s.
+        assert!(
+            pressed.elapsed() < Duration::from_secs(10),
+            "q did not quit while connecting"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(silent);
+}
