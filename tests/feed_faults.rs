@@ -18,15 +18,7 @@ fn trade(symbol: &str, price: &str, last_vol: u64, total_vol: u64) -> String {
 }
 
 async fn post(server: &ServerProcess, body: &str) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let r = http_request(
-        server.addr,
-        "POST",
-        "/api/ingest",
-        &[("Authorization", &auth)],
-        body.as_bytes(),
-    )
-    .await;
+    let r = post_ingest(server, TOKEN, body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
 }

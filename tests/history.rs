@@ -137,17 +137,7 @@ async fn a_day_written_in_two_runs_merges_the_minute_they_share() {
     for (i, part) in [&lines[..half], &lines[half..]].iter().enumerate() {
         let file = dir.join(format!("part{i}.jsonl"));
         std::fs::write(&file, part.join("\n") + "\n").unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-            .args(["import", "--replay", file.to_str().unwrap()])
-            .env("DATA_DIR", dir.join("data"))
-            .env_remove("DATABASE_URL")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        import(&file, &dir.join("data"), "");
     }
     let server = ServerProcess::start(&[
         ("FEED", "ingest"),

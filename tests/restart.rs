@@ -42,15 +42,7 @@ async fn kill_9_and_restart_give_back_the_same_session_and_seq_carries_on() {
         ("WS_BROADCAST_INTERVAL", "0.1"),
     ];
     let server = ServerProcess::start(&env);
-    let auth = format!("Bearer {TOKEN}");
-    let r = http_request(
-        server.addr,
-        "POST",
-        "/api/ingest",
-        &[("Authorization", &auth)],
-        simulated_day(3000, 31).join("\n").as_bytes(),
-    )
-    .await;
+    let r = post_ingest(&server, TOKEN, &simulated_day(3000, 31).join("\n")).await;
     assert_eq!(r.status, 200);
     let mut ws = connect(&server.ws_url("/ws/market")).await;
     let (_, v) = next_json(&mut ws, Duration::from_secs(5)).await;
@@ -143,15 +135,7 @@ async fn corrupt_and_stale_checkpoints_are_reported_and_ignored() {
         0
     );
     // Fill the session and let it be checkpointed.
-    let auth = format!("Bearer {TOKEN}");
-    http_request(
-        server.addr,
-        "POST",
-        "/api/ingest",
-        &[("Authorization", &auth)],
-        simulated_day(500, 31).join("\n").as_bytes(),
-    )
-    .await;
+    post_ingest(&server, TOKEN, &simulated_day(500, 31).join("\n")).await;
     let before = written(&server.get("/health").await.json());
     server.wait_health(|h| written(h) >= before + 2).await;
     drop(server);

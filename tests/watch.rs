@@ -49,6 +49,54 @@ fn watch(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `marketcast watch URL` in a pseudo-terminal of 100x50 (`script`, as an SSH session gives
+/// one); returns the child and what it draws, as it comes.
+fn watch_in_terminal(url: &str) -> (Reap, std::sync::mpsc::Receiver<Vec<u8>>) {
+    // A new pseudo-terminal has no size until one is set, as a terminal window would.
+    let cmd = format!(
+        "stty cols 100 rows 50; exec {} watch {url}",
+        env!("CARGO_BIN_EXE_marketcast")
+    );
+    let mut child = Reap(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .env_remove("WS_AUTH_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs"),
+    );
+    let mut out = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Reads the screen until `drawn` holds; panics with what was drawn after 30 s.
+fn screen_until(rx: &std::sync::mpsc::Receiver<Vec<u8>>, drawn: impl Fn(&str) -> bool) -> String {
+    let mut screen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !drawn(&String::from_utf8_lossy(&screen)) {
+        assert!(
+            Instant::now() < deadline,
+            "not drawn: {}",
+            String::from_utf8_lossy(&screen)
+        );
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+            screen.extend_from_slice(&chunk);
+        }
+    }
+    String::from_utf8_lossy(&screen).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_prints_the_board_and_the_token_gets_through() {
     let server = frozen_server(&[("WS_AUTH_TOKEN", "s3cret")]).await;
@@ -116,47 +164,9 @@ async fn json_prints_one_message_per_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_view_draws_in_a_terminal_and_quits_on_q() {
     let server = frozen_server(&[]).await;
-    // `script` gives the watcher a pseudo-terminal, as an SSH session would.
-    // A new pseudo-terminal has no size until one is set, as a terminal window would.
-    let cmd = format!(
-        "stty cols 100 rows 50; exec {} watch {}",
-        env!("CARGO_BIN_EXE_marketcast"),
-        server.ws_url("/ws/market")
-    );
-    let child = Command::new("script")
-        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .env("TERM", "xterm-256color")
-        .env_remove("WS_AUTH_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let mut child = Reap(child);
-    let mut out = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, rx) = watch_in_terminal(&server.ws_url("/ws/market"));
     // Wait until the board was drawn with data, then press q.
-    let mut screen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(String::from_utf8_lossy(&screen).contains("VNINDEX")
-        && String::from_utf8_lossy(&screen).contains("msg/s"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "nothing drawn: {}",
-            String::from_utf8_lossy(&screen)
-        );
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
-            screen.extend_from_slice(&chunk);
-        }
-    }
+    let text = screen_until(&rx, |s| s.contains("VNINDEX") && s.contains("msg/s"));
     child.0.stdin.as_mut().unwrap().write_all(b"q").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -167,7 +177,6 @@ async fn the_live_view_draws_in_a_terminal_and_quits_on_q() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
-    let text = String::from_utf8_lossy(&screen);
     assert!(
         text.contains("board") && text.contains("active buy"),
         "{text}"
@@ -180,38 +189,8 @@ fn q_quits_while_a_connection_hangs() {
     // up to 15 s for it, and `q` must not wait with it.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/ws/market", silent.local_addr().unwrap());
-    let cmd = format!(
-        "stty cols 100 rows 50; exec {} watch {url}",
-        env!("CARGO_BIN_EXE_marketcast")
-    );
-    let mut child = Reap(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-            .env("TERM", "xterm-256color")
-            .env_remove("WS_AUTH_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("script (util-linux) runs"),
-    );
-    let mut out = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
-    let mut screen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&screen).contains("connecting") {
-        assert!(Instant::now() < deadline, "nothing drawn");
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
-            screen.extend_from_slice(&chunk);
-        }
-    }
+    let (mut child, rx) = watch_in_terminal(&url);
+    screen_until(&rx, |s| s.contains("connecting"));
     let pressed = Instant::now();
     child.0.stdin.as_mut().unwrap().write_all(b"q").unwrap();
     loop {

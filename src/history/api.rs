@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use serde_json::json;
@@ -29,13 +29,13 @@ use crate::query::Params;
 /// The routes, to be nested at `/api/history`.
 pub fn router(history: Option<Arc<History>>) -> Router {
     Router::new()
-        .route("/{symbol}/candles", get(candles))
-        .route("/{symbol}/ticks", get(ticks))
-        .route("/{symbol}/foreign", get(foreign))
+        .route("/{symbol}/candles", dated_route(&CANDLES))
+        .route("/{symbol}/ticks", dated_route(&TICKS))
+        .route("/{symbol}/foreign", dated_route(&FOREIGN))
         .route("/{symbol}/foreign/daily", get(foreign_daily))
-        .route("/index/{name}", get(index))
-        .route("/index/{name}/candles", get(index_candles))
-        .route("/derivatives/{contract}", get(derivatives))
+        .route("/index/{name}", dated_route(&INDEX))
+        .route("/index/{name}/candles", dated_route(&INDEX_CANDLES))
+        .route("/derivatives/{contract}", dated_route(&DERIVATIVES))
         .with_state(history)
 }
 
@@ -63,15 +63,31 @@ fn window(start: NaiveDate, end: NaiveDate) -> (i64, i64) {
     (micros(start), micros(end + chrono::Duration::days(1)))
 }
 
-/// A date-window route: validates `start` and `end`, then runs `sql` for the upper-cased key.
+/// A date-window route's query: `$1` the upper-cased path value, `$2..$3` the window, `$4`
+/// the `limit` when the route takes one (its default and most).
+struct Table {
+    sql: &'static str,
+    columns: &'static [(&'static str, Col)],
+    limit: Option<(i64, i64)>,
+}
+
+/// The handler of a date-window route.
+fn dated_route(table: &'static Table) -> MethodRouter<Option<Arc<History>>> {
+    get(move |State(h): St, Path(key): Path<String>, RawQuery(q): RawQuery| dated(h, key, q, table))
+}
+
+/// A date-window route: validates `start` and `end`, then runs the table's query.
 async fn dated(
     history: Option<Arc<History>>,
     key: String,
     query: Option<String>,
-    sql: &str,
-    columns: &[(&str, Col)],
-    limit: Option<(i64, i64)>,
+    table: &Table,
 ) -> Response {
+    let Table {
+        sql,
+        columns,
+        limit,
+    } = *table;
     let mut params = Params::parse(query.as_deref());
     let start = params.date("start");
     let end = params.date("end");
@@ -109,70 +125,93 @@ async fn dated(
     }
 }
 
-async fn candles(State(h): St, Path(symbol): Path<String>, RawQuery(q): RawQuery) -> Response {
-    dated(
-        h,
-        symbol,
-        q,
-        "SELECT symbol, ts, open, high, low, close, volume, active_buy_vol, active_sell_vol \
+const CANDLES: Table = Table {
+    sql: "SELECT symbol, ts, open, high, low, close, volume, active_buy_vol, active_sell_vol \
          FROM candles_1m WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
-        &[
-            ("symbol", Col::Text),
-            ("timestamp", Col::Time),
-            ("open", Col::Float),
-            ("high", Col::Float),
-            ("low", Col::Float),
-            ("close", Col::Float),
-            ("volume", Col::Int),
-            ("active_buy_vol", Col::Int),
-            ("active_sell_vol", Col::Int),
-        ],
-        None,
-    )
-    .await
-}
+    columns: &[
+        ("symbol", Col::Text),
+        ("timestamp", Col::Time),
+        ("open", Col::Float),
+        ("high", Col::Float),
+        ("low", Col::Float),
+        ("close", Col::Float),
+        ("volume", Col::Int),
+        ("active_buy_vol", Col::Int),
+        ("active_sell_vol", Col::Int),
+    ],
+    limit: None,
+};
 
-async fn ticks(State(h): St, Path(symbol): Path<String>, RawQuery(q): RawQuery) -> Response {
-    dated(
-        h,
-        symbol,
-        q,
-        "SELECT symbol, ts, price, volume, side, bid, ask \
+const TICKS: Table = Table {
+    sql: "SELECT symbol, ts, price, volume, side, bid, ask \
          FROM tick_data WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
-        &[
-            ("symbol", Col::Text),
-            ("timestamp", Col::Time),
-            ("price", Col::Float),
-            ("volume", Col::Int),
-            ("side", Col::Text),
-            ("bid", Col::Float),
-            ("ask", Col::Float),
-        ],
-        Some((10_000, 50_000)),
-    )
-    .await
-}
+    columns: &[
+        ("symbol", Col::Text),
+        ("timestamp", Col::Time),
+        ("price", Col::Float),
+        ("volume", Col::Int),
+        ("side", Col::Text),
+        ("bid", Col::Float),
+        ("ask", Col::Float),
+    ],
+    limit: Some((10_000, 50_000)),
+};
 
-async fn foreign(State(h): St, Path(symbol): Path<String>, RawQuery(q): RawQuery) -> Response {
-    dated(
-        h,
-        symbol,
-        q,
-        "SELECT symbol, ts, buy_vol, sell_vol, net_vol, buy_value, sell_value \
+const FOREIGN: Table = Table {
+    sql: "SELECT symbol, ts, buy_vol, sell_vol, net_vol, buy_value, sell_value \
          FROM foreign_flow WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
-        &[
-            ("symbol", Col::Text),
-            ("timestamp", Col::Time),
-            ("buy_vol", Col::Int),
-            ("sell_vol", Col::Int),
-            ("net_vol", Col::Int),
-            ("buy_value", Col::Float),
-            ("sell_value", Col::Float),
-        ],
-        None,
-    )
-    .await
-}
+    columns: &[
+        ("symbol", Col::Text),
+        ("timestamp", Col::Time),
+        ("buy_vol", Col::Int),
+        ("sell_vol", Col::Int),
+        ("net_vol", Col::Int),
+        ("buy_value", Col::Float),
+        ("sell_value", Col::Float),
+    ],
+    limit: None,
+};
+
+const INDEX: Table = Table {
+    sql: "SELECT index_name, ts, value, change_pct, volume \
+         FROM index_snapshots WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+    columns: &[
+        ("index_name", Col::Text),
+        ("timestamp", Col::Time),
+        ("value", Col::Float),
+        ("change_pct", Col::Float),
+        ("volume", Col::Int),
+    ],
+    limit: None,
+};
+
+const INDEX_CANDLES: Table = Table {
+    sql: "SELECT index_name, ts, open, high, low, close, volume \
+         FROM index_candles_1m WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+    columns: &[
+        ("index_name", Col::Text),
+        ("timestamp", Col::Time),
+        ("open", Col::Float),
+        ("high", Col::Float),
+        ("low", Col::Float),
+        ("close", Col::Float),
+        ("volume", Col::Int),
+    ],
+    limit: None,
+};
+
+const DERIVATIVES: Table = Table {
+    sql: "SELECT contract, ts, price, basis, open_interest \
+         FROM derivatives WHERE contract = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+    columns: &[
+        ("contract", Col::Text),
+        ("timestamp", Col::Time),
+        ("price", Col::Float),
+        ("basis", Col::Float),
+        ("open_interest", Col::Int),
+    ],
+    limit: None,
+};
 
 /// `days` (default 30, at most 365): one row per UTC day since `now - days`, each column the
 /// day's largest value (the end-of-day figure of the cumulative counters), as the original.
@@ -222,67 +261,4 @@ async fn foreign_daily(
             unavailable()
         }
     }
-}
-
-async fn index(State(h): St, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
-    dated(
-        h,
-        name,
-        q,
-        "SELECT index_name, ts, value, change_pct, volume \
-         FROM index_snapshots WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
-        &[
-            ("index_name", Col::Text),
-            ("timestamp", Col::Time),
-            ("value", Col::Float),
-            ("change_pct", Col::Float),
-            ("volume", Col::Int),
-        ],
-        None,
-    )
-    .await
-}
-
-async fn index_candles(State(h): St, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
-    dated(
-        h,
-        name,
-        q,
-        "SELECT index_name, ts, open, high, low, close, volume \
-         FROM index_candles_1m WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
-        &[
-            ("index_name", Col::Text),
-            ("timestamp", Col::Time),
-            ("open", Col::Float),
-            ("high", Col::Float),
-            ("low", Col::Float),
-            ("close", Col::Float),
-            ("volume", Col::Int),
-        ],
-        None,
-    )
-    .await
-}
-
-async fn derivatives(
-    State(h): St,
-    Path(contract): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    dated(
-        h,
-        contract,
-        q,
-        "SELECT contract, ts, price, basis, open_interest \
-         FROM derivatives WHERE contract = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
-        &[
-            ("contract", Col::Text),
-            ("timestamp", Col::Time),
-            ("price", Col::Float),
-            ("basis", Col::Float),
-            ("open_interest", Col::Int),
-        ],
-        None,
-    )
-    .await
 }

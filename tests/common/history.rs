@@ -27,6 +27,27 @@ pub fn simulated_morning() -> Vec<String> {
         .collect()
 }
 
+/// Runs `marketcast import --replay file` into `DATABASE_URL` (empty: SQLite in `data_dir`);
+/// panics with its message when it fails.
+pub fn import(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    database_url: &str,
+) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
+        .args(["import", "--replay", file.to_str().unwrap()])
+        .env("DATA_DIR", data_dir)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A morning imported with `marketcast import` into `DATA_DIR` (SQLite) or `DATABASE_URL`.
 pub struct Imported {
     pub dir: std::path::PathBuf,
@@ -49,17 +70,7 @@ impl Imported {
         let lines = simulated_morning();
         let file = dir.join("day.jsonl");
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-            .args(["import", "--replay", file.to_str().unwrap()])
-            .env("DATA_DIR", dir.join("data"))
-            .env("DATABASE_URL", database_url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = import(&file, &dir.join("data"), database_url);
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["malformed"], 0);
         assert!(
