@@ -495,6 +495,47 @@ pub struct ServeArgs {
     /// snapshot); never for live use.
     #[arg(long, env = "CLOCK_FIXED_AT", value_parser = fixed_time)]
     pub clock_fixed_at: Option<crate::market::time::Timestamp>,
+    /// `standalone` (one node, no Redis), `producer` (runs the feed and publishes every tick
+    /// to Redis while it holds the lease; a standby otherwise) or `edge` (no feed: fans out
+    /// what Redis carries).
+    #[arg(long, env = "ROLE", value_enum, default_value = "standalone")]
+    pub role: Role,
+    /// Redis for `producer` and `edge`: `redis://[:password@]host:port[/db]`, or `rediss://`
+    /// for TLS.
+    #[arg(long, env = "REDIS_URL", default_value = "", hide_env_values = true, value_parser = secret)]
+    pub redis_url: Secret,
+    /// Prefix of the Redis channels and keys (nodes of one deployment share it).
+    #[arg(long, env = "REDIS_CHANNEL_PREFIX", default_value = "marketcast", value_parser = prefix)]
+    pub redis_channel_prefix: String,
+    /// PEM file of the CA that signed Redis's certificate (`rediss://` with a private CA);
+    /// unset: the system's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// The publishing producer's lease, milliseconds: a standby takes over at most this long
+    /// (plus a third of it) after the leader stops renewing.
+    #[arg(long, env = "REDIS_LEASE_MS", default_value_t = 3000, value_parser = integer("REDIS_LEASE_MS", 300, 60_000))]
+    pub redis_lease_ms: u64,
+}
+
+/// A node's part in a deployment (`ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// One node: feed, processor and clients, no Redis.
+    Standalone,
+    /// Feed and processor; publishes to Redis while it holds the lease.
+    Producer,
+    /// No feed: serves what Redis carries.
+    Edge,
+}
+
+fn prefix(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "REDIS_CHANNEL_PREFIX must be 1 to 64 visible ASCII characters, got {s:?}"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// A list of networks (`TRUSTED_PROXIES`).
@@ -647,6 +688,23 @@ pub fn list(s: &str) -> Vec<String> {
 impl ServeArgs {
     /// Checks what clap cannot: settings that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
+        match self.role {
+            Role::Standalone => {}
+            Role::Producer | Role::Edge if self.redis_url.is_empty() => {
+                return Err(format!(
+                    "ROLE={} needs REDIS_URL (redis://host:port or rediss://host:port)",
+                    if self.role == Role::Edge {
+                        "edge"
+                    } else {
+                        "producer"
+                    }
+                ))
+            }
+            Role::Edge if !self.ingest_token.is_empty() => {
+                return Err("ROLE=edge runs no feed: INGEST_TOKEN belongs on the producers".into())
+            }
+            _ => {}
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err("TLS_CERT needs TLS_KEY (--tls-key PATH)".into()),
             (None, Some(_)) => return Err("TLS_KEY needs TLS_CERT (--tls-cert PATH)".into()),
@@ -688,6 +746,37 @@ mod tests {
         assert_eq!(s.queue_size, 50);
         assert_eq!(s.feed, FeedKind::Simulator);
         assert_eq!(s.cors_origins, "http://localhost:5173");
+    }
+
+    #[test]
+    fn roles_need_redis_and_settings_name_themselves() {
+        let s = parse(&[]).unwrap().serve;
+        assert_eq!(s.role, Role::Standalone);
+        assert_eq!(s.redis_channel_prefix, "marketcast");
+        assert_eq!(s.redis_lease_ms, 3000);
+        let edge = parse(&["--role", "edge"]).unwrap().serve;
+        assert!(edge
+            .validate()
+            .unwrap_err()
+            .contains("ROLE=edge needs REDIS_URL"));
+        let producer = parse(&["--role", "producer"]).unwrap().serve;
+        assert!(producer
+            .validate()
+            .unwrap_err()
+            .contains("ROLE=producer needs REDIS_URL"));
+        let ok = parse(&["--role", "edge", "--redis-url", "redis://127.0.0.1:1"]).unwrap();
+        assert!(ok.serve.validate().is_ok());
+        let err = parse(&["--redis-lease-ms", "10"]).unwrap_err().to_string();
+        assert!(
+            err.contains("REDIS_LEASE_MS must be a whole number from 300 to 60000"),
+            "{err}"
+        );
+        let err = parse(&["--redis-channel-prefix", "a b"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("REDIS_CHANNEL_PREFIX"), "{err}");
+        let err = parse(&["--role", "leader"]).unwrap_err().to_string();
+        assert!(err.contains("standalone") && err.contains("edge"), "{err}");
     }
 
     #[test]

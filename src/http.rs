@@ -5,7 +5,10 @@
 //! * `GET /api/market/snapshot`, `/api/market/foreign-detail`, `/api/market/volume-stats`,
 //!   `/api/market/basis-trend?minutes=N`, `/api/vn30-components`: the REST routes the original
 //!   frontend polls, with the original's shapes; CORS from `CORS_ORIGINS`.
-//! * `/api/history/...`: 501 with a JSON body: marketcast has no history database.
+//! * `/api/history/...`: the history routes (see [`crate::history::api`]).
+//!
+//! On an edge (`ROLE=edge`) there is no processor: the snapshot route serves the latest tick,
+//! and the others answer from the producer's state in Redis ([`crate::bridge::edge`]).
 //! * `POST /api/ingest` and `GET /ws/ingest` (when `INGEST_TOKEN` is set): SSI messages pushed
 //!   by a feed that runs elsewhere, bearer-token protected and size-bounded; the lines go to
 //!   [`crate::feed::ingest`]. The ingest WebSocket is served by tungstenite: it is not the
@@ -46,6 +49,7 @@ use crate::broadcast::wire::Wire;
 use crate::feed::ingest::Ingest;
 use crate::feed::recorder::Recorder;
 use crate::feed::FeedStats;
+use crate::market::route_state::RouteState;
 use crate::market::time::Clock;
 use crate::market::SharedMarket;
 
@@ -73,6 +77,10 @@ pub struct AppState {
     pub checkpoint: Option<Arc<crate::checkpoint::CheckpointStatus>>,
     /// Which browser origins may open a WebSocket.
     pub origins: Arc<OriginPolicy>,
+    /// An edge's view of the producer's state (`ROLE=edge`): the REST routes answer from it.
+    pub remote: Option<Arc<crate::bridge::edge::RemoteState>>,
+    /// The Redis bridge's state (`ROLE=producer` or `edge`).
+    pub broker: Option<Arc<crate::bridge::BrokerStatus>>,
     pub started: Instant,
 }
 
@@ -172,18 +180,58 @@ fn json_bytes(body: Bytes) -> Response {
 }
 
 async fn snapshot(State(app): State<AppState>) -> Response {
+    if app.remote.is_some() {
+        return match app.hub.latest() {
+            Some(tick) => json_bytes(tick.payload()),
+            None => no_state_yet(),
+        };
+    }
     json_bytes(app.source.snapshot_json(app.clock.now()))
 }
 
+/// An edge that has not yet heard from a producer.
+fn no_state_yet() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "detail": "No market data from the producer yet" })),
+    )
+        .into_response()
+}
+
+/// Where a REST route's data comes from: the processor, or (an edge) the producer's state.
+enum Data {
+    Local(SharedMarket),
+    Remote(Arc<RouteState>),
+}
+
+impl AppState {
+    async fn data(&self) -> Result<Data, Response> {
+        match &self.remote {
+            None => Ok(Data::Local(self.market.clone())),
+            Some(remote) => remote
+                .get()
+                .await
+                .map(Data::Remote)
+                .ok_or_else(no_state_yet),
+        }
+    }
+}
+
 async fn foreign_detail(State(app): State<AppState>) -> Response {
-    let (summary, stocks) = app
-        .market
-        .with(|p| (p.foreign_summary(), p.foreign_stocks()));
+    let (summary, stocks) = match app.data().await {
+        Ok(Data::Local(m)) => m.with(|p| (p.foreign_summary(), p.foreign_stocks())),
+        Ok(Data::Remote(s)) => (s.foreign_summary.clone(), s.foreign_stocks.clone()),
+        Err(r) => return r,
+    };
     Json(json!({ "summary": summary, "stocks": stocks })).into_response()
 }
 
 async fn volume_stats(State(app): State<AppState>) -> Response {
-    let stats = app.market.with(|p| p.volume_stats());
+    let stats = match app.data().await {
+        Ok(Data::Local(m)) => m.with(|p| p.volume_stats()),
+        Ok(Data::Remote(s)) => s.volume_stats.clone(),
+        Err(r) => return r,
+    };
     Json(json!({ "stats": stats })).into_response()
 }
 
@@ -213,7 +261,11 @@ async fn basis_trend(State(app): State<AppState>, Query(q): Query<TrendQuery>) -
         },
     };
     let now = app.clock.now();
-    let points = app.market.with(|p| p.basis_trend(minutes, now));
+    let points = match app.data().await {
+        Ok(Data::Local(m)) => m.with(|p| p.basis_trend(minutes, now)),
+        Ok(Data::Remote(s)) => s.basis_trend(minutes, now),
+        Err(r) => return r,
+    };
     Json(points).into_response()
 }
 
@@ -234,14 +286,20 @@ async fn alerts(State(app): State<AppState>, RawQuery(query): RawQuery) -> Respo
     let limit = limit.unwrap_or(50) as usize;
     let kind = kind.as_deref().and_then(AlertType::parse);
     let severity = severity.as_deref().and_then(Severity::parse);
-    let list = app
-        .market
-        .with(|p| p.alerts().recent(limit, kind, severity));
+    let list = match app.data().await {
+        Ok(Data::Local(m)) => m.with(|p| p.alerts().recent(limit, kind, severity)),
+        Ok(Data::Remote(s)) => s.recent_alerts(limit, kind, severity),
+        Err(r) => return r,
+    };
     Json(list).into_response()
 }
 
 async fn vn30_components(State(app): State<AppState>) -> Response {
-    let symbols = app.market.with(|p| p.vn30_symbols().to_vec());
+    let symbols = match app.data().await {
+        Ok(Data::Local(m)) => m.with(|p| p.vn30_symbols().to_vec()),
+        Ok(Data::Remote(s)) => s.vn30.clone(),
+        Err(r) => return r,
+    };
     Json(json!({ "symbols": symbols })).into_response()
 }
 
@@ -257,7 +315,11 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
         .hub
         .latest()
         .map(|t| json!({ "seq": t.seq, "ts": t.ts_ms, "bytes": t.payload_len }));
-    let counters = app.market.with(|p| p.counters());
+    let counters = match &app.remote {
+        // An edge's processor is the producer's (as of its last state in Redis).
+        Some(remote) => remote.cached().map(|s| s.counters).unwrap_or_default(),
+        None => app.market.with(|p| p.counters()),
+    };
     let channels: serde_json::Map<String, serde_json::Value> = app
         .channels
         .iter()
@@ -304,6 +366,15 @@ async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Re
     if let Some(h) = &app.history {
         body["history"] = json!(h.status());
     }
+    if let Some(broker) = &app.broker {
+        // Named like `database`: whether this node reaches its broker, then the details.
+        body["redis"] = json!(if broker.is_connected() {
+            "connected"
+        } else {
+            "unavailable"
+        });
+        body["broker"] = broker.json();
+    }
     if let Some(rec) = &app.recorder {
         body["recorder"] = json!({
             "file": rec.path().display().to_string(),
@@ -329,6 +400,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
         feed: &app.feed,
         market: &app.market,
         ingest: app.ingest.as_ref(),
+        broker: app.broker.as_ref(),
     });
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

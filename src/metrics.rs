@@ -20,7 +20,13 @@
 //!   `feed_reconnects`, `feed_upstream_errors`;
 //! - the processor: `processor_out_of_order`, `processor_filtered`, `processor_session_resets`;
 //! - ingest (when on): `ingest_messages`, `ingest_events`, `ingest_errors`, `ingest_batches`,
-//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`).
+//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`);
+//! - the Redis bridge (`ROLE=producer` or `edge`), labelled by `role`: `redis_connected`,
+//!   `redis_ticks` (published, or received and fanned out), `redis_reconnects`; a producer's
+//!   `redis_leader`, `redis_takeovers`, `redis_fenced` (refused by the lease or the seq
+//!   check), `redis_dropped` (not sent: queue full or Redis away); an edge's `redis_malformed`
+//!   (messages that were not a tick), `redis_gaps` and `redis_missed` (seq skipped), and the
+//!   histogram `redis_hop_seconds` (producer `ts` to the edge's fan-out).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +39,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::bridge::{BrokerStatus, Role};
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
 use crate::broadcast::hub::{EndReason, HubTotals};
@@ -51,6 +58,23 @@ pub struct Sources<'a> {
     pub feed: &'a FeedStats,
     pub market: &'a SharedMarket,
     pub ingest: Option<&'a Arc<Ingest>>,
+    pub broker: Option<&'a Arc<BrokerStatus>>,
+}
+
+#[derive(Debug)]
+struct BrokerFigures {
+    role: Role,
+    connected: bool,
+    leader: bool,
+    ticks: u64,
+    reconnects: u64,
+    takeovers: u64,
+    fenced: u64,
+    dropped: u64,
+    malformed: u64,
+    gaps: u64,
+    missed: u64,
+    hop_seconds: Histogram,
 }
 
 /// One channel's figures at scrape time.
@@ -80,6 +104,7 @@ struct Scrape {
     events_by_type: Vec<(&'static str, u64)>,
     processor: ProcessorCounters,
     ingest: Option<IngestFigures>,
+    broker: Option<BrokerFigures>,
 }
 
 /// The metrics text (OpenMetrics, ending in `# EOF`).
@@ -118,6 +143,20 @@ pub fn render(src: &Sources<'_>) -> String {
                 unauthorized: load(&c.rejected_unauthorized),
                 too_large: load(&c.rejected_too_large),
             }
+        }),
+        broker: src.broker.map(|b| BrokerFigures {
+            role: b.role,
+            connected: b.is_connected(),
+            leader: b.is_leader(),
+            ticks: load(&b.ticks),
+            reconnects: load(&b.reconnects),
+            takeovers: load(&b.takeovers),
+            fenced: load(&b.fenced),
+            dropped: load(&b.dropped),
+            malformed: load(&b.malformed),
+            gaps: load(&b.gaps),
+            missed: load(&b.missed),
+            hop_seconds: b.hop_seconds.clone(),
         }),
     };
     let mut registry = Registry::with_prefix("marketcast");
@@ -405,6 +444,89 @@ impl Collector for Scrape {
                     (vec![("reason", "too_large")], i.too_large),
                 ],
             )?;
+        }
+        if let Some(b) = &self.broker {
+            let role: Labels<'_> = vec![(
+                "role",
+                match b.role {
+                    Role::Producer => "producer",
+                    Role::Edge => "edge",
+                },
+            )];
+            let row = |v: u64| [(role.clone(), v)];
+            gauges(
+                e,
+                "redis_connected",
+                "1 while this node reaches Redis.",
+                &[(role.clone(), i64::from(b.connected))],
+            )?;
+            counters(
+                e,
+                "redis_ticks",
+                "Ticks published to Redis (producer) or received and fanned out (edge).",
+                &row(b.ticks),
+            )?;
+            counters(
+                e,
+                "redis_reconnects",
+                "Times the connection to Redis came back after a failure.",
+                &row(b.reconnects),
+            )?;
+            match b.role {
+                Role::Producer => {
+                    gauges(
+                        e,
+                        "redis_leader",
+                        "1 while this producer holds the lease and publishes.",
+                        &[(role.clone(), i64::from(b.leader))],
+                    )?;
+                    counters(
+                        e,
+                        "redis_takeovers",
+                        "Times this producer took the lease.",
+                        &row(b.takeovers),
+                    )?;
+                    counters(
+                        e,
+                        "redis_fenced",
+                        "Ticks Redis refused: the lease was another's, or the seq was not above the last.",
+                        &row(b.fenced),
+                    )?;
+                    counters(
+                        e,
+                        "redis_dropped",
+                        "Ticks not sent to Redis (its queue was full, or Redis was away).",
+                        &row(b.dropped),
+                    )?;
+                }
+                Role::Edge => {
+                    counters(
+                        e,
+                        "redis_malformed",
+                        "Messages on a channel that were not a tick, dropped.",
+                        &row(b.malformed),
+                    )?;
+                    counters(
+                        e,
+                        "redis_gaps",
+                        "Times a seq was skipped on a channel (a lost or unpublished tick).",
+                        &row(b.gaps),
+                    )?;
+                    counters(
+                        e,
+                        "redis_missed",
+                        "Ticks skipped in those gaps.",
+                        &row(b.missed),
+                    )?;
+                    let mut metric = e.encode_descriptor(
+                        "redis_hop_seconds",
+                        "Producer ts to this edge handing the tick to its fan-out.",
+                        None,
+                        MetricType::Histogram,
+                    )?;
+                    b.hop_seconds.encode(metric.encode_family(&role)?)?;
+                }
+            }
         }
         Ok(())
     }

@@ -15,18 +15,21 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::bridge::{self, edge, producer, BridgeSettings, BrokerStatus};
 use crate::broadcast::admission::{self, Admission, AdmissionSettings};
 use crate::broadcast::channels::Channels;
 use crate::broadcast::hub::{Greeting, Hub, HubSettings};
+use crate::broadcast::relay::Relay;
 use crate::broadcast::ticker::{self, SnapshotSource, StaticSnapshot};
 use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
-use crate::config::{self, FeedKind, MarketArgs, ServeArgs};
+use crate::config::{self, FeedKind, MarketArgs, Role, ServeArgs};
 use crate::feed::ingest::{Ingest, IngestSettings};
 use crate::feed::recorder::Recorder;
 use crate::feed::simulator::front_month_contract;
 use crate::feed::ssi_stream::{self, SsiClient, SsiFeed};
 use crate::feed::{self, FeedState, FeedStats};
 use crate::http::{self, AppState};
+use crate::market::route_state::RouteState;
 use crate::market::time::{Clock, ManualClock, SystemClock, Timestamp};
 use crate::market::watchlist::{Watchlist, DEFAULT_VN30};
 use crate::market::{MarketProcessor, ProcessorConfig, SharedMarket};
@@ -242,7 +245,12 @@ const ALERT_POLL: Duration = Duration::from_millis(50);
 
 /// Pushes each new alert to `/ws/alerts` as one message, as the original did (no throttle).
 /// With no client connected the alerts are only kept for `GET /api/market/alerts`.
-async fn publish_alerts(hub: Hub, market: SharedMarket, clock: Arc<dyn Clock>) {
+async fn publish_alerts(
+    hub: Hub,
+    market: SharedMarket,
+    clock: Arc<dyn Clock>,
+    relay: Option<Relay>,
+) {
     let shutdown = hub.shutdown_token().clone();
     let deflater = hub
         .settings()
@@ -257,20 +265,26 @@ async fn publish_alerts(hub: Hub, market: SharedMarket, clock: Arc<dyn Clock>) {
             _ = every.tick() => {}
         }
         let fresh = market.with(|p| p.take_fresh_alerts());
-        if fresh.is_empty() || hub.client_count() == 0 {
+        if fresh.is_empty() || (hub.client_count() == 0 && relay.is_none()) {
             continue;
         }
         for alert in fresh {
             let Ok(body) = serde_json::to_vec(&alert) else {
                 continue;
             };
-            seq += 1;
-            let tick = crate::broadcast::frame::Tick::build(
+            seq = match &relay {
+                Some(relay) => relay.next_seq(seq),
+                None => seq + 1,
+            };
+            let tick = Arc::new(crate::broadcast::frame::Tick::build(
                 seq,
                 clock.now().epoch_millis(),
                 &body,
                 deflater.clone(),
-            );
+            ));
+            if let Some(relay) = &relay {
+                relay.hand_on(&tick);
+            }
             hub.publish(tick).await;
         }
     }
@@ -347,9 +361,35 @@ impl Server {
             })?)),
             None => None,
         };
+        // An edge runs no feed, no processor of consequence: it serves what Redis carries.
+        let edge = args.role == Role::Edge;
+        let broker = match args.role {
+            Role::Standalone => None,
+            role => {
+                let settings = BridgeSettings {
+                    url: args.redis_url.expose().trim().to_string(),
+                    prefix: args.redis_channel_prefix.clone(),
+                    ca_file: args.redis_ca_file.clone(),
+                    lease: Duration::from_millis(args.redis_lease_ms),
+                };
+                let client = bridge::client(&settings)?;
+                let role = match role {
+                    Role::Edge => bridge::Role::Edge,
+                    _ => bridge::Role::Producer,
+                };
+                let status = Arc::new(BrokerStatus::new(role, producer::node_name()));
+                tracing::info!(
+                    role = ?role,
+                    redis = %bridge::redact(&settings.url),
+                    prefix = %settings.prefix,
+                    "scale-out through Redis"
+                );
+                Some((settings, client, status))
+            }
+        };
         // With SSI, the processor follows SSI's own VN30 list when it can be had.
         let ssi = match args.feed {
-            FeedKind::Ssi => Some(Arc::new(SsiClient::new(args.ssi.settings())?)),
+            FeedKind::Ssi if !edge => Some(Arc::new(SsiClient::new(args.ssi.settings())?)),
             _ => None,
         };
         let vn30 = match &ssi {
@@ -374,6 +414,7 @@ impl Server {
         // Live feeds' sessions survive a restart; a replay plays its file again instead.
         let checkpoint_status = Arc::new(CheckpointStatus::default());
         let checkpoints = match args.feed {
+            _ if edge => None,
             FeedKind::Replay | FeedKind::Static => None,
             _ if args.checkpoint_interval == 0.0 => None,
             _ => Some(Checkpoints::new(&args.data_dir).with_context(|| {
@@ -394,7 +435,14 @@ impl Server {
             let per_checkpoint = args.checkpoint_interval / args.broadcast_interval.as_secs_f64();
             checkpoint_seq + per_checkpoint.ceil() as u64 + 1
         };
-        let history = if args.history {
+        // An edge reads the shared database (DATABASE_URL) and writes nothing; without one it
+        // has no history of its own to serve.
+        let history = if edge {
+            match args.history && !args.database_url.is_empty() {
+                true => Some(crate::history::History::new(&args.history_url())?),
+                false => None,
+            }
+        } else if args.history {
             if args.database_url.is_empty() {
                 std::fs::create_dir_all(&args.data_dir).with_context(|| {
                     format!("DATA_DIR {}: cannot create it", args.data_dir.display())
@@ -421,7 +469,30 @@ impl Server {
                 .then(|| Duration::from_secs_f64(args.slow_client_timeout)),
             greeting: Greeting::Latest,
         };
+        let remote = match &broker {
+            Some((settings, client, _)) if edge => {
+                Some(Arc::new(edge::RemoteState::new(client.clone(), settings)))
+            }
+            _ => None,
+        };
         let channels = Channels::new(&CHANNELS, |name| match name {
+            "alerts" if edge => {
+                let remote = remote.clone();
+                HubSettings {
+                    greeting: Greeting::Made(Arc::new(move || {
+                        let state = remote.as_ref()?.cached()?;
+                        let recent = state.recent_alerts(RECENT_ALERTS, None, None);
+                        (!recent.is_empty())
+                            .then(|| serde_json::to_vec(&recent).ok().map(Bytes::from))
+                            .flatten()
+                    })),
+                    ..hub_settings.clone()
+                }
+            }
+            _ if edge => HubSettings {
+                greeting: Greeting::Last,
+                ..hub_settings.clone()
+            },
             // A page that opens the signals gets the recent ones at once, newest first, as one
             // array (the original sent nothing; its page's hook takes an array as well as a
             // single alert, and drops ids it has seen).
@@ -458,6 +529,12 @@ impl Server {
         });
         let stop_feed = hub.shutdown_token().child_token();
         let (source, feed_stats): (Arc<dyn SnapshotSource>, Arc<FeedStats>) = match args.feed {
+            _ if edge => {
+                // Unused: an edge's REST snapshot is its latest tick.
+                let stats = Arc::new(FeedStats::new("edge"));
+                stats.set_state(FeedState::None, None);
+                (Arc::new(StaticSnapshot(Bytes::from_static(b"{}"))), stats)
+            }
             FeedKind::Static => {
                 let path = args.snapshot_file.clone().unwrap_or_default();
                 let stats = Arc::new(FeedStats::new("static"));
@@ -528,10 +605,12 @@ impl Server {
                 )
             }
         };
-        if matches!(
-            args.feed,
-            FeedKind::Simulator | FeedKind::Ssi | FeedKind::Ingest
-        ) && args.feed_stale_after > 0.0
+        if !edge
+            && matches!(
+                args.feed,
+                FeedKind::Simulator | FeedKind::Ssi | FeedKind::Ingest
+            )
+            && args.feed_stale_after > 0.0
         {
             tokio::spawn(watch_staleness(
                 channels.clone(),
@@ -557,31 +636,76 @@ impl Server {
                 clock.clone(),
             ))
         });
-        let mut tickers = vec![tokio::spawn(ticker::run(
-            hub.clone(),
-            source.clone(),
-            clock.clone(),
-            cadence,
-            start_seq,
-        ))];
-        // The other channels read the processor; with a fixed snapshot they have nothing of
-        // their own to say, and stay quiet.
-        if let Some(alerts) = channels.get("alerts") {
-            tickers.push(tokio::spawn(publish_alerts(
-                alerts.clone(),
-                market.clone(),
-                clock.clone(),
-            )));
+        // A producer hands every channel's ticks to Redis; an edge's come from there.
+        let stop_bridge = hub.shutdown_token().child_token();
+        let mut relays: Vec<Relay> = Vec::new();
+        match &broker {
+            Some((settings, client, status)) if edge => {
+                let hubs = channels
+                    .iter()
+                    .map(|(name, hub)| (name.to_string(), hub.clone()))
+                    .collect();
+                tokio::spawn(edge::run(
+                    client.clone(),
+                    settings.clone(),
+                    status.clone(),
+                    hubs,
+                    remote.clone().context("edge state")?,
+                    stop_bridge.clone(),
+                ));
+            }
+            Some((settings, client, status)) => {
+                let (made, rx) = producer::relays(&CHANNELS, status);
+                relays = made;
+                let (m, c) = (market.clone(), clock.clone());
+                let state: producer::StateFn = Arc::new(move || {
+                    let state = m.with(|p| RouteState::of(p, c.now()));
+                    serde_json::to_vec(&state).unwrap_or_default()
+                });
+                tokio::spawn(producer::run(
+                    client.clone(),
+                    settings.clone(),
+                    status.clone(),
+                    rx,
+                    relays.clone(),
+                    state,
+                    stop_bridge.clone(),
+                ));
+            }
+            None => {}
         }
-        if args.feed != FeedKind::Static {
-            for (name, channel) in channels.iter().skip(1).filter(|(n, _)| *n != "alerts") {
-                tickers.push(tokio::spawn(ticker::run(
-                    channel.clone(),
-                    Arc::new(ProcessorSource(market.clone(), view_of(name))),
+        let relay_for = |name: &str| relays.iter().find(|r| r.channel() == name).cloned();
+        let mut tickers = Vec::new();
+        if !edge {
+            tickers.push(tokio::spawn(ticker::run(
+                hub.clone(),
+                source.clone(),
+                clock.clone(),
+                cadence,
+                start_seq,
+                relay_for("market"),
+            )));
+            // The other channels read the processor; with a fixed snapshot they have nothing
+            // of their own to say, and stay quiet.
+            if let Some(alerts) = channels.get("alerts") {
+                tickers.push(tokio::spawn(publish_alerts(
+                    alerts.clone(),
+                    market.clone(),
                     clock.clone(),
-                    cadence,
-                    0,
+                    relay_for("alerts"),
                 )));
+            }
+            if args.feed != FeedKind::Static {
+                for (name, channel) in channels.iter().skip(1).filter(|(n, _)| *n != "alerts") {
+                    tickers.push(tokio::spawn(ticker::run(
+                        channel.clone(),
+                        Arc::new(ProcessorSource(market.clone(), view_of(name))),
+                        clock.clone(),
+                        cadence,
+                        0,
+                        relay_for(name),
+                    )));
+                }
             }
         }
         if let Some(cps) = &checkpoints {
@@ -604,6 +728,10 @@ impl Server {
                     url: args.history_url(),
                     retention_days: args.history_retention_days as u32,
                     buffer: args.history_buffer as usize,
+                    only_while: match &broker {
+                        Some((_, _, status)) if !edge => Some(status.leader_flag()),
+                        _ => None,
+                    },
                 },
                 market.clone(),
                 clock.clone(),
@@ -623,6 +751,8 @@ impl Server {
             auth_token: Arc::from(args.auth_token.expose()),
             admission,
             checkpoint: checkpoints.is_some().then(|| checkpoint_status.clone()),
+            remote: remote.clone(),
+            broker: broker.as_ref().map(|(_, _, status)| status.clone()),
             origins: Arc::new(http::OriginPolicy {
                 allowed: config::list(&args.cors_origins),
                 allow_missing: args.allow_no_origin,

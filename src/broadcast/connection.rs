@@ -363,6 +363,11 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
                 None => hub.request_tick(),
             }
         }
+        Greeting::Last => {
+            if let Some(tick) = hub.latest() {
+                slot.offer(&tick, settings.queue_size);
+            }
+        }
         Greeting::Made(make) => {
             if let Some(text) = make() {
                 let _ = slot.send_control(frame::frame(OP_TEXT, false, &text));

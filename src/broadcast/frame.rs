@@ -205,10 +205,56 @@ impl Tick {
         }
     }
 
+    /// A tick made elsewhere and received whole (an edge's, from the broker): `payload` is the
+    /// stamped message exactly as clients receive it, and `deflated` its permessage-deflate
+    /// payload when the producer made one (then nothing is compressed here). Without it, and
+    /// with `deflater`, the tick is compressed on demand as a local one is.
+    pub fn received(
+        seq: u64,
+        ts_ms: i64,
+        payload: &[u8],
+        deflated: Option<&[u8]>,
+        deflater: Option<SharedDeflater>,
+    ) -> Tick {
+        let tick = Tick {
+            seq,
+            ts_ms,
+            plain: frame(OP_TEXT, false, payload),
+            payload_len: payload.len(),
+            deflater,
+            deflated: OnceLock::new(),
+        };
+        if let Some(d) = deflated {
+            let _ = tick.deflated.set(Some(frame(OP_TEXT, true, d)));
+        }
+        tick
+    }
+
+    /// The stamped message (the plain frame's payload), shared with the frame.
+    pub fn payload(&self) -> Bytes {
+        self.plain.slice(self.plain.len() - self.payload_len..)
+    }
+
+    /// The compressed message (the compressed frame's payload), compressing it now if nobody
+    /// has yet; `None` when the tick has no compressor. The same caveat as [`Tick::deflated`].
+    pub fn deflated_payload(&self) -> Option<Bytes> {
+        let framed = self.deflated()?;
+        let header = match framed.get(1).map(|b| b & 0x7f) {
+            Some(127) => 10,
+            Some(126) => 4,
+            _ => 2,
+        };
+        Some(framed.slice(header.min(framed.len())..))
+    }
+
     /// The compressed frame, compressing the message now if nobody has yet. `None` when the
     /// tick was built without a compressor (or the compressor failed). Callers that hold a
     /// lock other threads wait on must not be the first to call this.
     pub fn deflated(&self) -> Option<&Bytes> {
+        // Made already (or received made, with no compressor of its own).
+        if let Some(made) = self.deflated.get() {
+            return made.as_ref();
+        }
         let deflater = self.deflater.as_ref()?;
         self.deflated
             .get_or_init(|| {
@@ -334,6 +380,36 @@ mod tests {
         let plain_only = Tick::build(4, 10, b"{}", None);
         assert_eq!(plain_only.frame_for(true), &plain_only.plain);
         assert!(plain_only.deflated().is_none());
+    }
+
+    #[test]
+    fn a_received_tick_serves_the_bytes_it_was_given() {
+        let d = SharedDeflater::new(1);
+        let made = Tick::build(5, 77, br#"{"a":[1,2,3]}"#, Some(d.clone()));
+        let (payload, deflated) = (made.payload(), made.deflated_payload().unwrap());
+        assert_eq!(&payload[..], br#"{"seq":5,"ts":77,"a":[1,2,3]}"#);
+        let got = Tick::received(5, 77, &payload, Some(&deflated), None);
+        assert_eq!(
+            got.plain, made.plain,
+            "the plain frame is the producer's, byte for byte"
+        );
+        assert_eq!(
+            got.frame_for(true),
+            made.frame_for(true),
+            "and so is the compressed one"
+        );
+        assert_eq!(got.payload(), payload);
+        // No compressed copy given: compressed here on demand, to the same bytes.
+        let local = Tick::received(5, 77, &payload, None, Some(d));
+        assert_eq!(local.frame_for(true), made.frame_for(true));
+        let plain_only = Tick::received(5, 77, &payload, None, None);
+        assert_eq!(plain_only.frame_for(true), &made.plain);
+        assert!(plain_only.deflated_payload().is_none());
+        // A long message keeps its 64-bit length header out of the payload.
+        let big = vec![b' '; 70_000];
+        let t = Tick::received(1, 1, &big, Some(&big), None);
+        assert_eq!(t.payload().len(), 70_000);
+        assert_eq!(t.deflated_payload().unwrap().len(), 70_000);
     }
 
     #[test]

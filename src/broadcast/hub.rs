@@ -85,6 +85,9 @@ pub enum Greeting {
     /// The latest tick if fresh, else a tick made for it at once.
     #[default]
     Latest,
+    /// The latest tick whatever its age, and nothing when there is none yet: an edge, whose
+    /// ticks come from the broker and which cannot make a fresher one itself.
+    Last,
     /// This text (a JSON document), if any, sent plain; no tick is asked for.
     Made(Arc<dyn Fn() -> Option<Bytes> + Send + Sync>),
 }
@@ -93,6 +96,7 @@ impl std::fmt::Debug for Greeting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Greeting::Latest => f.write_str("Latest"),
+            Greeting::Last => f.write_str("Last"),
             Greeting::Made(_) => f.write_str("Made(..)"),
         }
     }
@@ -578,11 +582,11 @@ impl Hub {
     /// With deflate clients registered the tick is compressed first, once, so the fan-out
     /// threads only read it. A deflate client that registers after this check compresses the
     /// tick itself when it is offered (outside any lock), so it never gets a plain frame.
-    pub async fn publish(&self, tick: Tick) {
+    pub async fn publish(&self, tick: impl Into<Arc<Tick>>) {
+        let tick: Arc<Tick> = tick.into();
         if self.deflate_client_count() > 0 {
             tick.deflated();
         }
-        let tick = Arc::new(tick);
         *self
             .shared
             .latest

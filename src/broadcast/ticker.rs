@@ -6,7 +6,8 @@
 //! see [`super::frame`]). With no
 //! clients the loop does no work at all: no snapshot, no serialisation, and `seq` does not move
 //! (it counts broadcasts). A client that connects while nothing fresh exists asks for a tick,
-//! so it receives a snapshot at once rather than at the next interval. A request that finds a
+//! so it receives a snapshot at once rather than at the next interval. With a [`Relay`] (a
+//! producer) the loop runs with no clients too, and hands every tick to the broker. A request that finds a
 //! fresh tick already published is satisfied by it (the client was registered before it asked,
 //! so the fan-out gave it that tick): a request never makes a second tick out of one.
 
@@ -18,6 +19,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::frame::{SharedDeflater, Tick};
 use super::hub::Hub;
+use super::relay::Relay;
 use crate::market::time::{Clock, Timestamp};
 
 /// Compression level of the shared deflate frame: level 1 keeps per-tick CPU low while JSON
@@ -65,6 +67,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     cadence: Cadence,
     start_seq: u64,
+    relay: Option<Relay>,
 ) {
     let interval = cadence.period();
     // The first regular tick comes one interval after start: a client that connects earlier
@@ -89,7 +92,8 @@ pub async fn run(
             _ = ticks.tick() => false,
             _ = hub.tick_requested() => true,
         };
-        if hub.client_count() == 0 {
+        // A producer publishes to the broker whether or not it has clients of its own.
+        if hub.client_count() == 0 && relay.is_none() {
             continue;
         }
         let now = clock.now();
@@ -122,12 +126,24 @@ pub async fn run(
             }
             last_body = Some(body.clone());
         }
-        seq += 1;
-        let tick = Tick::build(seq, now.epoch_millis(), &body, deflater.clone());
+        seq = match &relay {
+            Some(relay) => relay.next_seq(seq),
+            None => seq + 1,
+        };
+        let tick = Arc::new(Tick::build(
+            seq,
+            now.epoch_millis(),
+            &body,
+            deflater.clone(),
+        ));
         let timings = hub.timings();
         timings
             .encode_seconds
             .observe(started.elapsed().as_secs_f64());
+        // The broker first: its hop is the edges' latency, and the hand-over never waits.
+        if let Some(relay) = &relay {
+            relay.hand_on(&tick);
+        }
         hub.publish(tick).await;
         timings
             .tick_seconds

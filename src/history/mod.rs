@@ -53,6 +53,10 @@ pub struct HistorySettings {
     pub retention_days: u32,
     /// Records waiting for the database, at most; past that the oldest are dropped.
     pub buffer: usize,
+    /// Write only while this is true (a producer writes while it holds the lease; a standby
+    /// takes its processor's records and drops them, so two producers never write one
+    /// session twice); `None`: always.
+    pub only_while: Option<Arc<AtomicBool>>,
 }
 
 /// The database's state, for the routes and `/health`.
@@ -243,10 +247,18 @@ pub async fn run(
             builder.add(r);
         }
         let (candles, index) = builder.take_touched();
-        pending.add_candles(candles, index, settings.buffer);
-        let dropped = pending.add(records, settings.buffer);
-        if dropped > 0 {
-            history.dropped.fetch_add(dropped, Ordering::Relaxed);
+        // A standby drops its records: the leader writes this session. It still connects, and
+        // serves `/api/history` to its own clients.
+        let writing = settings
+            .only_while
+            .as_ref()
+            .is_none_or(|leading| leading.load(Ordering::Relaxed));
+        if writing {
+            pending.add_candles(candles, index, settings.buffer);
+            let dropped = pending.add(records, settings.buffer);
+            if dropped > 0 {
+                history.dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
         }
         history
             .queued

@@ -76,6 +76,23 @@ impl AlertType {
     }
 }
 
+/// The newest `limit` of `alerts` (given oldest first) of `kind` and `severity` when set, newest
+/// first: what `GET /api/market/alerts` answers, from a processor or from a producer's state.
+pub fn newest_first<'a>(
+    alerts: impl DoubleEndedIterator<Item = &'a Alert>,
+    limit: usize,
+    kind: Option<AlertType>,
+    severity: Option<Severity>,
+) -> Vec<Alert> {
+    alerts
+        .rev()
+        .filter(|a| kind.is_none_or(|k| a.alert_type == k))
+        .filter(|a| severity.is_none_or(|s| a.severity == s))
+        .take(limit)
+        .cloned()
+        .collect()
+}
+
 /// Alert severities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,7 +123,7 @@ impl Severity {
 
 /// One alert, as `/ws/alerts` and `GET /api/market/alerts` send it (keys in the original's
 /// order; `data`'s keys in the order of reference B.2).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub id: String,
     pub alert_type: AlertType,
@@ -463,14 +480,7 @@ impl AlertDetector {
         kind: Option<AlertType>,
         severity: Option<Severity>,
     ) -> Vec<Alert> {
-        self.log
-            .iter()
-            .rev()
-            .filter(|a| kind.is_none_or(|k| a.alert_type == k))
-            .filter(|a| severity.is_none_or(|s| a.severity == s))
-            .take(limit)
-            .cloned()
-            .collect()
+        newest_first(self.log.iter(), limit, kind, severity)
     }
 
     /// Every alert accepted since the last call, oldest first (for `/ws/alerts`).

@@ -170,15 +170,7 @@ impl DerivativesTracker {
 
     /// Basis points from the last `minutes` minutes, oldest first.
     pub fn trend(&self, minutes: u32, now: Timestamp) -> Vec<BasisPoint> {
-        if minutes == 0 {
-            return Vec::new();
-        }
-        let since = now.plus_millis(-(minutes as i64) * 60_000);
-        self.history
-            .iter()
-            .filter(|p| p.timestamp >= since)
-            .cloned()
-            .collect()
+        trend_of(self.history.iter(), minutes, now)
     }
 
     /// Forgets contracts, the active one and the basis history.
@@ -188,6 +180,20 @@ impl DerivativesTracker {
         self.current = None;
         self.history.clear();
     }
+}
+
+/// The points of `points` from the last `minutes` minutes before `now` (the REST basis trend,
+/// from a processor or from a producer's state).
+pub fn trend_of<'a>(
+    points: impl Iterator<Item = &'a BasisPoint>,
+    minutes: u32,
+    now: Timestamp,
+) -> Vec<BasisPoint> {
+    if minutes == 0 {
+        return Vec::new();
+    }
+    let since = now.plus_millis(-(minutes as i64) * 60_000);
+    points.filter(|p| p.timestamp >= since).cloned().collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod history;
 pub mod index;
 pub mod processor;
 pub mod quotes;
+pub mod route_state;
 pub mod session;
 pub mod shared;
 pub mod snapshot;

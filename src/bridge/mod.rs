@@ -1,0 +1,343 @@
+//! The Redis bridge: many marketcast nodes behind a load balancer, all sending the same ticks.
+//!
+//! One process holds about 19,000 clients on a small machine; past that, nodes are added.
+//! Redis carries what they share, with its own primitives rather than a protocol of ours:
+//!
+//! * **Ticks** go over pub/sub, one channel per marketcast channel (`{prefix}:market`, ...),
+//!   each message an [`envelope`]: the exact message clients receive and its compressed copy.
+//!   An edge fans those bytes out unchanged through its hub.
+//! * **Leadership** is a lease (`{prefix}:leader`, `SET NX PX`, renewed at a third of its
+//!   time). Producers without it run their feed and processor warm and publish nothing; when
+//!   the leader stops renewing, one of them takes the lease within its time and publishes.
+//! * **Fencing and order** are one Lua call per tick ([`producer`]): it publishes only while the
+//!   caller holds the lease and only a `seq` above the last one published on that channel
+//!   (kept in `{prefix}:seq`), and keeps the message as the channel's last
+//!   (`{prefix}:last:{channel}`), which an edge reads when it (re)connects. A new leader numbers
+//!   its ticks above the last published, so `seq` never goes back across a failover.
+//! * **The REST routes' state** (basis history, alert log, ...) is a key the leader keeps
+//!   current (`{prefix}:state`), read by edges on demand ([`edge`]).
+//!
+//! Redis going away never disconnects a client: edges keep serving the last tick and reconnect
+//! with backoff, producers keep serving their own clients.
+
+pub mod edge;
+pub mod envelope;
+pub mod producer;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::Histogram;
+use serde::Serialize;
+use thiserror::Error;
+
+/// How long a Redis command may take before the connection counts as broken.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reconnect backoff: first wait, and the longest.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where and how to reach Redis.
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://...` for TLS.
+    pub url: String,
+    /// Prefix of every key and channel.
+    pub prefix: String,
+    /// PEM file of the CA that signed Redis's certificate (`rediss://` with a private CA);
+    /// `None`: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The leader's lease.
+    pub lease: Duration,
+}
+
+impl BridgeSettings {
+    /// The pub/sub channel of a marketcast channel.
+    pub fn channel(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+    fn leader_key(&self) -> String {
+        format!("{}:leader", self.prefix)
+    }
+    fn seq_key(&self) -> String {
+        format!("{}:seq", self.prefix)
+    }
+    fn last_key(&self, name: &str) -> String {
+        format!("{}:last:{name}", self.prefix)
+    }
+    fn state_key(&self) -> String {
+        format!("{}:state", self.prefix)
+    }
+}
+
+/// What can go wrong setting the bridge up.
+#[derive(Debug, Error)]
+pub enum BridgeError {
+    #[error("REDIS_URL is not a Redis URL (redis://host:port or rediss://host:port): {0}")]
+    Url(String),
+    #[error("REDIS_CA_FILE {path}: {reason}")]
+    CaFile { path: String, reason: String },
+}
+
+/// The Redis client for `settings` (nothing is connected yet).
+pub fn client(settings: &BridgeSettings) -> Result<redis::Client, BridgeError> {
+    let url = settings.url.trim();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(BridgeError::Url(redact(url)));
+    }
+    let redact_err = |e: redis::RedisError| {
+        BridgeError::Url(format!(
+            "{} ({})",
+            redact(url),
+            e.detail().unwrap_or("invalid")
+        ))
+    };
+    match &settings.ca_file {
+        None => redis::Client::open(url).map_err(redact_err),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| BridgeError::CaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(BridgeError::CaFile {
+                    path: path.display().to_string(),
+                    reason: "no PEM certificate in it".into(),
+                });
+            }
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(redact_err)
+        }
+    }
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable)".into(),
+    }
+}
+
+/// A command connection with marketcast's timeouts.
+async fn connect(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Exponential backoff with jitter, reset on success.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(BACKOFF_FIRST)
+    }
+    fn reset(&mut self) {
+        self.0 = BACKOFF_FIRST;
+    }
+    /// The next wait (with up to half again of jitter), doubling the one after.
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.0.mul_f64(1.0 + fastrand::f64() * 0.5);
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        wait
+    }
+}
+
+/// The node's role, as `/health` and `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Producer,
+    Edge,
+}
+
+/// The bridge's state and counters, read by `/health` and `/metrics` at request time.
+#[derive(Debug)]
+pub struct BrokerStatus {
+    pub role: Role,
+    /// This node's name in the lease (producers).
+    pub node: String,
+    connected: AtomicBool,
+    leader: Arc<AtomicBool>,
+    /// Ticks published (producer) or received and fanned out (edge).
+    pub ticks: AtomicU64,
+    /// Producer: ticks refused by the fence (lease lost, or a `seq` not above the last).
+    pub fenced: AtomicU64,
+    /// Producer: ticks that could not go to Redis (queue full, or Redis away).
+    pub dropped: Arc<AtomicU64>,
+    /// Edge: messages on a channel that were not a tick (not an object, or a broken envelope).
+    pub malformed: AtomicU64,
+    /// Edge: times a `seq` was skipped (a lost pub/sub message), and the ticks skipped.
+    pub gaps: AtomicU64,
+    pub missed: AtomicU64,
+    /// Times the connection was (re)established after a failure.
+    pub reconnects: AtomicU64,
+    /// Producer: times this node took the lease.
+    pub takeovers: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// Edge: producer `ts` to the edge handing the tick to its fan-out.
+    pub hop_seconds: Histogram,
+}
+
+impl BrokerStatus {
+    /// A fresh status for `role`.
+    pub fn new(role: Role, node: String) -> BrokerStatus {
+        BrokerStatus {
+            role,
+            node,
+            connected: AtomicBool::new(false),
+            leader: Arc::default(),
+            ticks: AtomicU64::new(0),
+            fenced: AtomicU64::new(0),
+            dropped: Arc::default(),
+            malformed: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            takeovers: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            hop_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    /// The leader flag itself, for what must act only while this node leads (history).
+    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+        self.leader.clone()
+    }
+
+    fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
+    }
+
+    /// Records a working connection; true when it was down before.
+    fn up(&self) -> bool {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        !self.connected.swap(true, Ordering::Relaxed)
+    }
+
+    /// Records a failure; logs it when the connection was up (once per outage).
+    fn down(&self, error: &str) {
+        let was_up = self.connected.swap(false, Ordering::Relaxed);
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if was_up || last.is_none() {
+            tracing::warn!(role = ?self.role, "Redis unavailable: {error}; retrying with backoff");
+        }
+        *last = Some(error.to_string());
+    }
+
+    /// The `/health` view.
+    pub fn json(&self) -> serde_json::Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut v = serde_json::json!({
+            "status": if self.is_connected() { "connected" } else { "unavailable" },
+            "role": self.role,
+            "ticks": n(&self.ticks),
+            "reconnects": n(&self.reconnects),
+            "error": *self.last_error.lock().unwrap_or_else(|e| e.into_inner()),
+        });
+        match self.role {
+            Role::Producer => {
+                v["node"] = self.node.clone().into();
+                v["leader"] = self.is_leader().into();
+                v["takeovers"] = n(&self.takeovers).into();
+                v["fenced"] = n(&self.fenced).into();
+                v["dropped"] = n(&self.dropped).into();
+            }
+            Role::Edge => {
+                v["malformed"] = n(&self.malformed).into();
+                v["gaps"] = n(&self.gaps).into();
+                v["missed"] = n(&self.missed).into();
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> BridgeSettings {
+        BridgeSettings {
+            url: url.into(),
+            prefix: "mc".into(),
+            ca_file: None,
+            lease: Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_and_passwords_never_shown() {
+        assert!(client(&settings("redis://127.0.0.1:6379")).is_ok());
+        assert!(client(&settings("rediss://:pw@127.0.0.1:6380/0")).is_ok());
+        let err = client(&settings("http://:secret@127.0.0.1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("REDIS_URL") && !err.contains("secret"),
+            "{err}"
+        );
+        assert_eq!(
+            redact("redis://user:secret@h:1/0"),
+            "redis://user:***@h:1/0"
+        );
+        let mut s = settings("rediss://h:1");
+        s.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = client(&s).unwrap_err().to_string();
+        assert!(
+            err.starts_with("REDIS_CA_FILE /nonexistent/ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_share_the_prefix() {
+        let s = settings("redis://h");
+        assert_eq!(s.channel("market"), "mc:market");
+        assert_eq!(s.leader_key(), "mc:leader");
+        assert_eq!(s.last_key("index"), "mc:last:index");
+        assert_eq!(s.seq_key(), "mc:seq");
+        assert_eq!(s.state_key(), "mc:state");
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let first = b.next_wait();
+        assert!(first >= BACKOFF_FIRST && first <= BACKOFF_FIRST.mul_f64(1.5));
+        for _ in 0..10 {
+            b.next_wait();
+        }
+        assert!(b.next_wait() <= BACKOFF_MAX.mul_f64(1.5));
+        b.reset();
+        assert!(b.next_wait() <= BACKOFF_FIRST.mul_f64(1.5));
+    }
+}
