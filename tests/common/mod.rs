@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod redis_server;
 pub mod ssi_double;
 pub mod tls;
 
