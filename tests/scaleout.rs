@@ -291,6 +291,13 @@ async fn an_edge_stamps_foreign_bodies_and_counts_what_is_not_a_tick() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    // The same message again is not sent twice; a lower seq that is newer by its time is a
+    // new count (the producers all restarted), which the client gets.
+    publish(br#"{"seq":7,"ts":5,"x":1}"#.to_vec()).await;
+    publish(br#"{"seq":2,"ts":99999999999999,"y":1}"#.to_vec()).await;
+    let (again, _) = next_json(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(again, r#"{"seq":2,"ts":99999999999999,"y":1}"#);
+    let text = again;
     // The REST snapshot and a new client get that last message.
     assert_eq!(node.get("/api/market/snapshot").await.body, text);
     let mut late = connect(&node.ws_url("/ws/market")).await;

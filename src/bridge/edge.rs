@@ -318,13 +318,15 @@ fn accept(ch: &mut Channel, seq: u64, ts_ms: i64, status: &BrokerStatus) -> bool
         if seq == ch.last_seq || ts_ms <= ch.last_ts {
             return false;
         }
-        // ... unless it is newer by its time: the producers started a new count.
+        // ... unless it is newer by its time: the producers started a new count, and the
+        // clients take it from here.
         tracing::warn!(
             channel = ch.name,
             from = ch.last_seq,
             to = seq,
             "seq started again (the producers restarted)"
         );
+        ch.hub.restart_count();
     } else if ch.last_seq > 0 && seq > ch.last_seq + 1 {
         status.gaps.fetch_add(1, Ordering::Relaxed);
         status

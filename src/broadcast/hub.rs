@@ -668,6 +668,13 @@ impl Hub {
         self.shared.last_seq.load(Ordering::Relaxed)
     }
 
+    /// Lets every client take ticks numbered from anywhere again: the source started a new
+    /// count (an edge whose producers all restarted with a fresh Redis), and the new ticks must
+    /// not be skipped as already sent.
+    pub fn restart_count(&self) {
+        self.each_client(|slot| slot.outbox().last_seq = 0);
+    }
+
     /// Sets the `seq` the next broadcast follows (a restart continuing a session).
     pub fn continue_from_seq(&self, seq: u64) {
         self.shared.last_seq.store(seq, Ordering::Relaxed);

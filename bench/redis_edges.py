@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""redis_edges.py - scale-out through Redis, measured: one producer, two edges, one Redis.
+
+For each case (snapshot size x clients per edge x plain/deflate) it starts a redis-server on a
+free loopback port, a producer (ROLE=producer, FEED=static with the fixture snapshot, 1 tick a
+second) and two edges (ROLE=edge), waits until both edges relay, then runs one load generator
+(marketcast-loadgen) against each edge at the same time, each with --server-pid of its edge.
+Per edge it records what the load generator measured (clients, delivered, missed, CPU per
+delivered message, latency from the producer's `ts` to the client), and from the edge's
+/metrics the broker hop (producer `ts` to the edge handing the tick to its fan-out). For the
+producer and for Redis it records their CPU over the window, and for Redis the bytes it took in
+and sent out (INFO stats). Rows go to bench/results/redis-<UTC timestamp>.json and a Markdown
+section replaces what is between <!-- redis:begin --> and <!-- redis:end --> in BENCHMARKS.md.
+
+Run from the repo root, after `cargo build --release --bin marketcast --bin marketcast-loadgen`:
+    ulimit -n 20000
+    python3 bench/redis_edges.py [--cases small:5000,large:2000,large:5000:deflate]
+                                 [--duration 20] [--marketcast PATH] [--loadgen PATH]
+Every run is bounded: the window (--duration), a 60 s start-up bound, and each load
+generator's own deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare  # noqa: E402  (the fan-out benchmark's helpers: servers, quiet waits, machine)
+
+REPO = compare.REPO
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return r.read().decode()
+
+
+def hop_histogram(port: int) -> tuple[list[tuple[float, int]], float, int]:
+    """The edge's redis_hop_seconds: (buckets, sum, count)."""
+    buckets, total, count = [], 0.0, 0
+    for line in get(port, "/metrics").splitlines():
+        if line.startswith("marketcast_redis_hop_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), int(float(line.rsplit(" ", 1)[1]))))
+        elif line.startswith("marketcast_redis_hop_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("marketcast_redis_hop_seconds_count"):
+            count = int(float(line.rsplit(" ", 1)[1]))
+    return buckets, total, count
+
+
+def hop_stats(before, after) -> dict:
+    """Mean and bucket-bound p50/p99 of the hops observed between two scrapes (ms)."""
+    (b0, s0, c0), (b1, s1, c1) = before, after
+    n = c1 - c0
+    if n <= 0:
+        return {"ticks": 0}
+    counts = [(le, c - dict(b0).get(le, 0)) for le, c in b1]
+
+    def quantile(q: float) -> float:
+        for le, c in counts:
+            if c >= q * n:
+                return le * 1000
+        return float("inf")
+
+    return {"ticks": n, "mean_ms": round((s1 - s0) / n * 1000, 2),
+            "p50_le_ms": quantile(0.5), "p99_le_ms": quantile(0.99)}
+
+
+def redis_info(port: int) -> dict[str, int]:
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "stats"], capture_output=True,
+                         text=True, timeout=10).stdout
+    keep = ("total_net_input_bytes", "total_net_output_bytes", "total_commands_processed")
+    return {k: int(v) for k, v in (l.strip().split(":", 1) for l in out.splitlines() if ":" in l) if k in keep}
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    for _ in range(200):
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0:
+            return p
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def node(args, role: str, redis_port: int, snapshot: Path) -> compare.Server:
+    port = compare.free_port()
+    env = dict(os.environ)
+    env.update(APP_PORT=str(port), ROLE=role, REDIS_URL=f"redis://127.0.0.1:{redis_port}",
+               REDIS_CHANNEL_PREFIX="bench", LOG_LEVEL="warning", HISTORY="false",
+               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_BROADCAST_INTERVAL="1",
+               DATA_DIR=f"/tmp/marketcast-redis-bench-{port}")
+    if role == "producer":
+        env.update(FEED="static", SNAPSHOT_FILE=str(snapshot))
+    return compare.Server("marketcast", port, [args.marketcast, "serve"], env)
+
+
+def one_case(args, size: str, per_edge: int, deflate: bool) -> dict:
+    snapshot = REPO / "fixtures" / f"snapshot-{size}.json"
+    waited, busy = compare.wait_quiet(args.quiet_wait)
+    redis_port = compare.free_port()
+    redis = start_redis(redis_port)
+    producer = node(args, "producer", redis_port, snapshot)
+    edges = []
+    row: dict = {"size": size, "clients_per_edge": per_edge, "deflate": deflate,
+                 "duration_s": args.duration, "busy_before_run": round(busy, 3)}
+    try:
+        assert producer.wait_ready(60), producer.tail()
+        edges = [node(args, "edge", redis_port, snapshot) for _ in range(2)]
+        for e in edges:
+            assert e.wait_ready(60), e.tail()
+        deadline = time.monotonic() + 60
+        while not all('"redis":"connected"' in get(e.port, "/health") for e in edges):
+            assert time.monotonic() < deadline, "edges never connected to Redis"
+            time.sleep(0.2)
+        per_process = 5000
+        gens = []
+        for e in edges:
+            cmd = [args.loadgen, "--url", f"ws://127.0.0.1:{e.port}/ws/market", "--clients", str(per_edge),
+                   "--processes", str(max(1, -(-per_edge // per_process))), "--ramp", "2000",
+                   "--warmup", "3", "--duration", str(args.duration), "--server-pid", str(e.proc.pid)]
+            if deflate:
+                cmd.append("--deflate")
+            gens.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         cwd=REPO, start_new_session=True))
+        # The window starts after ramp and warm-up; the producer, Redis and the hop are read
+        # over about the same stretch.
+        time.sleep(per_edge / 2000 + 3)
+        hop_before = [hop_histogram(e.port) for e in edges]
+        info0, rcpu0, pcpu0, t0 = redis_info(redis_port), cpu_s(redis.pid), cpu_s(producer.proc.pid), time.monotonic()
+        time.sleep(args.duration)
+        info1, rcpu1, pcpu1, t1 = redis_info(redis_port), cpu_s(redis.pid), cpu_s(producer.proc.pid), time.monotonic()
+        hop_after = [hop_histogram(e.port) for e in edges]
+        span = t1 - t0
+        row["edges"] = []
+        for i, g in enumerate(gens):
+            out, err = g.communicate(timeout=args.duration + 120)
+            result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-500:]}
+            row["edges"].append({"loadgen": result, "hop": hop_stats(hop_before[i], hop_after[i])})
+        row["producer_cpu_pct"] = round((pcpu1 - pcpu0) / span * 100, 1)
+        row["redis"] = {
+            "cpu_pct": round((rcpu1 - rcpu0) / span * 100, 2),
+            "in_bytes_per_s": round((info1["total_net_input_bytes"] - info0["total_net_input_bytes"]) / span),
+            "out_bytes_per_s": round((info1["total_net_output_bytes"] - info0["total_net_output_bytes"]) / span),
+            "commands_per_s": round((info1["total_commands_processed"] - info0["total_commands_processed"]) / span, 1),
+        }
+        row["status"] = "ok"
+    except Exception as e:  # a failed case gets a row that says so
+        row["status"] = f"failed: {e}"
+    finally:
+        for e in edges:
+            e.stop()
+        producer.stop()
+        redis.terminate()
+        redis.wait(10)
+    return row
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    out = ["<!-- redis:begin -->",
+           f"Measured {meta['when']} on {meta['machine']}: `{meta['command']}`. One producer (FEED=static, "
+           "1 tick/s), two edges and one redis-server on the same 2 cores as the load generators.",
+           "",
+           "| snapshot | frames | edge | clients | delivered | missed | edge CPU us/msg | client latency p50 / p99 ms | broker hop mean ms (p99 <=) | bytes/msg |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.get("status") != "ok":
+            out.append(f"| {r['size']} | {'deflate' if r['deflate'] else 'plain'} | - | {r['clients_per_edge']} | {r.get('status')} | | | | | |")
+            continue
+        for i, e in enumerate(r["edges"]):
+            lg, hop = e["loadgen"], e["hop"]
+            srv, lat = lg.get("server", {}), lg.get("latency_ms", {})
+            out.append(
+                f"| {r['size']} | {'deflate' if r['deflate'] else 'plain'} | {i + 1} | {lg.get('connected')} | "
+                f"{lg.get('delivered')} | {lg.get('missed')} | {srv.get('cpu_total_us_per_msg')} | "
+                f"{lat.get('p50')} / {lat.get('p99')} | {hop.get('mean_ms')} ({hop.get('p99_le_ms')}) | "
+                f"{lg.get('bytes_per_message')} |")
+    out += ["", "| snapshot | frames | clients (both edges) | producer CPU % of a core | Redis CPU % | Redis in B/s | Redis out B/s |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.get("status") == "ok":
+            rd = r["redis"]
+            out.append(f"| {r['size']} | {'deflate' if r['deflate'] else 'plain'} | {2 * r['clients_per_edge']} | "
+                       f"{r['producer_cpu_pct']} | {rd['cpu_pct']} | {rd['in_bytes_per_s']:,} | {rd['out_bytes_per_s']:,} |")
+    out.append("<!-- redis:end -->")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="small:5000,large:2000,large:5000:deflate")
+    ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--marketcast", default=str(compare.cargo_target_dir() / "release" / "marketcast"))
+    ap.add_argument("--loadgen", default=str(compare.cargo_target_dir() / "release" / "marketcast-loadgen"))
+    ap.add_argument("--quiet-wait", type=float, default=120)
+    ap.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--no-markdown", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    for case in args.cases.split(","):
+        parts = case.split(":")
+        size, per_edge, deflate = parts[0], int(parts[1]), parts[2:] == ["deflate"]
+        compare.log(f"case {size}, {per_edge} clients per edge, {'deflate' if deflate else 'plain'}")
+        row = one_case(args, size, per_edge, deflate)
+        compare.log(f"  {row.get('status')}")
+        rows.append(row)
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    info = compare.machine_info()
+    meta = {"when": when, "machine": f"{info.get('nproc')} x {info.get('model_name')}, Linux {info.get('kernel')}, commit {info.get('commit')}",
+            "command": "python3 bench/redis_edges.py " + " ".join(sys.argv[1:])}
+    results = REPO / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"redis-{when}.json").write_text(json.dumps({"meta": meta, "machine": info, "rows": rows}, indent=1))
+    section = markdown(rows, meta)
+    print(section)
+    if not args.no_markdown:
+        path = Path(args.markdown)
+        text = path.read_text() if path.exists() else ""
+        if "<!-- redis:begin -->" in text:
+            head, rest = text.split("<!-- redis:begin -->", 1)
+            tail = rest.split("<!-- redis:end -->", 1)[1]
+            text = head + section + tail
+        else:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        path.write_text(text)
+    return 0 if all(r.get("status") == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
