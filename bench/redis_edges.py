@@ -9,12 +9,14 @@ Per edge it records what the load generator measured (clients, delivered, missed
 delivered message, latency from the producer's `ts` to the client), and from the edge's
 /metrics the broker hop (producer `ts` to the edge handing the tick to its fan-out). For the
 producer and for Redis it records their CPU over the window, and for Redis the bytes it took in
-and sent out (INFO stats). Rows go to bench/results/redis-<UTC timestamp>.json and a Markdown
+and sent out (INFO stats). A case marked `standalone` is the baseline: the same two nodes and
+load generators, but standalone nodes serving the fixture themselves (no producer, no Redis), so
+the difference is what the broker costs a node. Rows go to bench/results/redis-<UTC timestamp>.json and a Markdown
 section replaces what is between <!-- redis:begin --> and <!-- redis:end --> in BENCHMARKS.md.
 
 Run from the repo root, after `cargo build --release --bin marketcast --bin marketcast-loadgen`:
     ulimit -n 20000
-    python3 bench/redis_edges.py [--cases small:5000,large:2000,large:5000:deflate]
+    python3 bench/redis_edges.py [--cases small:5000,small:5000:standalone,large:2000,...]
                                  [--duration 20] [--marketcast PATH] [--loadgen PATH]
 Every run is bounded: the window (--duration), a 60 s start-up bound, and each load
 generator's own deadline.
@@ -106,105 +108,119 @@ def node(args, role: str, redis_port: int, snapshot: Path) -> compare.Server:
                REDIS_CHANNEL_PREFIX="bench", LOG_LEVEL="warning", HISTORY="false",
                WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_BROADCAST_INTERVAL="1",
                DATA_DIR=f"/tmp/marketcast-redis-bench-{port}")
-    if role == "producer":
+    if role in ("producer", "standalone"):
         env.update(FEED="static", SNAPSHOT_FILE=str(snapshot))
     return compare.Server("marketcast", port, [args.marketcast, "serve"], env)
 
 
-def one_case(args, size: str, per_edge: int, deflate: bool) -> dict:
+def one_case(args, size: str, per_node: int, deflate: bool, standalone: bool) -> dict:
     snapshot = REPO / "fixtures" / f"snapshot-{size}.json"
-    waited, busy = compare.wait_quiet(args.quiet_wait)
+    _, busy = compare.wait_quiet(args.quiet_wait)
     redis_port = compare.free_port()
-    redis = start_redis(redis_port)
-    producer = node(args, "producer", redis_port, snapshot)
-    edges = []
-    row: dict = {"size": size, "clients_per_edge": per_edge, "deflate": deflate,
-                 "duration_s": args.duration, "busy_before_run": round(busy, 3)}
+    redis = None if standalone else start_redis(redis_port)
+    producer = None
+    nodes: list[compare.Server] = []
+    row: dict = {"size": size, "clients_per_node": per_node, "deflate": deflate,
+                 "standalone": standalone, "duration_s": args.duration,
+                 "busy_before_run": round(busy, 3)}
     try:
-        assert producer.wait_ready(60), producer.tail()
-        edges = [node(args, "edge", redis_port, snapshot) for _ in range(2)]
-        for e in edges:
-            assert e.wait_ready(60), e.tail()
+        if not standalone:
+            producer = node(args, "producer", redis_port, snapshot)
+            assert producer.wait_ready(60), producer.tail()
+        nodes = [node(args, "standalone" if standalone else "edge", redis_port, snapshot)
+                 for _ in range(2)]
+        for n in nodes:
+            assert n.wait_ready(60), n.tail()
         deadline = time.monotonic() + 60
-        while not all('"redis":"connected"' in get(e.port, "/health") for e in edges):
+        while not standalone and not all('"redis":"connected"' in get(n.port, "/health") for n in nodes):
             assert time.monotonic() < deadline, "edges never connected to Redis"
             time.sleep(0.2)
-        per_process = 5000
         gens = []
-        for e in edges:
-            cmd = [args.loadgen, "--url", f"ws://127.0.0.1:{e.port}/ws/market", "--clients", str(per_edge),
-                   "--processes", str(max(1, -(-per_edge // per_process))), "--ramp", "2000",
-                   "--warmup", "3", "--duration", str(args.duration), "--server-pid", str(e.proc.pid)]
+        for n in nodes:
+            cmd = [args.loadgen, "--url", f"ws://127.0.0.1:{n.port}/ws/market", "--clients", str(per_node),
+                   "--processes", str(max(1, -(-per_node // 5000))), "--ramp", "2000",
+                   "--warmup", "3", "--duration", str(args.duration), "--server-pid", str(n.proc.pid)]
             if deflate:
                 cmd.append("--deflate")
             gens.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                          cwd=REPO, start_new_session=True))
-        # The window starts after ramp and warm-up; the producer, Redis and the hop are read
-        # over about the same stretch.
-        time.sleep(per_edge / 2000 + 3)
-        hop_before = [hop_histogram(e.port) for e in edges]
-        info0, rcpu0, pcpu0, t0 = redis_info(redis_port), cpu_s(redis.pid), cpu_s(producer.proc.pid), time.monotonic()
+        # The load generators' window starts after ramp and warm-up; the producer, Redis and
+        # the hop are read over about the same stretch.
+        time.sleep(per_node / 2000 + 3)
+        if not standalone:
+            hop0 = [hop_histogram(n.port) for n in nodes]
+            info0, rcpu0, pcpu0 = redis_info(redis_port), cpu_s(redis.pid), cpu_s(producer.proc.pid)
+        t0 = time.monotonic()
         time.sleep(args.duration)
-        info1, rcpu1, pcpu1, t1 = redis_info(redis_port), cpu_s(redis.pid), cpu_s(producer.proc.pid), time.monotonic()
-        hop_after = [hop_histogram(e.port) for e in edges]
-        span = t1 - t0
-        row["edges"] = []
+        span = time.monotonic() - t0
+        if not standalone:
+            info1, rcpu1, pcpu1 = redis_info(redis_port), cpu_s(redis.pid), cpu_s(producer.proc.pid)
+            hop1 = [hop_histogram(n.port) for n in nodes]
+        row["nodes"] = []
         for i, g in enumerate(gens):
             out, err = g.communicate(timeout=args.duration + 120)
             result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-500:]}
-            row["edges"].append({"loadgen": result, "hop": hop_stats(hop_before[i], hop_after[i])})
-        row["producer_cpu_pct"] = round((pcpu1 - pcpu0) / span * 100, 1)
-        row["redis"] = {
-            "cpu_pct": round((rcpu1 - rcpu0) / span * 100, 2),
-            "in_bytes_per_s": round((info1["total_net_input_bytes"] - info0["total_net_input_bytes"]) / span),
-            "out_bytes_per_s": round((info1["total_net_output_bytes"] - info0["total_net_output_bytes"]) / span),
-            "commands_per_s": round((info1["total_commands_processed"] - info0["total_commands_processed"]) / span, 1),
-        }
+            row["nodes"].append({"loadgen": result,
+                                 "hop": {} if standalone else hop_stats(hop0[i], hop1[i])})
+        if not standalone:
+            row["producer_cpu_pct"] = round((pcpu1 - pcpu0) / span * 100, 1)
+            row["redis"] = {
+                "cpu_pct": round((rcpu1 - rcpu0) / span * 100, 2),
+                "in_bytes_per_s": round((info1["total_net_input_bytes"] - info0["total_net_input_bytes"]) / span),
+                "out_bytes_per_s": round((info1["total_net_output_bytes"] - info0["total_net_output_bytes"]) / span),
+                "commands_per_s": round((info1["total_commands_processed"] - info0["total_commands_processed"]) / span, 1),
+            }
         row["status"] = "ok"
     except Exception as e:  # a failed case gets a row that says so
         row["status"] = f"failed: {e}"
     finally:
-        for e in edges:
-            e.stop()
-        producer.stop()
-        redis.terminate()
-        redis.wait(10)
+        for n in nodes:
+            n.stop()
+        if producer is not None:
+            producer.stop()
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
     return row
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
+    frames = lambda r: "deflate" if r["deflate"] else "plain"  # noqa: E731
     out = ["<!-- redis:begin -->",
            f"Measured {meta['when']} on {meta['machine']}: `{meta['command']}`. One producer (FEED=static, "
-           "1 tick/s), two edges and one redis-server on the same 2 cores as the load generators.",
+           "1 tick/s), two edges and one redis-server share the 2 cores with the load generators; "
+           "the `standalone` rows are the baseline (two standalone nodes, no Redis, same load).",
            "",
-           "| snapshot | frames | edge | clients | delivered | missed | edge CPU us/msg | client latency p50 / p99 ms | broker hop mean ms (p99 <=) | bytes/msg |",
+           "| snapshot | frames | node | clients | delivered | missed | node CPU us/msg | client latency p50 / p99 ms | broker hop mean ms (p99 <=) | bytes/msg |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r.get("status") != "ok":
-            out.append(f"| {r['size']} | {'deflate' if r['deflate'] else 'plain'} | - | {r['clients_per_edge']} | {r.get('status')} | | | | | |")
+            out.append(f"| {r['size']} | {frames(r)} | - | {r['clients_per_node']} | {r.get('status')} | | | | | |")
             continue
-        for i, e in enumerate(r["edges"]):
-            lg, hop = e["loadgen"], e["hop"]
+        for i, n in enumerate(r["nodes"]):
+            lg, hop = n["loadgen"], n["hop"]
             srv, lat = lg.get("server", {}), lg.get("latency_ms", {})
+            name = f"standalone {i + 1}" if r["standalone"] else f"edge {i + 1}"
+            hop_text = f"{hop.get('mean_ms')} ({hop.get('p99_le_ms')})" if hop else "-"
             out.append(
-                f"| {r['size']} | {'deflate' if r['deflate'] else 'plain'} | {i + 1} | {lg.get('connected')} | "
-                f"{lg.get('delivered')} | {lg.get('missed')} | {srv.get('cpu_total_us_per_msg')} | "
-                f"{lat.get('p50')} / {lat.get('p99')} | {hop.get('mean_ms')} ({hop.get('p99_le_ms')}) | "
-                f"{lg.get('bytes_per_message')} |")
-    out += ["", "| snapshot | frames | clients (both edges) | producer CPU % of a core | Redis CPU % | Redis in B/s | Redis out B/s |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+                f"| {r['size']} | {frames(r)} | {name} | {lg.get('connected')} | {lg.get('delivered')} | "
+                f"{lg.get('missed')} | {srv.get('cpu_total_us_per_msg')} | {lat.get('p50')} / {lat.get('p99')} | "
+                f"{hop_text} | {lg.get('bytes_per_message')} |")
+    out += ["", "| snapshot | frames | clients (both edges) | producer CPU % of a core | Redis CPU % of a core | Redis in B/s | Redis out B/s | Redis commands/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        if r.get("status") == "ok":
+        if r.get("status") == "ok" and not r["standalone"]:
             rd = r["redis"]
-            out.append(f"| {r['size']} | {'deflate' if r['deflate'] else 'plain'} | {2 * r['clients_per_edge']} | "
-                       f"{r['producer_cpu_pct']} | {rd['cpu_pct']} | {rd['in_bytes_per_s']:,} | {rd['out_bytes_per_s']:,} |")
+            out.append(f"| {r['size']} | {frames(r)} | {2 * r['clients_per_node']:,} | {r['producer_cpu_pct']} | "
+                       f"{rd['cpu_pct']} | {rd['in_bytes_per_s']:,} | {rd['out_bytes_per_s']:,} | {rd['commands_per_s']} |")
     out.append("<!-- redis:end -->")
     return "\n".join(out)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="small:5000,large:2000,large:5000:deflate")
+    ap.add_argument("--cases", default="small:5000,small:5000:standalone,large:2000,large:2000:standalone,"
+                                       "large:5000:deflate,large:5000:deflate:standalone")
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--marketcast", default=str(compare.cargo_target_dir() / "release" / "marketcast"))
     ap.add_argument("--loadgen", default=str(compare.cargo_target_dir() / "release" / "marketcast-loadgen"))
@@ -215,9 +231,11 @@ def main() -> int:
     rows = []
     for case in args.cases.split(","):
         parts = case.split(":")
-        size, per_edge, deflate = parts[0], int(parts[1]), parts[2:] == ["deflate"]
-        compare.log(f"case {size}, {per_edge} clients per edge, {'deflate' if deflate else 'plain'}")
-        row = one_case(args, size, per_edge, deflate)
+        size, per_node = parts[0], int(parts[1])
+        deflate, standalone = "deflate" in parts[2:], "standalone" in parts[2:]
+        compare.log(f"case {size}, {per_node} clients per node, {'deflate' if deflate else 'plain'}"
+                    f"{', standalone baseline' if standalone else ''}")
+        row = one_case(args, size, per_node, deflate, standalone)
         compare.log(f"  {row.get('status')}")
         rows.append(row)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")

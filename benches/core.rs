@@ -185,7 +185,7 @@ fn shared(messages: &[(Timestamp, String)], history: bool) -> (f64, u64) {
                     url,
                     retention_days: 36_500,
                     buffer: 10_000_000,
-                    only_while: None,
+                    write: true,
                 },
                 market,
                 std::sync::Arc::new(marketcast::market::SystemClock),

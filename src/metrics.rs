@@ -25,7 +25,8 @@
 //!   `redis_ticks` (published, or received and fanned out), `redis_reconnects`; a producer's
 //!   `redis_leader`, `redis_takeovers`, `redis_fenced` (refused by the lease or the seq
 //!   check), `redis_dropped` (not sent: queue full or Redis away); an edge's `redis_malformed`
-//!   (messages that were not a tick), `redis_gaps` and `redis_missed` (seq skipped), and the
+//!   (messages that were not a tick), `redis_conflated` (snapshots skipped for a newer one while
+//!   the edge was behind), `redis_gaps` and `redis_missed` (seq skipped), and the
 //!   histogram `redis_hop_seconds` (producer `ts` to the edge's fan-out).
 
 use std::sync::atomic::Ordering;
@@ -72,6 +73,7 @@ struct BrokerFigures {
     fenced: u64,
     dropped: u64,
     malformed: u64,
+    conflated: u64,
     gaps: u64,
     missed: u64,
     hop_seconds: Histogram,
@@ -154,6 +156,7 @@ pub fn render(src: &Sources<'_>) -> String {
             fenced: load(&b.fenced),
             dropped: load(&b.dropped),
             malformed: load(&b.malformed),
+            conflated: load(&b.conflated),
             gaps: load(&b.gaps),
             missed: load(&b.missed),
             hop_seconds: b.hop_seconds.clone(),
@@ -505,6 +508,12 @@ impl Collector for Scrape {
                         "redis_malformed",
                         "Messages on a channel that were not a tick, dropped.",
                         &row(b.malformed),
+                    )?;
+                    counters(
+                        e,
+                        "redis_conflated",
+                        "Snapshots not sent because a newer one of the channel was already waiting (the edge was behind).",
+                        &row(b.conflated),
                     )?;
                     counters(
                         e,

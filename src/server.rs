@@ -371,6 +371,9 @@ impl Server {
                     prefix: args.redis_channel_prefix.clone(),
                     ca_file: args.redis_ca_file.clone(),
                     lease: Duration::from_millis(args.redis_lease_ms),
+                    tick_interval: match args.cadence() {
+                        ticker::Cadence::Interval(d) | ticker::Cadence::OnChange(d) => d,
+                    },
                 };
                 let client = bridge::client(&settings)?;
                 let role = match role {
@@ -728,10 +731,7 @@ impl Server {
                     url: args.history_url(),
                     retention_days: args.history_retention_days as u32,
                     buffer: args.history_buffer as usize,
-                    only_while: match &broker {
-                        Some((_, _, status)) if !edge => Some(status.leader_flag()),
-                        _ => None,
-                    },
+                    write: !edge,
                 },
                 market.clone(),
                 clock.clone(),

@@ -36,10 +36,11 @@ async fn an_edge_answers_history_from_the_shared_postgres() {
     check_routes(&day, &edge, "postgres").await;
 }
 
-/// Two producers on one feed and one PostgreSQL: only the one that holds the lease writes, so
-/// the session is in the database once (a standby's records would double every volume).
+/// Two producers on one feed and one PostgreSQL: only the one holding the writer lock writes,
+/// so the session is in the database once (a standby's records would double every volume);
+/// when it is killed, the standby takes the lock and goes on writing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_publishing_producer_writes_history() {
+async fn one_node_writes_a_shared_database_and_a_standby_takes_over() {
     const TOKEN: &str = "t";
     let url = fresh_postgres_database("two_producers").await;
     let redis = common::redis_server::RedisServer::shared();
@@ -55,55 +56,93 @@ async fn only_the_publishing_producer_writes_history() {
         ("DATABASE_URL", url.as_str()),
         ("CLOCK_FIXED_AT", "2026-11-26T10:00:00+07:00"),
     ];
-    let leader = common::ServerProcess::start(&env);
-    leader.wait_health(|h| h["broker"]["leader"] == true).await;
+    let mut first = common::ServerProcess::start(&env);
+    first.wait_health(|h| h["history"]["writer"] == true).await;
     let standby = common::ServerProcess::start(&env);
-    standby
-        .wait_health(|h| h["redis"] == "connected" && h["database"] == "connected")
+    let h = standby
+        .wait_health(|h| h["database"] == "connected" && h["redis"] == "connected")
         .await;
+    assert_eq!(h["history"]["writer"], false, "{h}");
     let lines = common::simulated_day(4000, 3);
-    for chunk in lines.chunks(500) {
-        let body: Vec<&str> = chunk.iter().map(|l| common::envelope_of(l)).collect();
-        let body = body.join("\n");
-        for node in [&leader, &standby] {
-            assert_eq!(common::post_ingest(node, TOKEN, &body).await.status, 200);
+    let bodies: Vec<String> = lines
+        .chunks(500)
+        .map(|c| {
+            c.iter()
+                .map(|l| common::envelope_of(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    let (before, after) = bodies.split_at(bodies.len() / 2);
+    for body in before {
+        for node in [&first, &standby] {
+            assert_eq!(common::post_ingest(node, TOKEN, body).await.status, 200);
         }
     }
     let traded = |snapshot: &Value| snapshot["quotes"]["FPT"]["total_volume"].as_i64().unwrap();
-    let expected = traded(&leader.get("/api/market/snapshot").await.json());
+    let half = traded(&first.get("/api/market/snapshot").await.json());
     assert_eq!(
-        expected,
+        half,
         traded(&standby.get("/api/market/snapshot").await.json())
     );
-    assert!(expected > 0);
-    let candle_volume = || async {
-        let r = leader
-            .get(&format!("/api/history/fpt/candles?start={DAY}&end={DAY}"))
-            .await;
-        r.json()
-            .as_array()
-            .map(|c| {
-                c.iter()
-                    .map(|c| c["volume"].as_i64().unwrap_or(0))
-                    .sum::<i64>()
-            })
-            .unwrap_or(0)
+    assert!(half > 0);
+    let candle_volume = |node: &common::ServerProcess| {
+        let path = format!("/api/history/fpt/candles?start={DAY}&end={DAY}");
+        let addr = node.addr;
+        async move {
+            common::http_get(addr, &path, &[])
+                .await
+                .json()
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .map(|c| c["volume"].as_i64().unwrap_or(0))
+                        .sum::<i64>()
+                })
+                .unwrap_or(0)
+        }
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while candle_volume().await != expected {
+    while candle_volume(&standby).await != half {
         assert!(
             std::time::Instant::now() < deadline,
-            "candles never held the session"
+            "candles never held the first half"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // Both writers' batches would have landed by now (one a second); still once.
+    // Both nodes' batches would have landed by now (one a second): still once.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(
-        candle_volume().await,
-        expected,
+        candle_volume(&standby).await,
+        half,
         "the session is written once"
     );
     let h = standby.get("/health").await.json();
     assert_eq!(h["history"]["written"], 0, "the standby wrote nothing: {h}");
+
+    // The writer dies; the standby takes the lock and writes what comes next.
+    let status = std::process::Command::new("kill")
+        .args(["-9", &first.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    first
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("killed");
+    standby
+        .wait_health(|h| h["history"]["writer"] == true)
+        .await;
+    for body in after {
+        assert_eq!(common::post_ingest(&standby, TOKEN, body).await.status, 200);
+    }
+    let whole = traded(&standby.get("/api/market/snapshot").await.json());
+    assert!(whole > half);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while candle_volume(&standby).await != whole {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never wrote the rest"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

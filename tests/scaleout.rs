@@ -526,6 +526,113 @@ async fn redis_with_a_password_and_with_tls() {
     let (text, _) = next_json(&mut ws, Duration::from_secs(10)).await;
     assert!(text.starts_with("{\"seq\":"));
     assert!(redis.url().starts_with("rediss://"));
+    // A CA that did not sign Redis's certificate: refused, and said so.
+    let other = tls::TestCa::new("redis-other");
+    let other_ca = other.ca_file().display().to_string();
+    let url = redis.url();
+    let untrusting = ServerProcess::start(&[
+        ("ROLE", "edge"),
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_CHANNEL_PREFIX", p.as_str()),
+        ("REDIS_CA_FILE", other_ca.as_str()),
+        ("HISTORY", "false"),
+    ]);
+    let h = untrusting
+        .wait_health(|h| h["broker"]["error"].is_string())
+        .await;
+    assert_eq!(h["redis"], "unavailable", "{h}");
+    let said = h["broker"]["error"].as_str().unwrap().to_lowercase();
+    assert!(
+        said.contains("certificate") || said.contains("issuer"),
+        "{said}"
+    );
+}
+
+/// Sends a signal to a process.
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Reads whatever `ws` gets for `wait`, appending the seqs to `seqs`.
+async fn read_for(ws: &mut Ws, wait: Duration, seqs: &mut Vec<u64>) {
+    let until = Instant::now() + wait;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => seqs.push(seq_of(t.as_bytes())),
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("the client must stay connected, got {other:?}"),
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_paused_past_its_lease_stands_down_and_publishes_nothing_stale() {
+    let redis = RedisServer::shared();
+    let p = prefix("paused");
+    let lease = [("REDIS_LEASE_MS", "1000")];
+    let leader = producer(&redis, &p, &lease);
+    leader.wait_health(|h| h["broker"]["leader"] == true).await;
+    let standby = producer(&redis, &p, &lease);
+    standby.wait_health(|h| h["redis"] == "connected").await;
+    let node = edge(&redis, &p, &[]);
+    wait_relaying(&node).await;
+    let mut ws = connect(&node.ws_url("/ws/market")).await;
+    let mut seqs = Vec::new();
+    read_for(&mut ws, Duration::from_secs(1), &mut seqs).await;
+
+    // Frozen (a long GC pause, a VM migration) while its ticks wait in its queue.
+    signal(leader.pid(), "-STOP");
+    standby.wait_health(|h| h["broker"]["leader"] == true).await;
+    read_for(&mut ws, Duration::from_millis(500), &mut seqs).await;
+    signal(leader.pid(), "-CONT");
+    let h = leader.wait_health(|h| h["broker"]["leader"] == false).await;
+    read_for(&mut ws, Duration::from_secs(2), &mut seqs).await;
+    assert!(seqs.len() >= 8, "{seqs:?}");
+    assert!(
+        strictly_increasing(&seqs),
+        "no stale tick after the pause: {seqs:?}"
+    );
+    assert_eq!(h["broker"]["takeovers"], 1, "{h}");
+    let h = standby.get("/health").await.json();
+    assert_eq!(
+        h["broker"]["leader"], true,
+        "the standby keeps the lease: {h}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_taking_over_an_empty_redis_carries_seq_on() {
+    let mut redis = RedisServer::start();
+    let p = prefix("empty");
+    let lease = [("REDIS_LEASE_MS", "1000")];
+    let mut leader = producer(&redis, &p, &lease);
+    leader.wait_health(|h| h["broker"]["leader"] == true).await;
+    let standby = producer(&redis, &p, &lease);
+    standby.wait_health(|h| h["redis"] == "connected").await;
+    let node = edge(&redis, &p, &[]);
+    wait_relaying(&node).await;
+    let mut ws = connect(&node.ws_url("/ws/market")).await;
+    let mut seqs = Vec::new();
+    read_for(&mut ws, Duration::from_secs(1), &mut seqs).await;
+    let before = seqs.len();
+
+    // The leader dies and Redis comes back empty: no lease, no record of any seq.
+    signal(leader.pid(), "-9");
+    leader.wait_exit(Duration::from_secs(10)).expect("killed");
+    redis.restart();
+    standby.wait_health(|h| h["broker"]["leader"] == true).await;
+    node.wait_health(|h| h["redis"] == "connected").await;
+    read_for(&mut ws, Duration::from_secs(2), &mut seqs).await;
+    assert!(
+        seqs.len() > before + 3,
+        "ticks from the new leader: {seqs:?}"
+    );
+    assert!(strictly_increasing(&seqs), "seq carries on: {seqs:?}");
 }
 
 /// A CA and a server certificate for `127.0.0.1`, as file paths.

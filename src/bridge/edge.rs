@@ -6,16 +6,20 @@
 //! can). Each tick is handed to the channel's hub exactly as received: the hub's fan-out
 //! writes the producer's plain frame, or its compressed one, to every client.
 //!
+//! An edge that falls behind its subscription (its fan-out slower than the ticks arrive) skips
+//! to the newest snapshot of a channel instead of queueing the ones between (counted as
+//! `conflated`); alerts are events, and each one goes out.
+//!
 //! Redis going away is noticed by the stream ending or by a PING (every second) going
 //! unanswered. The hubs keep their latest tick and their clients meanwhile; the edge
-//! reconnects with backoff and carries on from the channel's last message.
+//! reconnects with backoff and carries on from each channel's last message.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -24,31 +28,42 @@ use super::{connect, Backoff, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
 use crate::broadcast::frame::{SharedDeflater, Tick};
 use crate::broadcast::hub::Hub;
 use crate::broadcast::ticker::DEFLATE_LEVEL;
+use crate::market::alerts::Alert;
 use crate::market::route_state::RouteState;
 
 /// How often the subscription is checked with a PING, and how long the answer may take.
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How old the cached producer state may be before a REST request reads it again.
+/// How old the cached producer state may be before it is read again.
 const STATE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Messages taken from the subscription at once, at most, when several are waiting.
+const BATCH: usize = 64;
+
+/// The channel whose messages are events, never conflated.
+const EVENTS: &str = "alerts";
 
 /// One channel as the edge serves it.
 struct Channel {
     name: String,
     hub: Hub,
     deflater: Option<SharedDeflater>,
-    /// The last `seq` and `ts` handed to the hub.
+    /// Whether anything was handed to the hub yet, and the last `seq`, `epoch` and era.
+    seen: bool,
     last_seq: u64,
-    last_ts: i64,
+    last_epoch: Option<u64>,
+    era: u64,
 }
 
-/// The producer's state for the REST routes, read from Redis on demand and cached.
+/// The producer's state for the REST routes, read from Redis and cached: a request gets the
+/// cached copy at once, and a copy older than a second is read again in the background.
 pub struct RemoteState {
     client: redis::Client,
     key: String,
-    conn: tokio::sync::Mutex<(Option<redis::aio::MultiplexedConnection>, Option<Instant>)>,
-    latest: RwLock<Option<Arc<RouteState>>>,
+    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    latest: RwLock<Option<(Instant, Arc<RouteState>)>>,
+    reading: AtomicBool,
 }
 
 impl RemoteState {
@@ -57,15 +72,32 @@ impl RemoteState {
         RemoteState {
             client,
             key: settings.state_key(),
-            conn: tokio::sync::Mutex::new((None, None)),
+            conn: tokio::sync::Mutex::new(None),
             latest: RwLock::new(None),
+            reading: AtomicBool::new(false),
         }
     }
 
-    /// The state, read again when the cached copy is older than a second. While Redis is
-    /// away the last copy is served; `None` until one was read.
-    pub async fn get(&self) -> Option<Arc<RouteState>> {
-        self.read(false).await
+    /// The state: the cached copy (read again in the background when older than a second),
+    /// or, before there is one, a read now. While Redis is away the last copy is served.
+    pub async fn get(self: &Arc<Self>) -> Option<Arc<RouteState>> {
+        let cached = self
+            .latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match cached {
+            Some((read_at, state)) => {
+                if read_at.elapsed() >= STATE_MAX_AGE {
+                    self.refresh_in_background();
+                }
+                Some(state)
+            }
+            None => {
+                self.read().await;
+                self.cached()
+            }
+        }
     }
 
     /// The cached state as it is (no waiting).
@@ -73,42 +105,61 @@ impl RemoteState {
         self.latest
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(_, s)| s.clone())
     }
 
-    /// Reads the state now (new alerts arrived, say).
-    pub async fn refresh(&self) {
-        self.read(true).await;
-    }
-
-    async fn read(&self, force: bool) -> Option<Arc<RouteState>> {
-        let mut guard = self.conn.lock().await;
-        let (conn, read_at) = &mut *guard;
-        if !force && read_at.is_some_and(|t| t.elapsed() < STATE_MAX_AGE) {
-            return self.cached();
+    /// Starts a read unless one is running.
+    pub fn refresh_in_background(self: &Arc<Self>) {
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return;
         }
-        // Marked read even when it fails: requests during an outage do not queue on Redis.
-        *read_at = Some(Instant::now());
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.read().await;
+            me.reading.store(false, Ordering::Release);
+        });
+    }
+
+    /// Adds an alert the edge just relayed to the cached log, so the REST route and a new
+    /// `/ws/alerts` client have it before the producer's next state.
+    fn push_alert(&self, payload: &[u8]) {
+        let Ok(alert) = serde_json::from_slice::<Alert>(payload) else {
+            return;
+        };
+        let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, state)) = latest.as_mut() {
+            let state = Arc::make_mut(state);
+            if !state.alerts.iter().any(|a| a.id == alert.id) {
+                state.alerts.push(alert);
+            }
+        }
+    }
+
+    async fn read(&self) {
+        let mut conn = self.conn.lock().await;
         if conn.is_none() {
             *conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(&self.client))
                 .await
                 .ok()
                 .and_then(Result::ok);
         }
-        let c = conn.as_mut()?;
+        let Some(c) = conn.as_mut() else {
+            return;
+        };
         let got: redis::RedisResult<Option<Vec<u8>>> =
             redis::cmd("GET").arg(&self.key).query_async(c).await;
         match got {
             Ok(Some(bytes)) => match serde_json::from_slice::<RouteState>(&bytes) {
                 Ok(state) => {
-                    *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(state));
+                    *self.latest.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now(), Arc::new(state)));
                 }
                 Err(e) => tracing::warn!("the producer's state in Redis is not readable: {e}"),
             },
             Ok(None) => {}
             Err(_) => *conn = None,
         }
-        self.cached()
     }
 }
 
@@ -132,124 +183,146 @@ pub async fn run(
                 name: name.clone(),
                 hub,
                 deflater,
+                seen: false,
                 last_seq: 0,
-                last_ts: 0,
+                last_epoch: None,
+                era: 0,
             };
             (settings.channel(&name), ch)
         })
         .collect();
-    let names: Vec<String> = channels.keys().cloned().collect();
     let mut backoff = Backoff::new();
-    let mut ever_connected = false;
+    let mut link = Link {
+        client: &client,
+        settings: &settings,
+        status: &status,
+        remote: &remote,
+        ever_connected: false,
+    };
     loop {
-        let outcome = session(
-            &client,
-            &settings,
-            &status,
-            &names,
-            &mut channels,
-            &remote,
-            &stop,
-            &mut ever_connected,
-        )
-        .await;
-        match outcome {
+        match link.session(&mut channels, &mut backoff, &stop).await {
             Ok(()) => return,
             Err(e) => {
                 status.down(&e);
-                backoff_or_stop(&mut backoff, &stop).await;
-                if stop.is_cancelled() {
-                    return;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_wait()) => {}
                 }
             }
-        }
-        if ever_connected && status.is_connected() {
-            backoff.reset();
         }
     }
 }
 
-async fn backoff_or_stop(backoff: &mut Backoff, stop: &CancellationToken) {
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = tokio::time::sleep(backoff.next_wait()) => {}
+struct Link<'a> {
+    client: &'a redis::Client,
+    settings: &'a BridgeSettings,
+    status: &'a Arc<BrokerStatus>,
+    remote: &'a Arc<RemoteState>,
+    ever_connected: bool,
+}
+
+impl Link<'_> {
+    /// One connection's life: subscribe, catch up, relay until the connection fails (`Err`)
+    /// or the edge stops (`Ok`).
+    async fn session(
+        &mut self,
+        channels: &mut HashMap<String, Channel>,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+    ) -> Result<(), String> {
+        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "connecting timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (mut sink, mut stream) = pubsub.split();
+        let names: Vec<String> = channels.keys().cloned().collect();
+        tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(&names))
+            .await
+            .map_err(|_| "subscribing timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        // Subscribed first, then the last messages: nothing published in between is missed
+        // (it waits in the stream, and what was already had is skipped by its seq).
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.client))
+            .await
+            .map_err(|_| "connecting timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let lasts: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(
+                names
+                    .iter()
+                    .map(|n| self.settings.last_key(&channels[n].name))
+                    .collect::<Vec<_>>(),
+            )
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(conn);
+        backoff.reset();
+        if self.status.up() && self.ever_connected {
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("Redis is back: relaying again");
+        }
+        self.ever_connected = true;
+        for (name, last) in names.iter().zip(lasts) {
+            if let (Some(bytes), Some(ch)) = (last, channels.get_mut(name)) {
+                relay_one(ch, &bytes, self.status, self.remote, Delivery::CatchUp).await;
+            }
+        }
+        self.remote.refresh_in_background();
+        let mut pings = tokio::time::interval(PING_EVERY);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                msg = stream.next() => {
+                    let Some(first) = msg else {
+                        return Err("the connection closed".into());
+                    };
+                    // What else is waiting: a snapshot that a newer one of its channel follows
+                    // is not worth sending.
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(m)) => batch.push(m),
+                            Some(None) => return Err("the connection closed".into()),
+                            None => break,
+                        }
+                    }
+                    for (i, msg) in batch.iter().enumerate() {
+                        let name = msg.get_channel_name();
+                        let Some(ch) = channels.get_mut(name) else {
+                            continue;
+                        };
+                        let superseded = ch.name != EVENTS
+                            && batch[i + 1..].iter().any(|m| m.get_channel_name() == name);
+                        let delivery = if superseded { Delivery::Skip } else { Delivery::Live };
+                        relay_one(ch, msg.get_payload_bytes(), self.status, self.remote, delivery)
+                            .await;
+                    }
+                }
+                _ = pings.tick() => {
+                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(e.to_string()),
+                        Err(_) => return Err(format!("no answer to PING in {PING_TIMEOUT:?}")),
+                    }
+                }
+            }
+        }
     }
 }
 
-/// One connection's life: subscribe, catch up, relay until the connection fails (`Err`) or
-/// the edge stops (`Ok`).
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    client: &redis::Client,
-    settings: &BridgeSettings,
-    status: &Arc<BrokerStatus>,
-    names: &[String],
-    channels: &mut HashMap<String, Channel>,
-    remote: &Arc<RemoteState>,
-    stop: &CancellationToken,
-    ever_connected: &mut bool,
-) -> Result<(), String> {
-    let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-        .await
-        .map_err(|_| "connecting timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (mut sink, mut stream) = pubsub.split();
-    tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(names))
-        .await
-        .map_err(|_| "subscribing timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    // Subscribed first, then the last messages: nothing published in between is missed (it
-    // waits in the stream, and what was already had is skipped by its seq).
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(client))
-        .await
-        .map_err(|_| "connecting timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let lasts: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-        .arg(
-            channels
-                .values()
-                .map(|c| settings.last_key(&c.name))
-                .collect::<Vec<_>>(),
-        )
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    drop(conn);
-    if status.up() && *ever_connected {
-        status.reconnects.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("Redis is back: relaying again");
-    }
-    *ever_connected = true;
-    let keys: Vec<String> = channels.keys().cloned().collect();
-    for (key, last) in keys.iter().zip(lasts) {
-        if let (Some(bytes), Some(ch)) = (last, channels.get_mut(key)) {
-            relay_one(ch, &bytes, status, remote, true).await;
-        }
-    }
-    let refresh = remote.clone();
-    tokio::spawn(async move { refresh.refresh().await });
-    let mut pings = tokio::time::interval(PING_EVERY);
-    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            msg = stream.next() => {
-                let Some(msg) = msg else {
-                    return Err("the connection closed".into());
-                };
-                if let Some(ch) = channels.get_mut(msg.get_channel_name()) {
-                    relay_one(ch, msg.get_payload_bytes(), status, remote, false).await;
-                }
-            }
-            _ = pings.tick() => {
-                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Err(_) => return Err(format!("no answer to PING in {PING_TIMEOUT:?}")),
-                }
-            }
-        }
-    }
+/// How a message is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Arrived on the subscription: sent.
+    Live,
+    /// The channel's last message, read at (re)connection: sent if new (a new client gets it
+    /// at once), and not added to the alert log (the state read then has it).
+    CatchUp,
+    /// A newer snapshot of the channel follows in the same batch: checked and numbered, not
+    /// sent.
+    Skip,
 }
 
 /// The fields of a foreign body the edge needs.
@@ -259,24 +332,34 @@ struct Stamp {
     ts: Option<i64>,
 }
 
-/// Hands one message to its channel's hub, or counts why not. `catching_up`: the channel's
-/// last message, read at (re)connection (not counted as a gap when it is one).
+/// Hands one message to its channel's hub, or counts why not.
 async fn relay_one(
     ch: &mut Channel,
     message: &[u8],
     status: &BrokerStatus,
     remote: &Arc<RemoteState>,
-    catching_up: bool,
+    delivery: Delivery,
 ) {
     let tick = match envelope::decode(message) {
         Ok(Incoming::Envelope(e)) => {
-            if !accept(ch, e.seq, e.ts_ms, status) {
+            let Some(era) = accept(ch, Some(e.epoch), e.seq, status) else {
+                return;
+            };
+            if delivery == Delivery::Skip {
+                status.conflated.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Tick::received(e.seq, e.ts_ms, e.payload, e.deflated, ch.deflater.clone())
+            Tick::received(
+                era,
+                e.seq,
+                e.ts_ms,
+                e.payload,
+                e.deflated,
+                ch.deflater.clone(),
+            )
         }
         Ok(Incoming::Json(body)) => {
-            let Some(stamped) = stamp_foreign(body, ch.last_seq) else {
+            let Some((seq, ts, stamped)) = stamp_foreign(body, ch.last_seq) else {
                 status.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     channel = ch.name,
@@ -284,10 +367,14 @@ async fn relay_one(
                 );
                 return;
             };
-            if !accept(ch, stamped.0, stamped.1, status) {
+            let Some(era) = accept(ch, None, seq, status) else {
+                return;
+            };
+            if delivery == Delivery::Skip {
+                status.conflated.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Tick::received(stamped.0, stamped.1, &stamped.2, None, ch.deflater.clone())
+            Tick::received(era, seq, ts, &stamped, None, ch.deflater.clone())
         }
         Err(e) => {
             status.malformed.fetch_add(1, Ordering::Relaxed);
@@ -298,44 +385,53 @@ async fn relay_one(
     let hop = chrono::Utc::now().timestamp_millis() - tick.ts_ms;
     status.hop_seconds.observe(hop.max(0) as f64 / 1000.0);
     status.ticks.fetch_add(1, Ordering::Relaxed);
+    if ch.name == EVENTS && delivery == Delivery::Live {
+        remote.push_alert(&tick.payload());
+    }
     let started = Instant::now();
     ch.hub.publish(tick).await;
     ch.hub
         .timings()
         .tick_seconds
         .observe(started.elapsed().as_secs_f64());
-    if ch.name == "alerts" && !catching_up {
-        let remote = remote.clone();
-        tokio::spawn(async move { remote.refresh().await });
-    }
 }
 
-/// Whether a tick numbered `seq` at `ts_ms` goes out, counting the ticks skipped since the last
-/// one (lost on the channel, or never published while Redis was away); records it as the last.
-fn accept(ch: &mut Channel, seq: u64, ts_ms: i64, status: &BrokerStatus) -> bool {
-    if seq <= ch.last_seq {
-        // Already sent (a duplicate, or the last message read again at reconnection) ...
-        if seq == ch.last_seq || ts_ms <= ch.last_ts {
-            return false;
+/// Whether a tick numbered `seq` goes out, and in which era; counts the ticks skipped since
+/// the last one (lost on the channel, or never published while Redis was away) and records it
+/// as the last.
+///
+/// A `seq` at or below the last one is a message already had, unless the count started again:
+/// for a producer's envelope, when its `epoch` changed (Redis lost its record); for a body
+/// from another publisher, when the `seq` is lower (it restarted). Then the era goes up and
+/// clients take the new count from there.
+fn accept(ch: &mut Channel, epoch: Option<u64>, seq: u64, status: &BrokerStatus) -> Option<u64> {
+    if ch.seen && seq <= ch.last_seq {
+        let new_count = match epoch {
+            Some(e) => ch.last_epoch.is_some_and(|last| last != e),
+            None => seq < ch.last_seq,
+        };
+        if !new_count {
+            return None;
         }
-        // ... unless it is newer by its time: the producers started a new count, and the
-        // clients take it from here.
+        ch.era += 1;
         tracing::warn!(
             channel = ch.name,
             from = ch.last_seq,
             to = seq,
-            "seq started again (the producers restarted)"
+            "seq started again (the producers restarted on an empty Redis)"
         );
-        ch.hub.restart_count();
-    } else if ch.last_seq > 0 && seq > ch.last_seq + 1 {
+    } else if ch.seen && seq > ch.last_seq.saturating_add(1) {
         status.gaps.fetch_add(1, Ordering::Relaxed);
         status
             .missed
             .fetch_add(seq - ch.last_seq - 1, Ordering::Relaxed);
     }
+    ch.seen = true;
     ch.last_seq = seq;
-    ch.last_ts = ts_ms;
-    true
+    if epoch.is_some() {
+        ch.last_epoch = epoch;
+    }
+    Some(ch.era)
 }
 
 /// A body from a publisher other than marketcast, as clients must get it: a JSON object,
@@ -348,7 +444,10 @@ fn stamp_foreign(body: &[u8], last_seq: u64) -> Option<(u64, i64, Vec<u8>)> {
     }
     let stamp: Stamp = serde_json::from_slice(trimmed).ok()?;
     let now = chrono::Utc::now().timestamp_millis();
-    let (seq, ts) = (stamp.seq.unwrap_or(last_seq + 1), stamp.ts.unwrap_or(now));
+    let (seq, ts) = (
+        stamp.seq.unwrap_or(last_seq.saturating_add(1)),
+        stamp.ts.unwrap_or(now),
+    );
     let mut prefix = String::from("{");
     if stamp.seq.is_none() {
         prefix.push_str(&format!("\"seq\":{seq},"));
@@ -378,8 +477,10 @@ mod tests {
             name: "market".into(),
             hub: Hub::new(HubSettings::default()),
             deflater: None,
+            seen: false,
             last_seq: 0,
-            last_ts: 0,
+            last_epoch: None,
+            era: 0,
         }
     }
 
@@ -403,6 +504,8 @@ mod tests {
         let (seq, _, out) = stamp_foreign(br#"{"seq":7,"a":1}"#, 0).unwrap();
         assert_eq!(seq, 7);
         assert!(out.starts_with(b"{\"ts\":"));
+        let (seq, _, _) = stamp_foreign(b"{}", u64::MAX).unwrap();
+        assert_eq!(seq, u64::MAX, "no overflow on a foreign seq at the top");
         for bad in [
             &b"[1,2]"[..],
             b"hello",
@@ -422,25 +525,33 @@ mod tests {
     async fn gaps_are_counted_and_old_ticks_skipped() {
         let status = BrokerStatus::new(super::super::Role::Edge, String::new());
         let mut ch = channel();
-        assert!(
-            accept(&mut ch, 10, 100, &status),
-            "the first tick, read at start"
+        assert_eq!(
+            accept(&mut ch, Some(1), 10, &status),
+            Some(0),
+            "the first tick"
         );
-        assert!(accept(&mut ch, 11, 101, &status));
-        assert!(!accept(&mut ch, 11, 101, &status), "a duplicate");
-        assert!(!accept(&mut ch, 9, 99, &status), "an old one");
-        assert!(accept(&mut ch, 14, 104, &status));
+        assert_eq!(accept(&mut ch, Some(1), 11, &status), Some(0));
+        assert_eq!(accept(&mut ch, Some(1), 11, &status), None, "a duplicate");
+        assert_eq!(accept(&mut ch, Some(1), 9, &status), None, "an old one");
+        assert_eq!(accept(&mut ch, Some(1), 14, &status), Some(0));
         assert_eq!(status.gaps.load(Ordering::Relaxed), 1);
         assert_eq!(status.missed.load(Ordering::Relaxed), 2);
-        assert!(
-            accept(&mut ch, 1, 200, &status),
-            "a new count, newer by its time"
-        );
+        // Redis lost its record and a new epoch goes on from above: no new count.
+        assert_eq!(accept(&mut ch, Some(2), 15, &status), Some(0));
+        // A lower seq in a new epoch: the count started again.
+        assert_eq!(accept(&mut ch, Some(3), 1, &status), Some(1));
         assert_eq!(
             status.gaps.load(Ordering::Relaxed),
             1,
             "a new count is not a gap"
         );
-        assert_eq!(ch.last_seq, 1);
+        assert_eq!(accept(&mut ch, Some(3), 1, &status), None);
+        // Another publisher's bodies: a lower seq is its restart.
+        let mut foreign = channel();
+        assert_eq!(accept(&mut foreign, None, 5, &status), Some(0));
+        assert_eq!(accept(&mut foreign, None, 5, &status), None);
+        assert_eq!(accept(&mut foreign, None, 2, &status), Some(1));
+        assert_eq!(accept(&mut foreign, None, 0, &status), Some(2));
+        assert_eq!(accept(&mut foreign, None, u64::MAX, &status), Some(2));
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! 0x00 'M' 'C' 0x01     magic and version (a JSON body never starts with a 0x00 byte)
+//! u64  epoch            big-endian: the deployment's count of `seq` (see below)
 //! u64  seq              big-endian, as in the message
 //! i64  ts               epoch milliseconds, as in the message
 //! u32  payload length   big-endian
@@ -11,6 +12,11 @@
 //!                       compression off
 //! ```
 //!
+//! The epoch is a random number the publishing producer keeps in Redis beside the channels'
+//! last `seq`. It changes only when Redis lost that record (a restart without persistence):
+//! an edge that then sees `seq` lower than the last it sent knows the count started again,
+//! where the same `seq` in the same epoch is only a message it already had.
+//!
 //! A message on the channel that does not start with the magic is taken for a JSON body
 //! published by something other than marketcast (see [`Incoming::Json`]).
 
@@ -18,11 +24,12 @@ use thiserror::Error;
 
 /// The first four bytes of every envelope.
 pub const MAGIC: [u8; 4] = [0x00, b'M', b'C', 0x01];
-const HEADER: usize = MAGIC.len() + 8 + 8 + 4;
+const HEADER: usize = MAGIC.len() + 8 + 8 + 8 + 4;
 
 /// A tick as carried through the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<'a> {
+    pub epoch: u64,
     pub seq: u64,
     pub ts_ms: i64,
     /// The stamped message.
@@ -57,6 +64,7 @@ impl Envelope<'_> {
         let deflated = self.deflated.unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER + self.payload.len() + deflated.len());
         out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.ts_ms.to_be_bytes());
         out.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
@@ -79,10 +87,11 @@ pub fn decode(message: &[u8]) -> Result<Incoming<'_>, EnvelopeError> {
         b.copy_from_slice(&message[at..at + 8]);
         b
     };
-    let seq = u64::from_be_bytes(word(4));
-    let ts_ms = i64::from_be_bytes(word(12));
+    let epoch = u64::from_be_bytes(word(4));
+    let seq = u64::from_be_bytes(word(12));
+    let ts_ms = i64::from_be_bytes(word(20));
     let mut len = [0; 4];
-    len.copy_from_slice(&message[20..24]);
+    len.copy_from_slice(&message[28..32]);
     let len = u32::from_be_bytes(len) as usize;
     let rest = &message[HEADER..];
     if len > rest.len() {
@@ -97,6 +106,7 @@ pub fn decode(message: &[u8]) -> Result<Incoming<'_>, EnvelopeError> {
         return Err(EnvelopeError::NotAnObject);
     }
     Ok(Incoming::Envelope(Envelope {
+        epoch,
         seq,
         ts_ms,
         payload,
@@ -112,6 +122,7 @@ mod tests {
     fn round_trips_with_and_without_a_compressed_copy() {
         for deflated in [Some(&b"\x01\x02\x03"[..]), None] {
             let e = Envelope {
+                epoch: 0xfeed,
                 seq: u64::MAX - 1,
                 ts_ms: 1_764_000_000_123,
                 payload: br#"{"seq":1,"ts":2}"#,
@@ -130,6 +141,7 @@ mod tests {
     #[test]
     fn broken_envelopes_are_errors_not_panics() {
         let good = Envelope {
+            epoch: 1,
             seq: 3,
             ts_ms: 4,
             payload: b"{}",
@@ -144,7 +156,7 @@ mod tests {
         not_object[at] = b']';
         assert_eq!(decode(&not_object), Err(EnvelopeError::NotAnObject));
         let mut long = good;
-        long[23] = 200;
+        long[31] = 200;
         assert!(matches!(
             decode(&long),
             Err(EnvelopeError::BadLength { .. })

@@ -52,6 +52,8 @@ pub struct BridgeSettings {
     pub ca_file: Option<std::path::PathBuf>,
     /// The leader's lease.
     pub lease: Duration,
+    /// The channels' shortest time between ticks (a new leader's margin is counted in them).
+    pub tick_interval: Duration,
 }
 
 impl BridgeSettings {
@@ -70,6 +72,9 @@ impl BridgeSettings {
     }
     fn state_key(&self) -> String {
         format!("{}:state", self.prefix)
+    }
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.prefix)
     }
 }
 
@@ -176,7 +181,7 @@ pub struct BrokerStatus {
     /// This node's name in the lease (producers).
     pub node: String,
     connected: AtomicBool,
-    leader: Arc<AtomicBool>,
+    leader: AtomicBool,
     /// Ticks published (producer) or received and fanned out (edge).
     pub ticks: AtomicU64,
     /// Producer: ticks refused by the fence (lease lost, or a `seq` not above the last).
@@ -185,6 +190,8 @@ pub struct BrokerStatus {
     pub dropped: Arc<AtomicU64>,
     /// Edge: messages on a channel that were not a tick (not an object, or a broken envelope).
     pub malformed: AtomicU64,
+    /// Edge: snapshots not sent because a newer one of the channel was already waiting.
+    pub conflated: AtomicU64,
     /// Edge: times a `seq` was skipped (a lost pub/sub message), and the ticks skipped.
     pub gaps: AtomicU64,
     pub missed: AtomicU64,
@@ -204,11 +211,12 @@ impl BrokerStatus {
             role,
             node,
             connected: AtomicBool::new(false),
-            leader: Arc::default(),
+            leader: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             fenced: AtomicU64::new(0),
             dropped: Arc::default(),
             malformed: AtomicU64::new(0),
+            conflated: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             missed: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
@@ -226,11 +234,6 @@ impl BrokerStatus {
 
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Relaxed)
-    }
-
-    /// The leader flag itself, for what must act only while this node leads (history).
-    pub fn leader_flag(&self) -> Arc<AtomicBool> {
-        self.leader.clone()
     }
 
     fn set_leader(&self, leader: bool) {
@@ -273,6 +276,7 @@ impl BrokerStatus {
             }
             Role::Edge => {
                 v["malformed"] = n(&self.malformed).into();
+                v["conflated"] = n(&self.conflated).into();
                 v["gaps"] = n(&self.gaps).into();
                 v["missed"] = n(&self.missed).into();
             }
@@ -291,6 +295,7 @@ mod tests {
             prefix: "mc".into(),
             ca_file: None,
             lease: Duration::from_secs(3),
+            tick_interval: Duration::from_secs(1),
         }
     }
 

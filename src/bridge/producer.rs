@@ -50,6 +50,13 @@ end
 return 0
 ";
 
+/// Keeps the REST routes' state if the caller holds the lease. KEYS: lease, state. ARGV: node,
+/// state.
+const STATE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[2], ARGV[2]) return 1 end
+return 0
+";
+
 /// Gives the lease up if the caller holds it (a clean shutdown hands over at once).
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -86,6 +93,9 @@ struct Publisher {
     publish: redis::Script,
     renew: redis::Script,
     release: redis::Script,
+    keep_state: redis::Script,
+    /// The deployment's count of `seq` (see [`super::envelope`]), read when the lease is taken.
+    epoch: u64,
     /// Until when this node's lease certainly holds (leader only).
     lease_until: Instant,
     state_due: Instant,
@@ -113,6 +123,8 @@ pub async fn run(
         publish: redis::Script::new(PUBLISH),
         renew: redis::Script::new(RENEW),
         release: redis::Script::new(RELEASE),
+        keep_state: redis::Script::new(STATE),
+        epoch: 0,
         lease_until: Instant::now(),
         state_due: Instant::now(),
     };
@@ -183,6 +195,8 @@ impl Publisher {
     /// Renews the lease (leader) or tries to take it (standby, which also follows the seq).
     async fn lease_step(&mut self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
         let ms = self.settings.lease.as_millis() as u64;
+        // The lease runs from before the command is sent: a slow answer never stretches it.
+        let sent_at = Instant::now();
         if self.status.is_leader() {
             let renewed: i64 = self
                 .renew
@@ -192,7 +206,7 @@ impl Publisher {
                 .invoke_async(conn)
                 .await?;
             if renewed == 1 {
-                self.lease_until = Instant::now() + self.settings.lease;
+                self.lease_until = sent_at + self.settings.lease;
             } else {
                 self.status.set_leader(false);
                 tracing::warn!("lost the lease to another producer: standing by");
@@ -210,19 +224,40 @@ impl Publisher {
             .query_async(conn)
             .await?;
         if taken.is_some() {
-            self.lease_until = Instant::now() + self.settings.lease;
+            self.lease_until = sent_at + self.settings.lease;
             // Read again: the last leader may have published since.
             let now_known = self.follow_seq(conn).await?;
             if now_known == 0 && known == 0 {
                 // Redis has no record of earlier ticks (a new session, or Redis lost its data):
-                // step past any `seq` this node has seen, with room for the last leader's
-                // final ticks that it did not see.
-                let margin = (self.settings.lease.as_secs() + 2) * 4;
+                // step past any `seq` this node has seen, with room for the ticks the last
+                // leader may have published since this node last looked (a lease and a bit).
+                let window = self.settings.lease + Duration::from_secs(2);
+                let margin = (window.as_secs_f64()
+                    / self.settings.tick_interval.as_secs_f64().max(0.001))
+                .ceil() as u64
+                    + 1;
                 for r in self.relays.values() {
                     if r.seq_floor() > 0 {
-                        r.raise_floor(r.seq_floor() + margin);
+                        r.raise_floor(r.seq_floor().saturating_add(margin));
                     }
                 }
+            }
+            // The epoch stays while Redis keeps its record; a new one marks a new count.
+            let _: Option<String> = redis::cmd("SET")
+                .arg(self.settings.epoch_key())
+                .arg(fastrand::u64(1..))
+                .arg("NX")
+                .query_async(conn)
+                .await?;
+            let epoch: Option<u64> = redis::cmd("GET")
+                .arg(self.settings.epoch_key())
+                .query_async(conn)
+                .await?;
+            self.epoch = epoch.unwrap_or(0);
+            // Every channel publishes at once, changed or not, so Redis (perhaps empty) has
+            // each channel's last message and the state again.
+            for r in self.relays.values() {
+                r.request_republish();
             }
             self.status.set_leader(true);
             self.status.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -260,14 +295,21 @@ impl Publisher {
         conn: &mut MultiplexedConnection,
         out: Outgoing,
     ) -> redis::RedisResult<()> {
+        if self.status.is_leader() && Instant::now() >= self.lease_until {
+            // Not renewed in time (Redis slow): the lease may be another's by now.
+            self.status.set_leader(false);
+            tracing::warn!("the lease ran out before it was renewed: standing by");
+        }
         if !self.status.is_leader() {
             return Ok(());
         }
         let tick = out.tick.clone();
+        let epoch = self.epoch;
         // Compressing a large tick takes milliseconds: not on an async worker.
         let envelope = tokio::task::spawn_blocking(move || {
             let deflated = tick.deflated_payload();
             Envelope {
+                epoch,
                 seq: tick.seq,
                 ts_ms: tick.ts_ms,
                 payload: &tick.payload(),
@@ -300,18 +342,26 @@ impl Publisher {
             }
             _ => {
                 self.status.ticks.fetch_add(1, Ordering::Relaxed);
+                // A new alert: the state (with the alert log) goes with the next market tick.
+                if &*out.channel == "alerts" {
+                    self.state_due = Instant::now();
+                }
             }
         }
-        if &*out.channel == "market" && Instant::now() >= self.state_due {
+        if &*out.channel == "market" && self.status.is_leader() && Instant::now() >= self.state_due
+        {
             self.state_due = Instant::now() + STATE_EVERY;
             let make = self.state.clone();
             let state = tokio::task::spawn_blocking(move || make())
                 .await
                 .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
-            let _: () = redis::cmd("SET")
-                .arg(self.settings.state_key())
+            let _: i64 = self
+                .keep_state
+                .key(self.settings.leader_key())
+                .key(self.settings.state_key())
+                .arg(&self.status.node)
                 .arg(state)
-                .query_async(conn)
+                .invoke_async(conn)
                 .await?;
         }
         Ok(())

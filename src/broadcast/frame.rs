@@ -168,6 +168,10 @@ impl std::fmt::Debug for SharedDeflater {
 /// One broadcast: the stamped message as every client receives it.
 #[derive(Debug)]
 pub struct Tick {
+    /// Which count `seq` belongs to: 0 for ticks made here. A source whose numbering starts
+    /// again (an edge whose producers all restarted on an empty Redis) raises it, and a tick of
+    /// a later era goes to clients even with a lower `seq`; within an era a `seq` is sent once.
+    pub era: u64,
     /// Increments by one per broadcast.
     pub seq: u64,
     /// Epoch milliseconds at which the snapshot was taken.
@@ -196,6 +200,7 @@ impl Tick {
         plain.extend_from_slice(&prefix);
         plain.extend_from_slice(rest);
         Tick {
+            era: 0,
             seq,
             ts_ms,
             plain: Bytes::from(plain),
@@ -210,6 +215,7 @@ impl Tick {
     /// payload when the producer made one (then nothing is compressed here). Without it, and
     /// with `deflater`, the tick is compressed on demand as a local one is.
     pub fn received(
+        era: u64,
         seq: u64,
         ts_ms: i64,
         payload: &[u8],
@@ -217,6 +223,7 @@ impl Tick {
         deflater: Option<SharedDeflater>,
     ) -> Tick {
         let tick = Tick {
+            era,
             seq,
             ts_ms,
             plain: frame(OP_TEXT, false, payload),
@@ -388,7 +395,7 @@ mod tests {
         let made = Tick::build(5, 77, br#"{"a":[1,2,3]}"#, Some(d.clone()));
         let (payload, deflated) = (made.payload(), made.deflated_payload().unwrap());
         assert_eq!(&payload[..], br#"{"seq":5,"ts":77,"a":[1,2,3]}"#);
-        let got = Tick::received(5, 77, &payload, Some(&deflated), None);
+        let got = Tick::received(0, 5, 77, &payload, Some(&deflated), None);
         assert_eq!(
             got.plain, made.plain,
             "the plain frame is the producer's, byte for byte"
@@ -400,14 +407,14 @@ mod tests {
         );
         assert_eq!(got.payload(), payload);
         // No compressed copy given: compressed here on demand, to the same bytes.
-        let local = Tick::received(5, 77, &payload, None, Some(d));
+        let local = Tick::received(0, 5, 77, &payload, None, Some(d));
         assert_eq!(local.frame_for(true), made.frame_for(true));
-        let plain_only = Tick::received(5, 77, &payload, None, None);
+        let plain_only = Tick::received(0, 5, 77, &payload, None, None);
         assert_eq!(plain_only.frame_for(true), &made.plain);
         assert!(plain_only.deflated_payload().is_none());
         // A long message keeps its 64-bit length header out of the payload.
         let big = vec![b' '; 70_000];
-        let t = Tick::received(1, 1, &big, Some(&big), None);
+        let t = Tick::received(0, 1, 1, &big, Some(&big), None);
         assert_eq!(t.payload().len(), 70_000);
         assert_eq!(t.deflated_payload().unwrap().len(), 70_000);
     }

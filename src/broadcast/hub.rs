@@ -142,9 +142,9 @@ struct Outbox {
     frames: VecDeque<Pending>,
     ticks: usize,
     controls: usize,
-    /// Highest tick seq accepted, so the connect-time snapshot and the fan-out never send one
-    /// twice.
-    last_seq: u64,
+    /// Highest tick (era, seq) accepted, so the connect-time snapshot and the fan-out never
+    /// send one twice (see [`Tick::era`]).
+    last: (u64, u64),
     /// No more frames: the socket failed or the connection is closing.
     closed: bool,
     /// The socket failed.
@@ -269,10 +269,10 @@ impl ClientSlot {
     pub fn offer(&self, tick: &Tick, queue_size: usize) {
         let frame = tick.frame_for(self.deflate);
         let mut ob = self.outbox();
-        if ob.closed || tick.seq <= ob.last_seq {
+        if ob.closed || (tick.era, tick.seq) <= ob.last {
             return;
         }
-        ob.last_seq = tick.seq;
+        ob.last = (tick.era, tick.seq);
         if ob.frames.is_empty() {
             match self.wire.try_write(frame) {
                 Ok(n) if n == frame.len() => {
@@ -668,13 +668,6 @@ impl Hub {
         self.shared.last_seq.load(Ordering::Relaxed)
     }
 
-    /// Lets every client take ticks numbered from anywhere again: the source started a new
-    /// count (an edge whose producers all restarted with a fresh Redis), and the new ticks must
-    /// not be skipped as already sent.
-    pub fn restart_count(&self) {
-        self.each_client(|slot| slot.outbox().last_seq = 0);
-    }
-
     /// Sets the `seq` the next broadcast follows (a restart continuing a session).
     pub fn continue_from_seq(&self, seq: u64) {
         self.shared.last_seq.store(seq, Ordering::Relaxed);
@@ -940,6 +933,35 @@ mod tests {
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(got, expected);
         assert_eq!(hub.clients()[0].pending, 0);
+    }
+
+    #[tokio::test]
+    async fn a_later_era_goes_out_with_a_lower_seq_and_an_old_tick_never_does() {
+        use super::super::frame::Tick;
+        let hub = Hub::new(HubSettings::default());
+        let (server, mut client) = socket_pair().await;
+        let _handle = hub.register(peer(), false, Wire::Plain(server));
+        let ticks = [
+            Tick::received(0, 10, 0, br#"{"seq":10}"#, None, None),
+            // Already had, in the same era: skipped.
+            Tick::received(0, 9, 0, br#"{"seq":9}"#, None, None),
+            // A new count: sent.
+            Tick::received(1, 2, 0, br#"{"seq":2}"#, None, None),
+            Tick::received(1, 3, 0, br#"{"seq":3}"#, None, None),
+            // The old count's next tick, late: skipped.
+            Tick::received(0, 11, 0, br#"{"seq":11}"#, None, None),
+        ];
+        let mut expected = Vec::new();
+        for (i, tick) in ticks.into_iter().enumerate() {
+            if matches!(i, 0 | 2 | 3) {
+                expected.extend_from_slice(&tick.plain);
+            }
+            hub.publish(tick).await;
+        }
+        let mut got = vec![0u8; expected.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(hub.totals().messages_sent, 3);
     }
 
     #[tokio::test]

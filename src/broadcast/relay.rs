@@ -9,7 +9,7 @@
 //! any producer. When a standby takes over publishing it raises the floor, and the channel's
 //! next tick is numbered above it, so clients behind the broker never see `seq` go back.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ pub struct Relay {
     tx: mpsc::Sender<Outgoing>,
     floor: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    republish: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -41,6 +42,7 @@ impl Relay {
             tx,
             floor: Arc::new(AtomicU64::new(0)),
             dropped,
+            republish: Arc::default(),
         }
     }
 
@@ -68,6 +70,17 @@ impl Relay {
         if self.tx.try_send(out).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Asks the channel's loop to publish its next tick even if nothing changed (a new leader
+    /// with `WS_PUBLISH_MODE=on_change`: Redis must have the channel's state again).
+    pub fn request_republish(&self) {
+        self.republish.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a republish was asked for (and clears the request).
+    pub fn take_republish(&self) -> bool {
+        self.republish.swap(false, Ordering::Relaxed)
     }
 
     /// The next `seq` after `last` for this channel: one more, and above the floor.

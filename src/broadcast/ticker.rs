@@ -113,8 +113,9 @@ pub async fn run(
         }
         let started = std::time::Instant::now();
         let body = source.snapshot_json(now);
+        let republish = relay.as_ref().is_some_and(Relay::take_republish);
         if let Cadence::OnChange(_) = cadence {
-            if last_body.as_ref() == Some(&body) {
+            if last_body.as_ref() == Some(&body) && !republish {
                 // Unchanged: the latest message is still the channel's state, as of now.
                 hub.confirm_latest(now.epoch_millis());
                 if requested {

@@ -53,10 +53,8 @@ pub struct HistorySettings {
     pub retention_days: u32,
     /// Records waiting for the database, at most; past that the oldest are dropped.
     pub buffer: usize,
-    /// Write only while this is true (a producer writes while it holds the lease; a standby
-    /// takes its processor's records and drops them, so two producers never write one
-    /// session twice); `None`: always.
-    pub only_while: Option<Arc<AtomicBool>>,
+    /// Write at all (an edge, which has no feed, only reads).
+    pub write: bool,
 }
 
 /// The database's state, for the routes and `/health`.
@@ -65,6 +63,8 @@ pub struct History {
     url_redacted: String,
     pool: RwLock<Option<AnyPool>>,
     connected: AtomicBool,
+    /// This node writes (of the nodes sharing a PostgreSQL, the one holding the writer lock).
+    writer: AtomicBool,
     queued: AtomicUsize,
     written: AtomicU64,
     dropped: AtomicU64,
@@ -79,6 +79,8 @@ pub struct HistoryStatus {
     pub engine: &'static str,
     pub url: String,
     pub connected: bool,
+    /// This node writes the history (with PostgreSQL shared by several nodes, one of them).
+    pub writer: bool,
     /// Records waiting to be written.
     pub queued: usize,
     pub written: u64,
@@ -95,6 +97,7 @@ impl History {
             url_redacted: store::redact(url),
             pool: RwLock::new(None),
             connected: AtomicBool::new(false),
+            writer: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -122,6 +125,7 @@ impl History {
             engine: self.engine.as_str(),
             url: self.url_redacted.clone(),
             connected: self.is_connected(),
+            writer: self.writer.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed)
@@ -222,6 +226,16 @@ impl Pending {
 }
 
 /// Takes the processor's records every second and writes them until `stop`, then once more.
+///
+/// **One writer per shared database.** Nodes that share a PostgreSQL (a producer and its
+/// standbys) would each write the same session. The writer is the node holding a PostgreSQL
+/// advisory lock, on a connection of its own: the database's own arbiter, independent of Redis
+/// (history goes on while Redis is away). The others take their processor's records and drop
+/// them. When the writer dies its connection closes, the lock is free, and another node takes
+/// it within a second; the records of that second or two are the failover's gap. A writer that
+/// loses the database keeps queueing (up to `HISTORY_BUFFER`) as before; when the database is
+/// back and another node took the lock meanwhile, its queue is dropped and counted. With SQLite
+/// (a file per node) every node writes its own.
 pub async fn run(
     history: Arc<History>,
     settings: HistorySettings,
@@ -229,6 +243,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
 ) {
+    let shared = history.engine == Engine::Postgres;
     let mut builder = CandleBuilder::default();
     let mut pending = Pending::default();
     let mut every = tokio::time::interval(FLUSH_EVERY);
@@ -236,6 +251,9 @@ pub async fn run(
     let mut retry_at = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(500);
     let mut next_purge = tokio::time::Instant::now();
+    // Until told otherwise (another node holds the lock) records are kept for writing.
+    let mut writer = settings.write;
+    let mut lock: Option<store::WriterLock> = None;
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
@@ -243,26 +261,6 @@ pub async fn run(
         };
         let (records, unread) = market.with(|p| (p.take_history(), p.history_dropped()));
         history.dropped_unread.store(unread, Ordering::Relaxed);
-        for r in &records {
-            builder.add(r);
-        }
-        let (candles, index) = builder.take_touched();
-        // A standby drops its records: the leader writes this session. It still connects, and
-        // serves `/api/history` to its own clients.
-        let writing = settings
-            .only_while
-            .as_ref()
-            .is_none_or(|leading| leading.load(Ordering::Relaxed));
-        if writing {
-            pending.add_candles(candles, index, settings.buffer);
-            let dropped = pending.add(records, settings.buffer);
-            if dropped > 0 {
-                history.dropped.fetch_add(dropped, Ordering::Relaxed);
-            }
-        }
-        history
-            .queued
-            .store(pending.records.len(), Ordering::Relaxed);
 
         let now = tokio::time::Instant::now();
         let mut pool = history
@@ -281,9 +279,41 @@ pub async fn run(
                 Err(_) => history.fail("connect", &"no answer in 10 s"),
             }
         }
+        if shared && settings.write {
+            if let Some(pool) = &pool {
+                claim(&history, pool, &mut lock, &mut writer, &mut pending).await;
+            }
+        }
+        history
+            .writer
+            .store(writer && (lock.is_some() || !shared), Ordering::Relaxed);
+
+        if writer {
+            for r in &records {
+                builder.add(r);
+            }
+            let (candles, index) = builder.take_touched();
+            pending.add_candles(candles, index, settings.buffer);
+            let dropped = pending.add(records, settings.buffer);
+            if dropped > 0 {
+                history.dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+        history
+            .queued
+            .store(pending.records.len(), Ordering::Relaxed);
+
+        // Writes need the lock on a shared database; without anything to write this only asks
+        // the database whether it is there.
+        let may_write = !shared || lock.is_some();
         // The last pass (at shutdown) writes whatever the backoff says.
         if let Some(pool) = pool.clone().filter(|_| stopping || now >= retry_at) {
-            match flush(&pool, &mut pending).await {
+            let result = if may_write {
+                flush(&pool, &mut pending).await
+            } else {
+                flush(&pool, &mut Pending::default()).await
+            };
+            match result {
                 Ok(n) => {
                     history.written.fetch_add(n, Ordering::Relaxed);
                     history.up();
@@ -298,7 +328,7 @@ pub async fn run(
             history
                 .queued
                 .store(pending.records.len(), Ordering::Relaxed);
-            if history.is_connected() && now >= next_purge {
+            if writer && may_write && history.is_connected() && now >= next_purge {
                 next_purge = now + Duration::from_secs(3600);
                 let keep_us = i64::from(settings.retention_days) * 86_400_000_000;
                 let before = clock.now().0.timestamp_micros() - keep_us;
@@ -325,6 +355,51 @@ pub async fn run(
             }
             return;
         }
+    }
+}
+
+/// Keeps or takes the writer lock of a shared database, and says whether this node writes.
+async fn claim(
+    history: &History,
+    pool: &AnyPool,
+    lock: &mut Option<store::WriterLock>,
+    writer: &mut bool,
+    pending: &mut Pending,
+) {
+    if let Some(held) = lock.as_mut() {
+        if held.alive().await {
+            return;
+        }
+        // The lock's connection is gone, and the lock with it: keep queueing as the writer
+        // until it is known whether another node took over.
+        *lock = None;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), store::try_lock_writer(pool)).await {
+        Ok(Ok(Some(held))) => {
+            *lock = Some(held);
+            if !*writer {
+                tracing::info!("history: this node writes the shared database now");
+            }
+            *writer = true;
+        }
+        Ok(Ok(None)) => {
+            if *writer {
+                let queued = pending.records.len() as u64;
+                if queued > 0 {
+                    history.dropped.fetch_add(queued, Ordering::Relaxed);
+                    tracing::warn!(
+                        records = queued,
+                        "history: another node writes the shared database; this node's queue is dropped"
+                    );
+                } else {
+                    tracing::info!("history: another node writes the shared database; standing by");
+                }
+                *pending = Pending::default();
+            }
+            *writer = false;
+        }
+        Ok(Err(e)) => history.fail("writer lock", &e),
+        Err(_) => history.fail("writer lock", &"no answer in 5 s"),
     }
 }
 

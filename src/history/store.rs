@@ -75,7 +75,8 @@ pub async fn open(url: &str) -> Result<AnyPool, StoreError> {
     let pool = AnyPoolOptions::new()
         .max_connections(match engine {
             Engine::Sqlite => 2,
-            Engine::Postgres => 4,
+            // One more for the writer lock's own connection.
+            Engine::Postgres => 5,
         })
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
@@ -333,6 +334,50 @@ pub async fn write(
     )
     .await?;
     tx.commit().await
+}
+
+/// The advisory lock's key: the one writer of a shared PostgreSQL holds it.
+const WRITER_LOCK_KEY: i64 = 0x6d63_6173_7400; // "mcast\0"
+
+/// The right to write a shared PostgreSQL: a session-level advisory lock, held on a connection
+/// of its own for as long as this lives. The connection is closed (never returned to the pool
+/// with the lock on it) when it is dropped, which frees the lock.
+pub struct WriterLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+/// Takes the writer lock if no other session holds it.
+pub async fn try_lock_writer(pool: &AnyPool) -> Result<Option<WriterLock>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let got: i32 =
+        sqlx::query_scalar("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END")
+            .bind(WRITER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((got == 1).then_some(WriterLock { conn: Some(conn) }))
+}
+
+impl WriterLock {
+    /// Whether the lock's connection still answers (and so the lock is still held).
+    pub async fn alive(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let ping = sqlx::query("SELECT 1").execute(&mut **conn);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), ping).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        // Out of the pool and closed: the lock ends with its session.
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// Deletes ticks older than `before_us`; returns how many.
