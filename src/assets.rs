@@ -25,6 +25,7 @@ macro_rules! asset {
 const ASSETS: &[Asset] = &[
     asset!("dashboard/index.html", "text/html; charset=utf-8"),
     asset!("dashboard/app.js", "text/javascript; charset=utf-8"),
+    asset!("dashboard/delta.js", "text/javascript; charset=utf-8"),
     asset!("dashboard/app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!(

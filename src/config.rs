@@ -444,6 +444,10 @@ pub struct ServeArgs {
     /// Simulator events per second.
     #[arg(long, env = "SIM_RATE", default_value = "300", value_parser = float("SIM_RATE", 1.0, 1_000_000.0))]
     pub sim_rate: f64,
+    /// Seconds of simulated session before now, played at start-up: a late-session market at
+    /// once (full intraday series), still moving afterwards.
+    #[arg(long, env = "SIM_BACKFILL", default_value = "0", value_parser = float("SIM_BACKFILL", 0.0, 43_200.0))]
+    pub sim_backfill: f64,
     /// Comma-separated origins allowed to call the REST routes from a browser.
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:5173")]
     pub cors_origins: String,
@@ -495,6 +499,12 @@ pub struct ServeArgs {
     /// snapshot); never for live use.
     #[arg(long, env = "CLOCK_FIXED_AT", value_parser = fixed_time)]
     pub clock_fixed_at: Option<crate::market::time::Timestamp>,
+    /// Offer delta messages to clients that connect with `?delta=fossil`.
+    #[arg(long, env = "WS_DELTA", default_value = "true", value_parser = boolean("WS_DELTA"))]
+    pub delta: bool,
+    /// Every this many ticks a delta client gets the full message anyway (1: always full).
+    #[arg(long, env = "WS_DELTA_FULL_EVERY", default_value_t = 60, value_parser = integer("WS_DELTA_FULL_EVERY", 1, 100_000))]
+    pub delta_full_every: u64,
     /// `standalone` (one node, no Redis), `producer` (runs the feed and publishes every tick
     /// to Redis while it holds the lease; a standby otherwise) or `edge` (no feed: fans out
     /// what Redis carries).

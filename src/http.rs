@@ -436,6 +436,9 @@ fn embedded(path: &str) -> Response {
 #[derive(Deserialize)]
 struct WsQuery {
     token: Option<String>,
+    /// `fossil`: the client takes delta messages (see [`crate::broadcast::delta`]); any other
+    /// value, or none, gets full messages only.
+    delta: Option<String>,
 }
 
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.
@@ -590,6 +593,8 @@ fn ws_channel(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let hub = channel.clone();
     let deflate = accepted.deflate;
+    let delta =
+        channel.settings().deltas && q.delta.as_deref() == Some(crate::broadcast::delta::FORMAT);
     channel.spawn_client(async move {
         // The connection's place, given back when this task ends.
         let _permit = permit;
@@ -604,7 +609,7 @@ fn ws_channel(
             tracing::error!("upgraded connection is neither TCP nor TLS over TCP; closing it");
             return;
         };
-        let client = hub.register(peer, deflate, wire);
+        let client = hub.register_client(peer, deflate, delta, wire);
         connection::serve(client, leftover).await;
     });
     switching_protocols(&accepted)

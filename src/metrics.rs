@@ -13,7 +13,8 @@
 //!   `connections_opened`, `connections_closed` (by `reason`: `client`, `heartbeat_timeout`,
 //!   `protocol`, `slow_client`, `shutdown`; counted when the client has left), `messages_sent`, `messages_dropped`, `bytes_sent`,
 //!   `slow_client_closes`, `heartbeat_timeouts`, `ticks`, `snapshot_bytes` (the latest
-//!   message's body), and the histograms `encode_seconds` and `tick_seconds`;
+//!   message's body), `delta_clients`, and the histograms `encode_seconds`, `tick_seconds` and
+//!   `delta_seconds`;
 //! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`);
 //! - the feed: `feed_messages`, `feed_events` by `type`, `feed_skipped`, `feed_errors` by
 //!   `reason`, `feed_stale`, `feed_connected` (live feeds), `feed_last_message_age_seconds`,
@@ -87,6 +88,7 @@ struct ChannelFigures {
     snapshot_bytes: i64,
     encode_seconds: Histogram,
     tick_seconds: Histogram,
+    delta_seconds: Histogram,
 }
 
 #[derive(Debug)]
@@ -122,6 +124,7 @@ pub fn render(src: &Sources<'_>) -> String {
                 snapshot_bytes: hub.latest().map_or(0, |t| t.payload_len as i64),
                 encode_seconds: timings.encode_seconds.clone(),
                 tick_seconds: timings.tick_seconds.clone(),
+                delta_seconds: timings.delta_seconds.clone(),
             }
         })
         .collect();
@@ -232,6 +235,12 @@ impl Collector for Scrape {
             "Clients receiving compressed frames.",
             &self.per_channel(|c| c.totals.deflate_clients as i64),
         )?;
+        gauges(
+            e,
+            "delta_clients",
+            "Clients taking delta messages (?delta=fossil).",
+            &self.per_channel(|c| c.totals.delta_clients as i64),
+        )?;
         counters(
             e,
             "connections_opened",
@@ -313,6 +322,11 @@ impl Collector for Scrape {
                 "tick_seconds",
                 "Time of a whole tick: build it and write it to every client.",
                 |c: &ChannelFigures| &c.tick_seconds,
+            ),
+            (
+                "delta_seconds",
+                "Time to make a tick's delta message, once for every delta client (ticks with delta clients only).",
+                |c: &ChannelFigures| &c.delta_seconds,
             ),
         ] {
             let mut metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;

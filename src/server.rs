@@ -471,6 +471,8 @@ impl Server {
             slow_client_timeout: (args.slow_client_timeout > 0.0)
                 .then(|| Duration::from_secs_f64(args.slow_client_timeout)),
             greeting: Greeting::Latest,
+            deltas: args.delta,
+            delta_full_every: args.delta_full_every,
         };
         let remote = match &broker {
             Some((settings, client, _)) if edge => {
@@ -551,6 +553,7 @@ impl Server {
                     stats.clone(),
                     args.sim_seed,
                     args.sim_rate,
+                    Duration::from_secs_f64(args.sim_backfill),
                     clock.clone(),
                     stop_feed.clone(),
                 ));

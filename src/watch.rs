@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::broadcast::delta::Rebuilder;
 use crate::market::snapshot::MarketSnapshot;
 
 /// Where to connect when no URL is given: a server started with the defaults.
@@ -47,7 +48,27 @@ pub fn ws_url(input: &str, token: Option<&str>) -> anyhow::Result<String> {
     if let Some(token) = token.filter(|t| !t.is_empty()) {
         url.query_pairs_mut().append_pair("token", token);
     }
+    // Deltas when the server offers them; a server that does not sends full messages.
+    if !url.query_pairs().any(|(k, _)| k == "delta") {
+        url.query_pairs_mut()
+            .append_pair("delta", crate::broadcast::delta::FORMAT);
+    }
     Ok(url.into())
+}
+
+/// The full text of a message: a text message as it is, a delta rebuilt against the last one.
+fn full_text(rebuild: &mut Rebuilder, msg: Message) -> anyhow::Result<Option<String>> {
+    match msg {
+        Message::Text(text) => {
+            rebuild.full(text.as_bytes());
+            Ok(Some(text.to_string()))
+        }
+        Message::Binary(payload) => {
+            let full = rebuild.delta(&payload).context("a delta message")?;
+            Ok(Some(String::from_utf8(full).context("a rebuilt message")?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A `/ws/market` message: the snapshot and its stamp.
@@ -233,13 +254,14 @@ async fn connect(url: &str) -> anyhow::Result<Socket> {
 /// `--once`: the first snapshot, as plain text.
 pub async fn once(url: &str, out: &mut impl Write) -> anyhow::Result<()> {
     let mut ws = connect(url).await?;
+    let mut rebuild = Rebuilder::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
             .context("no snapshot in 30 s")?
             .context("the server closed the connection")??;
-        if let Message::Text(text) = msg {
+        if let Some(text) = full_text(&mut rebuild, msg)? {
             if let Incoming::Snapshot(s) = classify(&text) {
                 let latency = s.ts.map(|ts| now_ms() - ts);
                 out.write_all(plain_text(&s.snapshot, s.seq, latency).as_bytes())?;
@@ -253,8 +275,9 @@ pub async fn once(url: &str, out: &mut impl Write) -> anyhow::Result<()> {
 /// `--json`: every message, one per line, until the connection ends.
 pub async fn json_lines(url: &str, out: &mut impl Write) -> anyhow::Result<()> {
     let mut ws = connect(url).await?;
+    let mut rebuild = Rebuilder::default();
     while let Some(msg) = ws.next().await {
-        if let Message::Text(text) = msg? {
+        if let Some(text) = full_text(&mut rebuild, msg?)? {
             out.write_all(text.as_bytes())?;
             out.write_all(b"\n")?;
             out.flush()?;
@@ -439,6 +462,7 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                 }
             }
         };
+        let mut rebuild = Rebuilder::default();
         let mut ws = match connected {
             Ok(ws) => {
                 backoff = Duration::from_millis(500);
@@ -463,8 +487,13 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                     terminal.draw(|f| draw(f, &mut view))?;
                 }
                 msg = async { ws.as_mut()?.next().await }, if ws.is_some() => {
-                    match msg {
-                        Some(Ok(Message::Text(text))) => match classify(&text) {
+                    let text = match msg {
+                        Some(Ok(msg)) => full_text(&mut rebuild, msg),
+                        Some(Err(e)) => Err(e.into()),
+                        None => Err(anyhow::anyhow!("closed")),
+                    };
+                    match text {
+                        Ok(Some(text)) => match classify(&text) {
                             Incoming::Snapshot(s) => {
                                 view.latency_ms = s.ts.map(|ts| now_ms() - ts);
                                 view.arrivals.push_back(Instant::now());
@@ -473,8 +502,10 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                             Incoming::Status(note) => view.note = note,
                             Incoming::Other => {}
                         },
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => {
+                        Ok(None) => {}
+                        // A lost connection, or a delta that cannot be applied: a new
+                        // connection starts with a full message.
+                        Err(_) => {
                             ws = None;
                             view.state = "reconnecting".into();
                         }
@@ -513,14 +544,28 @@ mod tests {
         let u = |s: &str| ws_url(s, None).unwrap();
         assert_eq!(
             u("ws://127.0.0.1:8000/ws/market"),
-            "ws://127.0.0.1:8000/ws/market"
+            "ws://127.0.0.1:8000/ws/market?delta=fossil"
         );
-        assert_eq!(u("http://127.0.0.1:8000/"), "ws://127.0.0.1:8000/ws/market");
-        assert_eq!(u("https://md.example"), "wss://md.example/ws/market");
-        assert_eq!(u("localhost:8000"), "ws://localhost:8000/ws/market");
+        assert_eq!(
+            u("http://127.0.0.1:8000/"),
+            "ws://127.0.0.1:8000/ws/market?delta=fossil"
+        );
+        assert_eq!(
+            u("https://md.example"),
+            "wss://md.example/ws/market?delta=fossil"
+        );
+        assert_eq!(
+            u("localhost:8000"),
+            "ws://localhost:8000/ws/market?delta=fossil"
+        );
         assert_eq!(
             ws_url("ws://h:1/ws/market", Some("a b&c")).unwrap(),
-            "ws://h:1/ws/market?token=a+b%26c"
+            "ws://h:1/ws/market?token=a+b%26c&delta=fossil"
+        );
+        assert_eq!(
+            ws_url("ws://h:1/ws/market?delta=none", None).unwrap(),
+            "ws://h:1/ws/market?delta=none",
+            "a choice in the URL is kept"
         );
         assert!(ws_url("ftp://h/", None).is_err());
     }

@@ -3,7 +3,9 @@
 // Connects to /ws/market (with ?token= when the page was opened with one), reconnects with
 // exponential backoff and jitter, and while the socket is down polls /api/market/snapshot as the
 // original frontend did. Every snapshot is complete, so each one simply redraws the view; rows
-// of the board are kept and updated in place so a changed price can flash.
+// of the board are kept and updated in place so a changed price can flash. It asks for delta
+// messages (?delta=fossil, applied by delta.js); a server that does not offer them sends full
+// messages, which are taken as they are.
 'use strict';
 
 (() => {
@@ -268,12 +270,15 @@
   }
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}/ws/market` + (token ? '?token=' + encodeURIComponent(token) : '');
+    return `${proto}//${location.host}/ws/market?delta=fossil` +
+      (token ? '&token=' + encodeURIComponent(token) : '');
   }
   function connect() {
     setState(conn.attempt ? 'reconnecting' : 'connecting');
     let ws;
     try { ws = new WebSocket(wsUrl()); } catch (_) { retry(); return; }
+    ws.binaryType = 'arraybuffer';
+    const rebuild = new MarketcastDelta.Rebuilder();
     conn.ws = ws;
     ws.onopen = () => {
       conn.attempt = 0;
@@ -283,8 +288,16 @@
       document.body.dataset.connects = String(Number(document.body.dataset.connects || 0) + 1);
     };
     ws.onmessage = (e) => {
+      let text;
+      try { text = rebuild.take(e.data); } catch (_) {
+        // A delta that cannot be applied (never sent by marketcast): start again from a full one.
+        ws.close();
+        return;
+      }
+      document.body.dataset.deltas = String(Number(document.body.dataset.deltas || 0) +
+        (typeof e.data === 'string' ? 0 : 1));
       let m;
-      try { m = JSON.parse(e.data); } catch (_) { return; }
+      try { m = JSON.parse(text); } catch (_) { return; }
       if (m && m.type === 'status') { onStatus(m); return; }
       if (m && m.type) return; // other non-snapshot messages (pong)
       onSnapshot(m, false);

@@ -185,6 +185,22 @@ pub struct Tick {
     /// The compressed frame, made the first time a deflate client needs it (`None` inside if
     /// the compressor failed: the tick then goes out plain, which RFC 7692 allows).
     deflated: OnceLock<Option<Bytes>>,
+    /// The tick before in the same era (its `seq` and message), set by the hub when it
+    /// publishes this one: what a delta is made against.
+    base: OnceLock<(u64, Bytes)>,
+    /// The delta message, made the first time a delta client needs it; `None` inside when
+    /// there is no base or the delta would not be smaller than the full message.
+    delta: OnceLock<Option<DeltaFrames>>,
+}
+
+/// A tick's delta message, framed once (and compressed once when asked).
+#[derive(Debug)]
+struct DeltaFrames {
+    base_seq: u64,
+    /// The binary frame.
+    plain: Bytes,
+    payload_len: usize,
+    deflated: OnceLock<Option<Bytes>>,
 }
 
 impl Tick {
@@ -207,6 +223,8 @@ impl Tick {
             payload_len,
             deflater,
             deflated: OnceLock::new(),
+            base: OnceLock::new(),
+            delta: OnceLock::new(),
         }
     }
 
@@ -230,6 +248,8 @@ impl Tick {
             payload_len: payload.len(),
             deflater,
             deflated: OnceLock::new(),
+            base: OnceLock::new(),
+            delta: OnceLock::new(),
         };
         if let Some(d) = deflated {
             let _ = tick.deflated.set(Some(frame(OP_TEXT, true, d)));
@@ -271,6 +291,48 @@ impl Tick {
                     .map(|compressed| frame(OP_TEXT, true, &compressed))
             })
             .as_ref()
+    }
+
+    /// Makes `prev` the tick this one's delta is against, if it is the same era and earlier.
+    pub fn set_base(&self, prev: &Tick) {
+        if prev.era == self.era && prev.seq < self.seq {
+            let _ = self.base.set((prev.seq, prev.payload()));
+        }
+    }
+
+    /// The delta message for a client that has the base tick: its base `seq` and its frame
+    /// (compressed for a deflate client), made now if nobody needed it yet. `None` when there
+    /// is no base, or the delta is not smaller than the full message. The same caveat as
+    /// [`Tick::deflated`] about locks.
+    pub fn delta_for(&self, deflate: bool) -> Option<(u64, &Bytes)> {
+        let frames = self
+            .delta
+            .get_or_init(|| {
+                let (base_seq, base) = self.base.get()?;
+                let payload = &self.plain[self.plain.len() - self.payload_len..];
+                let d = super::delta::encode(base, payload);
+                let message = super::delta::message(self.seq, self.ts_ms, *base_seq, &d);
+                (message.len() < payload.len()).then(|| DeltaFrames {
+                    base_seq: *base_seq,
+                    plain: frame(OP_BINARY, false, &message),
+                    payload_len: message.len(),
+                    deflated: OnceLock::new(),
+                })
+            })
+            .as_ref()?;
+        if deflate {
+            let compressed = frames.deflated.get_or_init(|| {
+                let deflater = self.deflater.as_ref()?;
+                let message = &frames.plain[frames.plain.len() - frames.payload_len..];
+                deflater
+                    .compress_message(message)
+                    .map(|c| frame(OP_BINARY, true, &c))
+            });
+            if let Some(z) = compressed {
+                return Some((frames.base_seq, z));
+            }
+        }
+        Some((frames.base_seq, &frames.plain))
     }
 
     /// True once the compressed frame exists.
@@ -417,6 +479,44 @@ mod tests {
         let t = Tick::received(0, 1, 1, &big, Some(&big), None);
         assert_eq!(t.payload().len(), 70_000);
         assert_eq!(t.deflated_payload().unwrap().len(), 70_000);
+    }
+
+    #[test]
+    fn a_delta_rebuilds_the_next_message_byte_for_byte() {
+        let d = SharedDeflater::new(1);
+        let body = |n: u32| {
+            let points: Vec<String> = (0..n).map(|i| (i * 7919 % 10_007).to_string()).collect();
+            format!("{{\"points\":[{}]}}", points.join(","))
+        };
+        let first = Tick::build(1, 10, body(300).as_bytes(), Some(d.clone()));
+        let second = Tick::build(2, 11, body(301).as_bytes(), Some(d.clone()));
+        assert!(second.delta_for(false).is_none(), "no base, no delta");
+        let third = Tick::build(3, 12, body(302).as_bytes(), Some(d));
+        third.set_base(&second);
+        third.set_base(&first); // the first base set stays
+        let (base, framed) = third.delta_for(false).expect("a delta");
+        assert_eq!(base, 2);
+        assert_eq!(framed[0], 0x82, "a binary frame");
+        let body_of = |f: &Bytes| -> Vec<u8> {
+            let at = match f[1] & 0x7f {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            f[at..].to_vec()
+        };
+        let message = body_of(framed);
+        let (header, delta) = super::super::delta::parse(&message).unwrap();
+        assert_eq!((header.seq, header.ts, header.base), (3, 12, 2));
+        let rebuilt = super::super::delta::apply(&second.payload(), delta).unwrap();
+        assert_eq!(rebuilt, &third.payload()[..]);
+        let (_, zipped) = third.delta_for(true).unwrap();
+        assert_eq!(zipped[0], 0xC2, "compressed binary");
+        assert_eq!(inflate(&body_of(zipped)), message);
+        // A later era, or an earlier seq, is no base.
+        let other = Tick::received(1, 4, 0, b"{}", None, None);
+        other.set_base(&third);
+        assert!(other.delta_for(false).is_none());
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub struct HubSettings {
     /// What a client gets when it connects: the latest tick (the default), or a message of the
     /// channel's own making (`/ws/alerts` sends the recent alerts as one array).
     pub greeting: Greeting,
+    /// Offer delta messages to clients that ask (`?delta=fossil`).
+    pub deltas: bool,
+    /// Every this many ticks, clients that take deltas get the full message anyway (a safety
+    /// net; 1: never a delta).
+    pub delta_full_every: u64,
 }
 
 /// What a client gets when it connects.
@@ -113,6 +118,8 @@ impl Default for HubSettings {
             broadcast_interval: Duration::from_secs(1),
             slow_client_timeout: Some(Duration::from_secs(30)),
             greeting: Greeting::Latest,
+            deltas: true,
+            delta_full_every: 60,
         }
     }
 }
@@ -215,6 +222,8 @@ pub struct ClientSlot {
     id: u64,
     peer: SocketAddr,
     deflate: bool,
+    /// Takes delta messages (`?delta=fossil`).
+    delta: bool,
     slow_after: Option<Duration>,
     wire: Wire,
     outbox: Mutex<Outbox>,
@@ -267,11 +276,22 @@ impl ClientSlot {
     /// before its outbox is locked: neither its own task nor the fan-out ever waits on a
     /// compressor while holding a client's lock.
     pub fn offer(&self, tick: &Tick, queue_size: usize) {
-        let frame = tick.frame_for(self.deflate);
+        let full = tick.frame_for(self.deflate);
+        let delta = if self.delta {
+            tick.delta_for(self.deflate)
+        } else {
+            None
+        };
         let mut ob = self.outbox();
         if ob.closed || (tick.era, tick.seq) <= ob.last {
             return;
         }
+        // The delta only to a client whose last message is its base and whose socket has
+        // nothing waiting: then nothing between the two can be dropped.
+        let frame = match delta {
+            Some((base, d)) if ob.frames.is_empty() && ob.last == (tick.era, base) => d,
+            _ => full,
+        };
         ob.last = (tick.era, tick.seq);
         if ob.frames.is_empty() {
             match self.wire.try_write(frame) {
@@ -429,6 +449,8 @@ impl ClientSlot {
 pub struct TickTimings {
     pub encode_seconds: prometheus_client::metrics::histogram::Histogram,
     pub tick_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Time to make a tick's delta message (ticks with delta clients only).
+    pub delta_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Default for TickTimings {
@@ -439,6 +461,7 @@ impl Default for TickTimings {
         TickTimings {
             encode_seconds: prometheus_client::metrics::histogram::Histogram::new(buckets()),
             tick_seconds: prometheus_client::metrics::histogram::Histogram::new(buckets()),
+            delta_seconds: prometheus_client::metrics::histogram::Histogram::new(buckets()),
         }
     }
 }
@@ -450,6 +473,8 @@ pub struct HubTotals {
     pub clients: usize,
     /// Of those, how many receive compressed frames.
     pub deflate_clients: usize,
+    /// Of those, how many take delta messages.
+    pub delta_clients: usize,
     /// Connections accepted since start.
     pub connections_total: u64,
     /// Messages written to clients since start.
@@ -490,6 +515,7 @@ struct Shared {
     writers: usize,
     client_count: AtomicUsize,
     deflate_count: AtomicUsize,
+    delta_count: AtomicUsize,
     next_id: AtomicU64,
     departed_sent: AtomicU64,
     departed_dropped: AtomicU64,
@@ -546,6 +572,7 @@ impl Hub {
                 writers,
                 client_count: AtomicUsize::new(0),
                 deflate_count: AtomicUsize::new(0),
+                delta_count: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 departed_sent: AtomicU64::new(0),
                 departed_dropped: AtomicU64::new(0),
@@ -584,8 +611,24 @@ impl Hub {
     /// tick itself when it is offered (outside any lock), so it never gets a plain frame.
     pub async fn publish(&self, tick: impl Into<Arc<Tick>>) {
         let tick: Arc<Tick> = tick.into();
+        // The delta is against the tick before, except every `delta_full_every` ticks.
+        let every = self.shared.settings.delta_full_every.max(1);
+        if self.shared.ticks.load(Ordering::Relaxed) % every != 0 {
+            if let Some(prev) = self.latest() {
+                tick.set_base(&prev);
+            }
+        }
         if self.deflate_client_count() > 0 {
             tick.deflated();
+        }
+        if self.shared.delta_count.load(Ordering::Relaxed) > 0 {
+            // Made once, before the fan-out threads read it.
+            let started = std::time::Instant::now();
+            tick.delta_for(self.deflate_client_count() > 0);
+            self.shared
+                .timings
+                .delta_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         *self
             .shared
@@ -685,11 +728,23 @@ impl Hub {
 
     /// Registers a client's socket; the returned handle unregisters it when dropped.
     pub fn register(&self, peer: SocketAddr, deflate: bool, wire: Wire) -> ClientHandle {
+        self.register_client(peer, deflate, false, wire)
+    }
+
+    /// Registers a client that may take delta messages (see [`super::delta`]).
+    pub fn register_client(
+        &self,
+        peer: SocketAddr,
+        deflate: bool,
+        delta: bool,
+        wire: Wire,
+    ) -> ClientHandle {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(ClientSlot {
             id,
             peer,
             deflate,
+            delta,
             slow_after: self.shared.settings.slow_client_timeout,
             wire,
             outbox: Mutex::new(Outbox::default()),
@@ -701,6 +756,9 @@ impl Hub {
         self.shared.client_count.fetch_add(1, Ordering::Relaxed);
         if deflate {
             self.shared.deflate_count.fetch_add(1, Ordering::Relaxed);
+        }
+        if delta {
+            self.shared.delta_count.fetch_add(1, Ordering::Relaxed);
         }
         ClientHandle {
             hub: self.clone(),
@@ -778,6 +836,7 @@ impl Hub {
         HubTotals {
             clients,
             deflate_clients: self.deflate_client_count(),
+            delta_clients: self.shared.delta_count.load(Ordering::Relaxed),
             connections_total: self.shared.next_id.load(Ordering::Relaxed) - 1,
             messages_sent: sent + self.shared.departed_sent.load(Ordering::Relaxed),
             messages_dropped: dropped + self.shared.departed_dropped.load(Ordering::Relaxed),
@@ -864,6 +923,9 @@ impl Drop for ClientHandle {
             shared.client_count.fetch_sub(1, Ordering::Relaxed);
             if self.slot.deflate {
                 shared.deflate_count.fetch_sub(1, Ordering::Relaxed);
+            }
+            if self.slot.delta {
+                shared.delta_count.fetch_sub(1, Ordering::Relaxed);
             }
             let c = &self.slot.counters;
             shared

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod channels;
 pub mod connection;
+pub mod delta;
 pub mod frame;
 pub mod handshake;
 pub mod hub;

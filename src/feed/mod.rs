@@ -314,16 +314,23 @@ pub fn ingest(
 /// How often the live simulator hands its messages to the processor.
 const SIMULATOR_BATCH: Duration = Duration::from_millis(50);
 
-/// Runs the simulator against the wall clock until `shutdown`.
+/// Events applied under one hold of the processor's lock while catching up a backfill.
+const SIMULATOR_CATCH_UP: usize = 20_000;
+
+/// Runs the simulator against the wall clock until `shutdown`. With `backfill`, the simulated
+/// session starts that long before now and its events up to now are applied at once (in
+/// slices, so the lock is never held long): a late-session market, full intraday series
+/// included, that goes on moving (benchmarks of large snapshots).
 pub async fn run_simulator(
     market: SharedMarket,
     stats: Arc<FeedStats>,
     seed: u64,
     rate: f64,
+    backfill: Duration,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
-    let start = clock.now();
+    let start = clock.now().plus_millis(-(backfill.as_millis() as i64));
     let mut config = SimulatorConfig::new(seed, start.0);
     config.events_per_second = rate;
     config.futures_symbol = front_month_contract(start.0.date_naive());
@@ -338,7 +345,7 @@ pub async fn run_simulator(
             _ = ticks.tick() => {}
         }
         let now = clock.now();
-        loop {
+        while batch.len() < SIMULATOR_CATCH_UP {
             let (at, text) = pending.take().unwrap_or_else(|| sim.next_message());
             let at = Timestamp(at);
             if at > now {
@@ -347,12 +354,18 @@ pub async fn run_simulator(
             }
             batch.push((at, text));
         }
+        let caught_up = pending.is_some();
         market.with(|p| {
             for (at, text) in batch.drain(..) {
                 // The simulator only writes well-formed messages; a failure would be counted.
                 let _ = ingest(p, &stats, &text, at, || "simulator".into());
             }
         });
+        if !caught_up {
+            // More of the backfill is due: the next slice at once, after the others had a turn.
+            ticks.reset_immediately();
+            tokio::task::yield_now().await;
+        }
     }
 }
 

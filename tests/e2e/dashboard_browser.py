@@ -86,6 +86,9 @@ def main():
                 f" return s !== {json.dumps(first[0])} && b !== {json.dumps(first[1])} && [s, b]; }})()",
                 "no value changed between snapshots")
             seen["seq_before"], seen["seq_after"] = first[0], changed[0]
+            # The page asked for deltas and applied them (the server offers them by default).
+            seen["deltas"] = wait_for(driver, "Number(document.body.dataset.deltas || 0) > 0 && Number(document.body.dataset.deltas)",
+                                      "the page took no delta message")
             seen["charts"] = wait_for(driver, "document.querySelectorAll('.chart canvas').length >= 2 && document.querySelectorAll('.chart canvas').length", "the charts were not drawn")
             seen["vn30"] = driver.execute_script("return document.querySelector('#idx-VN30 .value').textContent")
             # Sorting: a click on "Total" orders the board by total volume, largest first.

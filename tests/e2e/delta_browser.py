@@ -1,0 +1,105 @@
+"""Delta messages in a real browser: the dashboard's own applier (assets/dashboard/delta.js) in
+Debian's Chromium, driven by Selenium.
+
+Loads the dashboard (so the page's origin is the server's and delta.js is the one it serves),
+then in the page opens a plain WebSocket and one with ?delta=fossil (Chromium negotiates
+permessage-deflate on both), rebuilds each delta with MarketcastDelta.Rebuilder, and compares
+every rebuilt message with the plain client's message of the same seq. With --stall-ms the
+delta socket's handler blocks the page for a while after a few messages, so the server drops
+ticks for it and must fall back to full messages.
+
+    python3 tests/e2e/delta_browser.py --http http://127.0.0.1:8000 [--messages 40] [--stall-ms 2000]
+
+Prints one JSON line with what it saw; exits non-zero with a message on any failure.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+SCRIPT = r"""
+const [want, stallAfter, stallMs, done] = arguments;
+const ws = location.origin.replace(/^http/, 'ws');
+const plain = {}, rebuilt = {};
+let deltas = 0, fulls = 0, count = 0, finished = false;
+const seqOf = (t) => { const m = /^\{"seq":(\d+),/.exec(t); return m ? Number(m[1]) : null; };
+const a = new WebSocket(ws + '/ws/market');
+const b = new WebSocket(ws + '/ws/market?delta=fossil');
+b.binaryType = 'arraybuffer';
+const r = new MarketcastDelta.Rebuilder();
+const finish = (extra) => {
+  if (finished) return;
+  finished = true;
+  setTimeout(() => {
+    a.close(); b.close();
+    let same = 0; const differ = [];
+    for (const s of Object.keys(rebuilt)) {
+      if (s in plain) { if (plain[s] === rebuilt[s]) same++; else differ.push(Number(s)); }
+    }
+    done(Object.assign({ same, differ, deltas, fulls, count,
+      extensions: b.extensions }, extra || {}));
+  }, 1500);
+};
+a.onmessage = (e) => { const s = seqOf(e.data); if (s !== null) plain[s] = e.data; };
+b.onmessage = (e) => {
+  if (finished) return;
+  let text;
+  try { text = r.take(e.data); } catch (err) { finish({ error: String(err) }); return; }
+  const s = seqOf(text);
+  if (s === null) return;
+  if (typeof e.data === 'string') fulls++; else deltas++;
+  rebuilt[s] = text;
+  count++;
+  if (count === stallAfter && stallMs > 0) {
+    const until = Date.now() + stallMs;
+    while (Date.now() < until) { /* the page is busy: nothing is read */ }
+  }
+  if (count >= want) finish();
+};
+setTimeout(() => finish({ error: 'timeout' }), 90000);
+"""
+
+
+def fail(message):
+    print(f"delta browser check failed: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--http", required=True)
+    ap.add_argument("--messages", type=int, default=40)
+    ap.add_argument("--stall-after", type=int, default=5)
+    ap.add_argument("--stall-ms", type=int, default=0)
+    args = ap.parse_args()
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or fail("chromium is not installed")
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--disable-background-networking", "--disable-component-update", "--no-first-run"):
+        options.add_argument(a)
+    driver_path = shutil.which("chromedriver") or fail("chromedriver is not installed")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(args.http + "/")
+        driver.set_script_timeout(120)
+        seen = driver.execute_async_script(SCRIPT, args.messages, args.stall_after, args.stall_ms)
+    finally:
+        driver.quit()
+    if seen.get("error"):
+        fail(f"{seen['error']}: {seen}")
+    if seen["differ"]:
+        fail(f"rebuilt messages differ from the full ones at seq {seen['differ']}")
+    if seen["same"] < args.messages // 2:
+        fail(f"too few messages compared: {seen}")
+    if seen["deltas"] == 0:
+        fail(f"no delta message arrived: {seen}")
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
