@@ -58,8 +58,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", default="1000,10000")
     ap.add_argument("--duration", type=float, default=20)
-    ap.add_argument("--backfill", type=float, default=14400)
-    ap.add_argument("--min-bytes", type=int, default=400_000)
+    ap.add_argument("--backfill", type=float, default=3600)
+    ap.add_argument("--min-bytes", type=int, default=450_000)
     ap.add_argument("--marketcast", default=str(compare.cargo_target_dir() / "release" / "marketcast"))
     ap.add_argument("--loadgen", default=str(compare.cargo_target_dir() / "release" / "marketcast-loadgen"))
     ap.add_argument("--quiet-wait", type=float, default=120)
@@ -85,6 +85,15 @@ def main() -> int:
             # The market channel builds messages only for clients: a short-lived one asks.
             snap = get(port, "/api/market/snapshot")
             size = len(snap)
+        # The backfill is played in slices: wait until the message stops growing fast.
+        while True:
+            time.sleep(2)
+            again = len(get(port, "/api/market/snapshot"))
+            if again < size * 1.02:
+                size = again
+                break
+            size = again
+            assert time.monotonic() < deadline, "the backfill never finished"
         compare.log(f"late-session message: {size:,} bytes")
         for clients in [int(c) for c in args.clients.split(",")]:
             for name, deflate, delta in MODES:
@@ -104,7 +113,8 @@ def main() -> int:
                 lines = out.stdout.strip().splitlines()
                 result = json.loads(lines[-1]) if lines else {"error": out.stderr[-500:]}
                 made = after[1] - before[1]
-                rows.append({"mode": name, "clients": clients, "message_bytes": size, "loadgen": result,
+                size_now = len(get(port, "/api/market/snapshot"))
+                rows.append({"mode": name, "clients": clients, "message_bytes": size_now, "loadgen": result,
                              "delta_ms_mean": round((after[0] - before[0]) / made * 1000, 3) if made else None,
                              "delta_ticks": made})
     finally:
@@ -117,8 +127,9 @@ def main() -> int:
     (results / f"delta-{when}.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     out = ["<!-- delta:begin -->",
            f"Measured {when} on {info.get('nproc')} x {info.get('model_name')}, commit {info.get('commit')}: "
-           f"`python3 bench/delta.py {' '.join(sys.argv[1:])}`. Simulator backfilled {args.backfill:.0f} s "
-           f"(message {rows[0]['message_bytes']:,} bytes at the start), 1 tick a second, still moving.",
+           f"`python3 bench/delta.py {' '.join(sys.argv[1:])}`. Simulator backfilled {args.backfill:.0f} s, "
+           f"1 tick a second, still moving: the market message grew from {size:,} to "
+           f"{rows[-1]['message_bytes']:,} bytes over the runs.",
            "",
            "| clients | mode | delivered | missed | bytes per client per tick | vs deflate | vs plain | server CPU us/msg | latency p50 / p99 ms | delta made, ms/tick |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -128,7 +139,13 @@ def main() -> int:
         for r in group:
             lg = r["loadgen"]
             b = lg.get("bytes_per_message")
-            ratio = lambda other: f"1/{base[other] / b:,.0f}" if b and base.get(other) else "-"  # noqa: E731
+            def ratio(other, b=b, base=base):
+                if not b or not base.get(other):
+                    return "-"
+                if b >= base[other]:
+                    return f"{b / base[other]:.1f}x"
+                return f"1/{base[other] / b:,.0f}"
+
             lat = lg.get("latency_ms", {})
             out.append(f"| {clients:,} | {r['mode']} | {lg.get('delivered')} | {lg.get('missed')} | "
                        f"{b:,.0f} | {ratio('deflate')} | {ratio('plain')} | "

@@ -9,6 +9,7 @@
 const MarketcastDelta = (() => {
   const DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~';
   const VALUE = new Int8Array(128).fill(-1);
+  const MAX_OUTPUT = 64 * 1024 * 1024; // a market message is under 1 MB
   for (let i = 0; i < DIGITS.length; i++) VALUE[DIGITS.charCodeAt(i)] = i;
 
   /** Applies a Fossil delta (Uint8Array) to base (Uint8Array); throws on a bad delta. */
@@ -24,6 +25,7 @@ const MarketcastDelta = (() => {
       return n;
     };
     const size = number();
+    if (size > MAX_OUTPUT) throw new Error('delta: result too large');
     if (delta[at++] !== 0x0a) throw new Error('delta: no size line');
     const out = new Uint8Array(size);
     let len = 0;

@@ -29,6 +29,9 @@ use thiserror::Error;
 /// What the header names the format.
 pub const FORMAT: &str = "fossil";
 
+/// The largest message a delta may make (a market message is under 1 MB).
+pub const MAX_OUTPUT: usize = 64 << 20;
+
 /// A delta that cannot be applied.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeltaError {
@@ -142,6 +145,9 @@ fn checksum(data: &[u8]) -> u32 {
 pub fn apply(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
     let mut at = 0;
     let size = number(delta, &mut at)?;
+    if size > MAX_OUTPUT {
+        return Err(DeltaError::TooLong);
+    }
     if delta.get(at) != Some(&b'\n') {
         return Err(delta
             .get(at)
@@ -345,6 +351,11 @@ mod tests {
         assert_eq!(apply(b"abc", b"3\n3@5,0;"), Err(DeltaError::CopyOutOfRange));
         assert_eq!(apply(b"abc", b"2\n3@0,0;"), Err(DeltaError::TooLong));
         assert_eq!(apply(b"abc", b"~~~~~~\n"), Err(DeltaError::TooLong));
+        assert_eq!(
+            apply(b"abc", b"~~~~~\n"),
+            Err(DeltaError::TooLong),
+            "over MAX_OUTPUT"
+        );
         assert_eq!(apply(b"abc", b"3\n3@0,1;"), Err(DeltaError::BadChecksum));
     }
 }

@@ -94,6 +94,12 @@ fn stamp_parts(body: &[u8], seq: u64, ts_ms: i64) -> (Vec<u8>, &[u8]) {
     (prefix, rest)
 }
 
+/// Whether `message` starts `{"seq":<seq>,`.
+fn leads_with_seq(message: &[u8], seq: u64) -> bool {
+    let prefix = format!("{{\"seq\":{seq},");
+    message.starts_with(prefix.as_bytes())
+}
+
 /// A reusable raw-deflate compressor for permessage-deflate payloads.
 pub struct Deflater {
     compress: Compress,
@@ -293,11 +299,30 @@ impl Tick {
             .as_ref()
     }
 
-    /// Makes `prev` the tick this one's delta is against, if it is the same era and earlier.
+    /// Makes `prev` the tick this one's delta is against, if it is the same era and earlier,
+    /// and both messages start with their `seq` (clients keep as a base only a message that
+    /// starts `{"seq":N,`; a body from another publisher on an edge may not).
     pub fn set_base(&self, prev: &Tick) {
-        if prev.era == self.era && prev.seq < self.seq {
+        if prev.era == self.era
+            && prev.seq < self.seq
+            && leads_with_seq(&prev.payload(), prev.seq)
+            && leads_with_seq(&self.payload(), self.seq)
+        {
             let _ = self.base.set((prev.seq, prev.payload()));
         }
+    }
+
+    /// The delta message if it was made already (see [`Tick::delta_for`]): compressed for a
+    /// deflate client when that was made too, plain otherwise (RFC 7692 lets any message go
+    /// uncompressed).
+    pub fn ready_delta(&self, deflate: bool) -> Option<(u64, &Bytes)> {
+        let frames = self.delta.get()?.as_ref()?;
+        if deflate {
+            if let Some(Some(z)) = frames.deflated.get() {
+                return Some((frames.base_seq, z));
+            }
+        }
+        Some((frames.base_seq, &frames.plain))
     }
 
     /// The delta message for a client that has the base tick: its base `seq` and its frame
@@ -513,10 +538,18 @@ mod tests {
         let (_, zipped) = third.delta_for(true).unwrap();
         assert_eq!(zipped[0], 0xC2, "compressed binary");
         assert_eq!(inflate(&body_of(zipped)), message);
+        assert_eq!(third.ready_delta(true).unwrap().1, zipped);
         // A later era, or an earlier seq, is no base.
         let other = Tick::received(1, 4, 0, b"{}", None, None);
         other.set_base(&third);
         assert!(other.delta_for(false).is_none());
+        // Nor a message that does not start with its seq (a foreign body on an edge).
+        let foreign = Tick::received(0, 4, 0, br#"{"ts":1,"seq":4,"points":[]}"#, None, None);
+        foreign.set_base(&third);
+        assert!(foreign.delta_for(false).is_none());
+        let after = Tick::build(5, 13, body(303).as_bytes(), None);
+        after.set_base(&foreign);
+        assert!(after.delta_for(false).is_none());
     }
 
     #[test]

@@ -224,6 +224,8 @@ pub struct ClientSlot {
     deflate: bool,
     /// Takes delta messages (`?delta=fossil`).
     delta: bool,
+    /// Gets a full message anyway every this many ticks (at least 1).
+    full_every: u64,
     slow_after: Option<Duration>,
     wire: Wire,
     outbox: Mutex<Outbox>,
@@ -277,8 +279,10 @@ impl ClientSlot {
     /// compressor while holding a client's lock.
     pub fn offer(&self, tick: &Tick, queue_size: usize) {
         let full = tick.frame_for(self.deflate);
+        // Only a delta made already (by the hub, before the fan-out): a client that could use
+        // one has had the tick before, when the delta was made for the clients then.
         let delta = if self.delta {
-            tick.delta_for(self.deflate)
+            tick.ready_delta(self.deflate)
         } else {
             None
         };
@@ -287,11 +291,21 @@ impl ClientSlot {
             return;
         }
         // The delta only to a client whose last message is its base and whose socket has
-        // nothing waiting: then nothing between the two can be dropped.
+        // nothing waiting (then nothing between the two can be dropped), and, as a safety net,
+        // a full message every `delta_full_every` ticks: at a tick of the client's own, so the
+        // full messages of thousands of clients are spread over the interval, not sent at once.
         let frame = match delta {
-            Some((base, d)) if ob.frames.is_empty() && ob.last == (tick.era, base) => d,
+            Some((base, d))
+                if ob.frames.is_empty()
+                    && ob.last == (tick.era, base)
+                    && (tick.seq + self.id) % self.full_every != 0 =>
+            {
+                d
+            }
             _ => full,
         };
+        // `last` is the last tick the client holds or will: put back if this one is dropped.
+        let before = ob.last;
         ob.last = (tick.era, tick.seq);
         if ob.frames.is_empty() {
             match self.wire.try_write(frame) {
@@ -349,6 +363,7 @@ impl ClientSlot {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                ob.last = before;
                 return;
             }
         }
@@ -611,12 +626,9 @@ impl Hub {
     /// tick itself when it is offered (outside any lock), so it never gets a plain frame.
     pub async fn publish(&self, tick: impl Into<Arc<Tick>>) {
         let tick: Arc<Tick> = tick.into();
-        // The delta is against the tick before, except every `delta_full_every` ticks.
-        let every = self.shared.settings.delta_full_every.max(1);
-        if self.shared.ticks.load(Ordering::Relaxed) % every != 0 {
-            if let Some(prev) = self.latest() {
-                tick.set_base(&prev);
-            }
+        // The delta is against the tick before.
+        if let Some(prev) = self.latest() {
+            tick.set_base(&prev);
         }
         if self.deflate_client_count() > 0 {
             tick.deflated();
@@ -745,6 +757,7 @@ impl Hub {
             peer,
             deflate,
             delta,
+            full_every: self.shared.settings.delta_full_every.max(1),
             slow_after: self.shared.settings.slow_client_timeout,
             wire,
             outbox: Mutex::new(Outbox::default()),
@@ -1024,6 +1037,108 @@ mod tests {
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(got, expected);
         assert_eq!(hub.totals().messages_sent, 3);
+    }
+
+    /// Splits a byte stream of server frames into (opcode, payload).
+    fn frames_of(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while bytes.len() >= 2 {
+            let (len, at) = match bytes[1] & 0x7f {
+                126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            out.push((bytes[0] & 0x0f, bytes[at..at + len].to_vec()));
+            bytes = &bytes[at + len..];
+        }
+        out
+    }
+
+    /// Reads everything the client's outbox holds, however long the socket takes to reopen.
+    async fn drain(client: &mut TcpStream, slot: &ClientSlot, received: &mut Vec<u8>) {
+        let mut buf = vec![0u8; 1 << 20];
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            slot.flush();
+            match tokio::time::timeout(Duration::from_millis(50), client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+                Ok(_) => panic!("the socket closed"),
+                Err(_) if !slot.has_pending() => return,
+                Err(_) => assert!(std::time::Instant::now() < deadline, "never drained"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delta_client_that_loses_ticks_never_gets_a_delta_it_cannot_apply() {
+        use super::super::delta::Rebuilder;
+        // One tick of room, and large messages every other tick: the socket fills, ticks are
+        // dropped, and some are dropped while a tick is half written (nothing else to drop).
+        for queue_size in [1, 2, 3] {
+            let hub = Hub::new(HubSettings {
+                queue_size,
+                delta_full_every: 3,
+                ..Default::default()
+            });
+            let (server, mut client) = socket_pair().await;
+            // Small, fixed socket buffers: the kernel holds a fraction of one message, so the
+            // outbox (not the kernel) deals with a client that does not read.
+            socket2::SockRef::from(&server)
+                .set_send_buffer_size(16 * 1024)
+                .unwrap();
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(16 * 1024)
+                .unwrap();
+            let handle = hub.register_client(peer(), false, true, Wire::Plain(server));
+            let points: Vec<String> = (0..30_000u64)
+                .map(|i| (i * 7919 % 100_003).to_string())
+                .collect();
+            let mut received = Vec::new();
+            for seq in 1..=40u64 {
+                // A few values change from tick to tick, as in a market.
+                let mut p = points.clone();
+                let at = (seq as usize * 997) % p.len();
+                p[at] = seq.to_string();
+                let body = format!("{{\"n\":[{}]}}", p.join(","));
+                hub.publish(Tick::build(seq, 0, body.as_bytes(), None))
+                    .await;
+                // The client keeps up for five ticks, then reads nothing for five: it falls
+                // behind, ticks are dropped, and it catches up.
+                if seq % 10 < 5 {
+                    drain(&mut client, handle.slot(), &mut received).await;
+                }
+            }
+            drain(&mut client, handle.slot(), &mut received).await;
+            let view = &hub.clients()[0];
+            assert!(
+                view.dropped > 0,
+                "queue {queue_size}: ticks were lost: {view:?}"
+            );
+            let mut rebuild = Rebuilder::default();
+            let (mut deltas, mut fulls) = (0, 0);
+            for (opcode, payload) in frames_of(&received) {
+                match opcode {
+                    0x1 => {
+                        rebuild.full(&payload);
+                        fulls += 1;
+                    }
+                    0x2 => {
+                        rebuild.delta(&payload).unwrap_or_else(|e| {
+                            panic!("queue {queue_size}: a delta that does not apply: {e}")
+                        });
+                        deltas += 1;
+                    }
+                    other => panic!("opcode {other}"),
+                }
+            }
+            assert!(
+                deltas > 0 && fulls > 0,
+                "queue {queue_size}: {deltas} deltas, {fulls} full"
+            );
+        }
     }
 
     #[tokio::test]

@@ -4,11 +4,11 @@ Debian's Chromium, driven by Selenium.
 Loads the dashboard (so the page's origin is the server's and delta.js is the one it serves),
 then in the page opens a plain WebSocket and one with ?delta=fossil (Chromium negotiates
 permessage-deflate on both), rebuilds each delta with MarketcastDelta.Rebuilder, and compares
-every rebuilt message with the plain client's message of the same seq. With --stall-ms the
-delta socket's handler blocks the page for a while after a few messages, so the server drops
-ticks for it and must fall back to full messages.
+every rebuilt message with the plain client's message of the same seq. Halfway it closes the
+delta socket and opens a new one with a new Rebuilder (a reconnect: its first message must be
+full, and deltas must follow).
 
-    python3 tests/e2e/delta_browser.py --http http://127.0.0.1:8000 [--messages 40] [--stall-ms 2000]
+    python3 tests/e2e/delta_browser.py --http http://127.0.0.1:8000 [--messages 40]
 
 Prints one JSON line with what it saw; exits non-zero with a message on any failure.
 """
@@ -22,44 +22,55 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 SCRIPT = r"""
-const [want, stallAfter, stallMs, done] = arguments;
+const [want, done] = arguments;
 const ws = location.origin.replace(/^http/, 'ws');
 const plain = {}, rebuilt = {};
-let deltas = 0, fulls = 0, count = 0, finished = false;
+let deltas = 0, fulls = 0, count = 0, finished = false, reconnects = 0, firstAfterReconnect = null;
 const seqOf = (t) => { const m = /^\{"seq":(\d+),/.exec(t); return m ? Number(m[1]) : null; };
 const a = new WebSocket(ws + '/ws/market');
-const b = new WebSocket(ws + '/ws/market?delta=fossil');
-b.binaryType = 'arraybuffer';
-const r = new MarketcastDelta.Rebuilder();
+let b = null;
 const finish = (extra) => {
   if (finished) return;
   finished = true;
   setTimeout(() => {
-    a.close(); b.close();
+    a.close(); if (b) b.close();
     let same = 0; const differ = [];
     for (const s of Object.keys(rebuilt)) {
       if (s in plain) { if (plain[s] === rebuilt[s]) same++; else differ.push(Number(s)); }
     }
-    done(Object.assign({ same, differ, deltas, fulls, count,
-      extensions: b.extensions }, extra || {}));
+    done(Object.assign({ same, differ, deltas, fulls, count, reconnects, firstAfterReconnect,
+      extensions: b ? b.extensions : '' }, extra || {}));
   }, 1500);
 };
-a.onmessage = (e) => { const s = seqOf(e.data); if (s !== null) plain[s] = e.data; };
-b.onmessage = (e) => {
-  if (finished) return;
-  let text;
-  try { text = r.take(e.data); } catch (err) { finish({ error: String(err) }); return; }
-  const s = seqOf(text);
-  if (s === null) return;
-  if (typeof e.data === 'string') fulls++; else deltas++;
-  rebuilt[s] = text;
-  count++;
-  if (count === stallAfter && stallMs > 0) {
-    const until = Date.now() + stallMs;
-    while (Date.now() < until) { /* the page is busy: nothing is read */ }
-  }
-  if (count >= want) finish();
+const open = () => {
+  const sock = new WebSocket(ws + '/ws/market?delta=fossil');
+  sock.binaryType = 'arraybuffer';
+  const r = new MarketcastDelta.Rebuilder();
+  let first = true;
+  sock.onmessage = (e) => {
+    if (finished || sock !== b) return;
+    let text;
+    try { text = r.take(e.data); } catch (err) { finish({ error: String(err) }); return; }
+    const s = seqOf(text);
+    if (s === null) return;
+    if (first && reconnects > 0) firstAfterReconnect = typeof e.data === 'string' ? 'full' : 'delta';
+    first = false;
+    if (typeof e.data === 'string') fulls++; else deltas++;
+    rebuilt[s] = text;
+    count++;
+    if (count === Math.floor(want / 2) && reconnects === 0) {
+      reconnects++;
+      const old = b;
+      b = open();
+      old.close();
+      return;
+    }
+    if (count >= want) finish();
+  };
+  return sock;
 };
+a.onopen = () => { b = open(); };
+a.onmessage = (e) => { const s = seqOf(e.data); if (s !== null) plain[s] = e.data; };
 setTimeout(() => finish({ error: 'timeout' }), 90000);
 """
 
@@ -73,8 +84,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", required=True)
     ap.add_argument("--messages", type=int, default=40)
-    ap.add_argument("--stall-after", type=int, default=5)
-    ap.add_argument("--stall-ms", type=int, default=0)
     args = ap.parse_args()
 
     options = webdriver.ChromeOptions()
@@ -87,7 +96,7 @@ def main():
     try:
         driver.get(args.http + "/")
         driver.set_script_timeout(120)
-        seen = driver.execute_async_script(SCRIPT, args.messages, args.stall_after, args.stall_ms)
+        seen = driver.execute_async_script(SCRIPT, args.messages)
     finally:
         driver.quit()
     if seen.get("error"):
@@ -98,6 +107,8 @@ def main():
         fail(f"too few messages compared: {seen}")
     if seen["deltas"] == 0:
         fail(f"no delta message arrived: {seen}")
+    if seen["firstAfterReconnect"] != "full":
+        fail(f"after the reconnect the first message was not full: {seen}")
     print(json.dumps(seen))
 
 

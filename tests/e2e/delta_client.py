@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 
 DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
 VALUE = {c: i for i, c in enumerate(DIGITS.encode())}
+MAX_OUTPUT = 64 << 20  # a market message is under 1 MB
 
 
 def apply(base: bytes, delta: bytes) -> bytes:
@@ -39,6 +40,8 @@ def apply(base: bytes, delta: bytes) -> bytes:
         return n
 
     size = number()
+    if size > MAX_OUTPUT:
+        raise ValueError("result too large")
     if delta[at:at + 1] != b"\n":
         raise ValueError("no size line")
     at += 1
@@ -52,11 +55,11 @@ def apply(base: bytes, delta: bytes) -> bytes:
             if delta[at:at + 1] != b",":
                 raise ValueError("',' expected")
             at += 1
-            if offset + n > len(base):
+            if offset + n > len(base) or len(out) + n > size:
                 raise ValueError("copy out of range")
             out += base[offset:offset + n]
         elif op == b":":
-            if at + n > len(delta):
+            if at + n > len(delta) or len(out) + n > size:
                 raise ValueError("literal out of range")
             out += delta[at:at + n]
             at += n
@@ -128,8 +131,13 @@ async def delta_client(url, count, stall_after, stall_seconds, out, stats, until
                     raise SystemExit(f"rebuilt message {seq} does not start with its seq")
                 stats["deltas"] += 1
                 stats["delta_bytes"] += len(msg)
+                if stats["messages"] > stall_after and stall_seconds:
+                    stats["deltas_after_stall"] += 1
             if last_seq is not None and seq > last_seq + 1:
                 stats["skipped"] += seq - last_seq - 1
+                # What follows a lost tick must be full: the client does not have its base.
+                if not isinstance(msg, str):
+                    raise SystemExit(f"a delta ({seq}) right after lost ticks")
             last_seq, last = seq, data
             out[seq] = data
             stats["messages"] += 1
@@ -147,7 +155,8 @@ async def main():
     parser.add_argument("--stall-seconds", type=float, default=0)
     args = parser.parse_args()
     plain, rebuilt = {}, {}
-    stats = {"messages": 0, "full": 0, "deltas": 0, "delta_bytes": 0, "skipped": 0}
+    stats = {"messages": 0, "full": 0, "deltas": 0, "delta_bytes": 0, "skipped": 0,
+             "deltas_after_stall": 0}
     until_seq = [0]
     plain_task = asyncio.create_task(plain_client(args.url, until_seq, plain))
     await delta_client(args.url, args.messages, args.stall_after, args.stall_seconds,
