@@ -529,14 +529,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(section: str, path: Path) -> None:
+def write_markdown(section: str, path: Path, begin: str = BEGIN, end: str = END) -> None:
     """Replaces only what lies between the markers (appends them when missing)."""
-    block = f"{BEGIN}\n{section}\n{END}"
+    BEGIN_, END_ = begin, end
+    block = f"{BEGIN_}\n{section}\n{END_}"
     if path.exists():
         text = path.read_text()
-        b, e = text.find(BEGIN), text.find(END)
+        b, e = text.find(BEGIN_), text.find(END_)
         if b != -1 and e > b:
-            text = text[:b] + block + text[e + len(END):]
+            text = text[:b] + block + text[e + len(END_):]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:

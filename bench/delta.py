@@ -125,7 +125,7 @@ def main() -> int:
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"delta-{when}.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
-    out = ["<!-- delta:begin -->",
+    out = [
            f"Measured {when} on {info.get('nproc')} x {info.get('model_name')}, commit {info.get('commit')}: "
            f"`python3 bench/delta.py {' '.join(sys.argv[1:])}`. Simulator backfilled {args.backfill:.0f} s, "
            f"1 tick a second, still moving: the market message grew from {size:,} to "
@@ -151,18 +151,10 @@ def main() -> int:
                        f"{b:,.0f} | {ratio('deflate')} | {ratio('plain')} | "
                        f"{lg.get('server', {}).get('cpu_total_us_per_msg')} | {lat.get('p50')} / {lat.get('p99')} | "
                        f"{r['delta_ms_mean'] if r['delta_ms_mean'] is not None else '-'} |")
-    out.append("<!-- delta:end -->")
     section = "\n".join(out)
     print(section)
     if not args.no_markdown:
-        path = Path(args.markdown)
-        text = path.read_text() if path.exists() else ""
-        if "<!-- delta:begin -->" in text:
-            head, rest = text.split("<!-- delta:begin -->", 1)
-            text = head + section + rest.split("<!-- delta:end -->", 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        path.write_text(text)
+        compare.write_markdown(section, Path(args.markdown), "<!-- delta:begin -->", "<!-- delta:end -->")
     return 0
 
 

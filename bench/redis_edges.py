@@ -186,7 +186,7 @@ def one_case(args, size: str, per_node: int, deflate: bool, standalone: bool) ->
 
 def markdown(rows: list[dict], meta: dict) -> str:
     frames = lambda r: "deflate" if r["deflate"] else "plain"  # noqa: E731
-    out = ["<!-- redis:begin -->",
+    out = [
            f"Measured {meta['when']} on {meta['machine']}: `{meta['command']}`. One producer (FEED=static, "
            "1 tick/s), two edges and one redis-server share the 2 cores with the load generators; "
            "the `standalone` rows are the baseline (two standalone nodes, no Redis, same load).",
@@ -213,7 +213,6 @@ def markdown(rows: list[dict], meta: dict) -> str:
             rd = r["redis"]
             out.append(f"| {r['size']} | {frames(r)} | {2 * r['clients_per_node']:,} | {r['producer_cpu_pct']} | "
                        f"{rd['cpu_pct']} | {rd['in_bytes_per_s']:,} | {rd['out_bytes_per_s']:,} | {rd['commands_per_s']} |")
-    out.append("<!-- redis:end -->")
     return "\n".join(out)
 
 
@@ -248,15 +247,7 @@ def main() -> int:
     section = markdown(rows, meta)
     print(section)
     if not args.no_markdown:
-        path = Path(args.markdown)
-        text = path.read_text() if path.exists() else ""
-        if "<!-- redis:begin -->" in text:
-            head, rest = text.split("<!-- redis:begin -->", 1)
-            tail = rest.split("<!-- redis:end -->", 1)[1]
-            text = head + section + tail
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        path.write_text(text)
+        compare.write_markdown(section, Path(args.markdown), "<!-- redis:begin -->", "<!-- redis:end -->")
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 
 

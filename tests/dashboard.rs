@@ -11,14 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn browser(args: &[&str]) -> std::process::Child {
     let script = format!(
         "{}/tests/e2e/dashboard_browser.py",

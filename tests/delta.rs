@@ -337,23 +337,6 @@ async fn clients_that_do_not_ask_and_servers_that_do_not_offer_get_full_messages
     }
 }
 
-fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
-    let path = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("python3 runs (scripts/test installs websockets, selenium and chromium)");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim().lines().last().unwrap_or("")).unwrap()
-}
-
 #[test]
 fn a_python_client_with_its_own_applier_rebuilds_every_message() {
     let server = moving_market(&[("WS_DELTA_FULL_EVERY", "10")]);
@@ -380,7 +363,10 @@ fn a_python_client_with_its_own_applier_rebuilds_every_message() {
 
 #[test]
 fn the_dashboards_applier_in_chromium_rebuilds_every_message() {
-    let server = moving_market(&[("WS_DELTA_FULL_EVERY", "10")]);
+    let server = moving_market(&[
+        ("WS_DELTA_FULL_EVERY", "10"),
+        ("WS_BROADCAST_INTERVAL", "0.2"),
+    ]);
     let http = format!("http://{}", server.addr);
     let v = run_python("delta_browser.py", &["--http", &http, "--messages", "60"]);
     assert!(v["same"].as_u64().unwrap() >= 30, "{v}");

@@ -10,24 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
-    let path = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("python3 runs (scripts/test installs what the e2e clients need)");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
-}
-
 fn large_static_server(extra: &[(&str, &str)]) -> ServerProcess {
     let fixture = fixture("snapshot-large.json");
     let mut env = vec![

@@ -570,20 +570,30 @@ async fn read_for(ws: &mut Ws, wait: Duration, seqs: &mut Vec<u64>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_leader_paused_past_its_lease_stands_down_and_publishes_nothing_stale() {
-    let redis = RedisServer::shared();
-    let p = prefix("paused");
+/// A leader, a standby (1 s lease), an edge relaying, and a client on the edge that read a
+/// second of ticks.
+async fn leader_standby_edge(
+    redis: &RedisServer,
+    p: &str,
+) -> (ServerProcess, ServerProcess, ServerProcess, Ws, Vec<u64>) {
     let lease = [("REDIS_LEASE_MS", "1000")];
-    let leader = producer(&redis, &p, &lease);
+    let leader = producer(redis, p, &lease);
     leader.wait_health(|h| h["broker"]["leader"] == true).await;
-    let standby = producer(&redis, &p, &lease);
+    let standby = producer(redis, p, &lease);
     standby.wait_health(|h| h["redis"] == "connected").await;
-    let node = edge(&redis, &p, &[]);
+    let node = edge(redis, p, &[]);
     wait_relaying(&node).await;
     let mut ws = connect(&node.ws_url("/ws/market")).await;
     let mut seqs = Vec::new();
     read_for(&mut ws, Duration::from_secs(1), &mut seqs).await;
+    (leader, standby, node, ws, seqs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_paused_past_its_lease_stands_down_and_publishes_nothing_stale() {
+    let redis = RedisServer::shared();
+    let p = prefix("paused");
+    let (leader, standby, _edge, mut ws, mut seqs) = leader_standby_edge(&redis, &p).await;
 
     // Frozen (a long GC pause, a VM migration) while its ticks wait in its queue.
     signal(leader.pid(), "-STOP");
@@ -609,16 +619,7 @@ async fn a_leader_paused_past_its_lease_stands_down_and_publishes_nothing_stale(
 async fn a_standby_taking_over_an_empty_redis_carries_seq_on() {
     let mut redis = RedisServer::start();
     let p = prefix("empty");
-    let lease = [("REDIS_LEASE_MS", "1000")];
-    let mut leader = producer(&redis, &p, &lease);
-    leader.wait_health(|h| h["broker"]["leader"] == true).await;
-    let standby = producer(&redis, &p, &lease);
-    standby.wait_health(|h| h["redis"] == "connected").await;
-    let node = edge(&redis, &p, &[]);
-    wait_relaying(&node).await;
-    let mut ws = connect(&node.ws_url("/ws/market")).await;
-    let mut seqs = Vec::new();
-    read_for(&mut ws, Duration::from_secs(1), &mut seqs).await;
+    let (mut leader, standby, node, mut ws, mut seqs) = leader_standby_edge(&redis, &p).await;
     let before = seqs.len();
 
     // The leader dies and Redis comes back empty: no lease, no record of any seq.

@@ -136,10 +136,10 @@ pub async fn run(
         let mut conn = match connect(&p.client).await {
             Ok(c) => c,
             Err(e) => {
-                p.status.down(&e.to_string());
-                p.expire_leadership();
-                let wait = backoff.next_wait();
-                if p.drain_for(&mut rx, wait, &stop).await.is_err() {
+                if p.wait_after(&e, &mut backoff, &mut rx, &stop)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -180,10 +180,10 @@ pub async fn run(
         match result {
             Ok(()) => return,
             Err(e) => {
-                p.status.down(&e.to_string());
-                p.expire_leadership();
-                let wait = backoff.next_wait();
-                if p.drain_for(&mut rx, wait, &stop).await.is_err() {
+                if p.wait_after(&e, &mut backoff, &mut rx, &stop)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -365,6 +365,19 @@ impl Publisher {
                 .await?;
         }
         Ok(())
+    }
+
+    /// After a Redis failure: records it, and waits out the backoff; `Err` when told to stop.
+    async fn wait_after(
+        &self,
+        e: &redis::RedisError,
+        backoff: &mut Backoff,
+        rx: &mut mpsc::Receiver<Outgoing>,
+        stop: &CancellationToken,
+    ) -> Result<(), ()> {
+        self.status.down(&e.to_string());
+        self.expire_leadership();
+        self.drain_for(rx, backoff.next_wait(), stop).await
     }
 
     /// Waits `wait` while Redis is away, dropping (and counting) the ticks that arrive;

@@ -406,3 +406,32 @@ pub async fn post_ingest(server: &ServerProcess, token: &str, body: &str) -> Htt
     )
     .await
 }
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `tests/e2e/<script>` with `args` and returns the JSON line it printed last; panics with
+/// its output when it fails.
+pub fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs (scripts/test installs what the e2e clients need)");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+}

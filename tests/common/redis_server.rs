@@ -40,14 +40,6 @@ fn binary() -> String {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RedisServer {
     /// The Redis `scripts/test` runs (`MARKETCAST_TEST_REDIS_URL`), for tests that neither
     /// stop it nor need special settings and keep to a prefix of their own; else one of the
@@ -109,7 +101,7 @@ impl RedisServer {
     }
 
     fn start_with(args: Vec<String>, tls: bool, password: Option<String>) -> RedisServer {
-        let port = free_port();
+        let port = super::free_port();
         let log = std::env::temp_dir().join(format!(
             "marketcast-redis-{}-{port}.log",
             std::process::id()

@@ -1,8 +1,9 @@
 """Delta messages in a real browser: the dashboard's own applier (assets/dashboard/delta.js) in
 Debian's Chromium, driven by Selenium.
 
-Loads the dashboard (so the page's origin is the server's and delta.js is the one it serves),
-then in the page opens a plain WebSocket and one with ?delta=fossil (Chromium negotiates
+Opens a page of the server (its /health: same origin, nothing running, unlike the dashboard,
+whose rendering would compete for the page's thread), loads the dashboard's delta.js into it as
+the server serves it, then in the page opens a plain WebSocket and one with ?delta=fossil (Chromium negotiates
 permessage-deflate on both), rebuilds each delta with MarketcastDelta.Rebuilder, and compares
 every rebuilt message with the plain client's message of the same seq. Halfway it closes the
 delta socket and opens a new one with a new Rebuilder (a reconnect: its first message must be
@@ -38,8 +39,10 @@ const finish = (extra) => {
     for (const s of Object.keys(rebuilt)) {
       if (s in plain) { if (plain[s] === rebuilt[s]) same++; else differ.push(Number(s)); }
     }
+    const range = (o) => { const k = Object.keys(o).map(Number); return k.length ? [Math.min(...k), Math.max(...k)] : []; };
     done(Object.assign({ same, differ, deltas, fulls, count, reconnects, firstAfterReconnect,
-      extensions: b ? b.extensions : '' }, extra || {}));
+      plainCount: Object.keys(plain).length, plainRange: range(plain), rebuiltRange: range(rebuilt),
+      plainState: a.readyState, extensions: b ? b.extensions : '' }, extra || {}));
   }, 1500);
 };
 const open = () => {
@@ -94,8 +97,18 @@ def main():
     driver_path = shutil.which("chromedriver") or fail("chromedriver is not installed")
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        driver.get(args.http + "/")
+        driver.get(args.http + "/health")
         driver.set_script_timeout(120)
+        loaded = driver.execute_async_script("""
+            const done = arguments[0];
+            const s = document.createElement('script');
+            s.src = '/assets/dashboard/delta.js';
+            s.onload = () => done(typeof MarketcastDelta === 'object');
+            s.onerror = () => done(false);
+            document.head.appendChild(s);
+        """)
+        if not loaded:
+            fail("the dashboard's delta.js did not load")
         seen = driver.execute_async_script(SCRIPT, args.messages)
     finally:
         driver.quit()
