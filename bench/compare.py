@@ -164,6 +164,12 @@ def prepare(args: argparse.Namespace, servers: list[str]) -> tuple[str | None, d
 # One server process
 # ---------------------------------------------------------------------------------------------
 
+def http_text(port: int, path: str, timeout: float = 10) -> str:
+    """GET http://127.0.0.1:PORT/PATH, as text."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.read().decode()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,9 +37,7 @@ MODES = [("plain", False, False), ("deflate", True, False), ("delta", False, Tru
          ("delta + deflate", True, True)]
 
 
-def get(port: int, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-        return r.read().decode()
+get = compare.http_text
 
 
 def delta_timing(port: int) -> tuple[float, int]:

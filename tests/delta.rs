@@ -26,18 +26,6 @@ fn moving_market(extra: &[(&str, &str)]) -> ServerProcess {
     ServerProcess::start(&env)
 }
 
-/// The 480 KB late-session message, re-stamped 10 times a second.
-fn large_messages(extra: &[(&str, &str)]) -> ServerProcess {
-    let fixture = fixture("snapshot-large.json");
-    let mut env = vec![
-        ("FEED", "static"),
-        ("SNAPSHOT_FILE", fixture.as_str()),
-        ("WS_BROADCAST_INTERVAL", "0.1"),
-    ];
-    env.extend_from_slice(extra);
-    ServerProcess::start(&env)
-}
-
 fn seq_of(message: &[u8]) -> Option<u64> {
     let rest = message.strip_prefix(b"{\"seq\":")?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
@@ -247,7 +235,10 @@ async fn a_client_that_falls_behind_gets_full_messages_and_stays_exact() {
     // Two ticks of room, and every other message full at 480 KB, 10 ticks a second: a pause of
     // a few seconds is more than the kernel's buffers hold, so ticks are lost for this client,
     // and the next it gets must be one it can use.
-    let server = large_messages(&[("WS_QUEUE_SIZE", "2"), ("WS_DELTA_FULL_EVERY", "2")]);
+    let server = large_static_server(
+        "0.1",
+        &[("WS_QUEUE_SIZE", "2"), ("WS_DELTA_FULL_EVERY", "2")],
+    );
     // The plain client reads all along (it would lose ticks too if it waited).
     let plain_ws = connect(&server.ws_url("/ws/market")).await;
     let until = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
@@ -344,7 +335,10 @@ fn a_python_client_with_its_own_applier_rebuilds_every_message() {
     let v = run_python("delta_client.py", &["--url", &url, "--messages", "60"]);
     assert!(v["compared"].as_u64().unwrap() >= 30, "{v}");
     assert!(v["deltas"].as_u64().unwrap() >= 30, "{v}");
-    let server = large_messages(&[("WS_QUEUE_SIZE", "2"), ("WS_DELTA_FULL_EVERY", "2")]);
+    let server = large_static_server(
+        "0.1",
+        &[("WS_QUEUE_SIZE", "2"), ("WS_DELTA_FULL_EVERY", "2")],
+    );
     let url = server.ws_url("/ws/market");
     let v = run_python(
         "delta_client.py",

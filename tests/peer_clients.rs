@@ -10,20 +10,9 @@ use std::process::Command;
 
 use common::*;
 
-fn large_static_server(extra: &[(&str, &str)]) -> ServerProcess {
-    let fixture = fixture("snapshot-large.json");
-    let mut env = vec![
-        ("FEED", "static"),
-        ("SNAPSHOT_FILE", fixture.as_str()),
-        ("WS_BROADCAST_INTERVAL", "0.2"),
-    ];
-    env.extend_from_slice(extra);
-    ServerProcess::start(&env)
-}
-
 #[test]
 fn python_websockets_decodes_the_shared_deflate_frame() {
-    let server = large_static_server(&[]);
+    let server = large_static_server("0.2", &[]);
     let v = run_python(
         "python_client.py",
         &["--url", &server.ws_url("/ws/market"), "--messages", "4"],
@@ -42,10 +31,13 @@ fn python_websockets_decodes_the_shared_deflate_frame() {
 fn python_websockets_reads_wss_trusting_the_servers_ca() {
     let ca = common::tls::TestCa::new("python");
     let cert = ca.issue("server");
-    let server = large_static_server(&[
-        ("TLS_CERT", cert.cert.to_str().unwrap()),
-        ("TLS_KEY", cert.key.to_str().unwrap()),
-    ]);
+    let server = large_static_server(
+        "0.2",
+        &[
+            ("TLS_CERT", cert.cert.to_str().unwrap()),
+            ("TLS_KEY", cert.key.to_str().unwrap()),
+        ],
+    );
     let url = format!("wss://localhost:{}/ws/market", server.addr.port());
     let v = run_python(
         "python_client.py",
@@ -69,10 +61,13 @@ fn python_websockets_reads_wss_trusting_the_servers_ca() {
 
 #[test]
 fn chromium_decodes_deflate_and_stays_connected_across_heartbeats() {
-    let server = large_static_server(&[
-        ("WS_HEARTBEAT_INTERVAL", "1"),
-        ("WS_HEARTBEAT_TIMEOUT", "1"),
-    ]);
+    let server = large_static_server(
+        "0.2",
+        &[
+            ("WS_HEARTBEAT_INTERVAL", "1"),
+            ("WS_HEARTBEAT_TIMEOUT", "1"),
+        ],
+    );
     let http = format!("http://{}", server.addr);
     let v = run_python(
         "chromium_client.py",

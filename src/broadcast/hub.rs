@@ -626,14 +626,17 @@ impl Hub {
     /// tick itself when it is offered (outside any lock), so it never gets a plain frame.
     pub async fn publish(&self, tick: impl Into<Arc<Tick>>) {
         let tick: Arc<Tick> = tick.into();
-        // The delta is against the tick before.
-        if let Some(prev) = self.latest() {
-            tick.set_base(&prev);
+        // The delta is against the tick before; with no delta client, nothing is kept for one.
+        let delta_clients = self.shared.delta_count.load(Ordering::Relaxed) > 0;
+        if delta_clients {
+            if let Some(prev) = self.latest() {
+                tick.set_base(&prev);
+            }
         }
         if self.deflate_client_count() > 0 {
             tick.deflated();
         }
-        if self.shared.delta_count.load(Ordering::Relaxed) > 0 {
+        if delta_clients {
             // Made once, before the fan-out threads read it.
             let started = std::time::Instant::now();
             tick.delta_for(self.deflate_client_count() > 0);

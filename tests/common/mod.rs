@@ -435,3 +435,15 @@ pub fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
 }
+
+/// A server that re-stamps the 480 KB late-session fixture every `interval` seconds.
+pub fn large_static_server(interval: &str, extra: &[(&str, &str)]) -> ServerProcess {
+    let fixture = fixture("snapshot-large.json");
+    let mut env = vec![
+        ("FEED", "static"),
+        ("SNAPSHOT_FILE", fixture.as_str()),
+        ("WS_BROADCAST_INTERVAL", interval),
+    ];
+    env.extend_from_slice(extra);
+    ServerProcess::start(&env)
+}
