@@ -13,9 +13,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use marketcast::base::time::Timestamp;
 use marketcast::feed::simulator::{Simulator, SimulatorConfig};
 use marketcast::feed::ssi::{parse_message, Message};
-use marketcast::market::time::Timestamp;
 use marketcast::market::{MarketProcessor, MarketSnapshot};
 
 /// Runs `f` repeatedly for at least `budget`, in batches of `batch` calls; returns the best
@@ -171,7 +171,8 @@ fn shared(messages: &[(Timestamp, String)], history: bool) -> (f64, u64) {
         dir.join("history.sqlite3").display()
     );
     let state = marketcast::history::History::new(&url).unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
+    let history_phase = marketcast::base::shutdown::Phase::new();
+    let stop = history_phase.listener();
     let writer = history.then(|| {
         let (state, market, stop, url) = (state.clone(), market.clone(), stop.clone(), url.clone());
         std::thread::spawn(move || {
@@ -188,7 +189,7 @@ fn shared(messages: &[(Timestamp, String)], history: bool) -> (f64, u64) {
                     write: true,
                 },
                 market,
-                std::sync::Arc::new(marketcast::market::SystemClock),
+                std::sync::Arc::new(marketcast::base::time::SystemClock),
                 stop,
             ));
         })
@@ -211,7 +212,7 @@ fn shared(messages: &[(Timestamp, String)], history: bool) -> (f64, u64) {
         });
     }
     let rate = messages.len() as f64 / t.elapsed().as_secs_f64();
-    stop.cancel();
+    history_phase.begin_end();
     if let Some(w) = writer {
         let _ = w.join();
     }

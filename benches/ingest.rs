@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
+use marketcast::base::time::Timestamp;
 use marketcast::feed::replay::format_line;
 use marketcast::feed::simulator::{Simulator, SimulatorConfig};
-use marketcast::market::time::Timestamp;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -24,11 +24,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::base::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
+use crate::base::time::{Clock, Timestamp};
 use crate::broadcast::hub::Hub;
-use crate::market::time::{Clock, Timestamp};
 use crate::market::{MarketProcessor, ProcessorConfig, SharedMarket};
 
 /// The checkpoint format this build reads and writes.
@@ -264,13 +264,13 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     interval: Duration,
     status: Arc<CheckpointStatus>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             _ = ticks.tick() => {}
         }
         write_now(&checkpoints, &market, &hub, clock.as_ref(), &status).await;

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::base::Secret;
+
 /// Real-time VN30 market data: one snapshot per tick, encoded once, sent to every client.
 #[derive(Debug, Parser)]
 #[command(name = "marketcast", version, args_conflicts_with_subcommands = true)]
@@ -145,36 +147,8 @@ pub enum FeedKind {
     Ingest,
 }
 
-/// A setting that must never be printed: `Debug` shows `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True when unset.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
-    }
-}
-
 fn secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret(s.trim().to_string()))
+    Ok(Secret::from(s.trim().to_string()))
 }
 
 /// Which symbols the processor follows.
@@ -498,7 +472,7 @@ pub struct ServeArgs {
     /// it. For tests and reproducible runs (two runs fed the same messages give the same
     /// snapshot); never for live use.
     #[arg(long, env = "CLOCK_FIXED_AT", value_parser = fixed_time)]
-    pub clock_fixed_at: Option<crate::market::time::Timestamp>,
+    pub clock_fixed_at: Option<crate::base::time::Timestamp>,
     /// Offer delta messages to clients that connect with `?delta=fossil`.
     #[arg(long, env = "WS_DELTA", default_value = "true", value_parser = boolean("WS_DELTA"))]
     pub delta: bool,
@@ -566,8 +540,8 @@ fn networks(s: &str) -> Result<Networks, String> {
     Ok(Networks(out))
 }
 
-fn fixed_time(s: &str) -> Result<crate::market::time::Timestamp, String> {
-    crate::market::time::Timestamp::parse_rfc3339(s.trim())
+fn fixed_time(s: &str) -> Result<crate::base::time::Timestamp, String> {
+    crate::base::time::Timestamp::parse_rfc3339(s.trim())
         .map_err(|_| format!("CLOCK_FIXED_AT must be an RFC 3339 time, got {s:?}"))
 }
 

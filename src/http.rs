@@ -39,6 +39,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::base::time::Clock;
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
 use crate::broadcast::connection;
@@ -50,7 +51,6 @@ use crate::feed::ingest::Ingest;
 use crate::feed::recorder::Recorder;
 use crate::feed::FeedStats;
 use crate::market::route_state::RouteState;
-use crate::market::time::Clock;
 use crate::market::SharedMarket;
 
 /// Everything a handler may need.
@@ -770,7 +770,7 @@ async fn ws_ingest(
         Err(e) => return handshake_refusal(&e),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let shutdown = app.hub.shutdown_token().clone();
+    let shutdown = app.hub.closing();
     let heartbeat = app.hub.settings().heartbeat_interval;
     app.hub.spawn_client(async move {
         let upgraded = match on_upgrade.await {
@@ -807,7 +807,7 @@ async fn ws_ingest(
 async fn serve_ingest<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
     ingest: Arc<Ingest>,
-    shutdown: tokio_util::sync::CancellationToken,
+    shutdown: crate::base::shutdown::Shutdown,
     heartbeat: std::time::Duration,
     peer: SocketAddr,
 ) where
@@ -823,7 +823,7 @@ async fn serve_ingest<S>(
     let mut pinged = false;
     loop {
         let next = tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = shutdown.recv() => {
                 let _ = ws.send(close(CloseCode::Away, "server shutting down")).await;
                 return;
             }

@@ -18,6 +18,7 @@
 //!   terminates TLS when a certificate is configured.
 
 pub mod assets;
+pub mod base;
 pub mod bridge;
 pub mod broadcast;
 pub mod checkpoint;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use marketcast::base::time::{at_local_time, Clock, SystemClock, Timestamp};
 use marketcast::config::{
     Cli, Command, ImportArgs, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs,
     WatchArgs,
@@ -14,7 +15,6 @@ use marketcast::config::{
 use marketcast::feed::replay::{format_line, ReplayReader};
 use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
 use marketcast::feed::{ingest, FeedStats};
-use marketcast::market::time::{at_local_time, Clock, SystemClock, Timestamp};
 use marketcast::server::{self, Server};
 
 fn main() -> ExitCode {

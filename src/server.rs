@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::base::shutdown::{Phase, Shutdown};
+use crate::base::time::{Clock, ManualClock, SystemClock, Timestamp};
 use crate::bridge::{self, edge, producer, BridgeSettings, BrokerStatus};
 use crate::broadcast::admission::{self, Admission, AdmissionSettings};
 use crate::broadcast::channels::Channels;
@@ -30,7 +32,6 @@ use crate::feed::ssi_stream::{self, SsiClient, SsiFeed};
 use crate::feed::{self, FeedState, FeedStats};
 use crate::http::{self, AppState};
 use crate::market::route_state::RouteState;
-use crate::market::time::{Clock, ManualClock, SystemClock, Timestamp};
 use crate::market::watchlist::{Watchlist, DEFAULT_VN30};
 use crate::market::{MarketProcessor, ProcessorConfig, SharedMarket};
 
@@ -168,12 +169,16 @@ fn starting_processor(
 
 /// Marks the feed stale when no message came for `after`, fresh again when one does, and tells
 /// every client both times: `{"type":"status","stale":true,...}`. The snapshot keeps flowing.
-async fn watch_staleness(channels: Channels, stats: Arc<FeedStats>, after: Duration) {
-    let shutdown = channels.primary().shutdown_token().clone();
+async fn watch_staleness(
+    channels: Channels,
+    stats: Arc<FeedStats>,
+    after: Duration,
+    shutdown: Shutdown,
+) {
     let mut checks = tokio::time::interval((after / 4).max(Duration::from_millis(50)));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             _ = checks.tick() => {}
         }
         let quiet = stats.quiet_for();
@@ -210,13 +215,12 @@ fn announce(channels: &Channels, message: serde_json::Value) {
 }
 
 /// Broadcasts the feed's link changes to every client as status messages.
-async fn announce_link_changes(channels: Channels, stats: Arc<FeedStats>) {
+async fn announce_link_changes(channels: Channels, stats: Arc<FeedStats>, shutdown: Shutdown) {
     let mut changes = stats.link_changes();
-    let shutdown = channels.primary().shutdown_token().clone();
     let mut announced_down = false;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             changed = changes.changed() => if changed.is_err() { return },
         }
         let Some(link) = changes.borrow_and_update().clone() else {
@@ -250,8 +254,8 @@ async fn publish_alerts(
     market: SharedMarket,
     clock: Arc<dyn Clock>,
     relay: Option<Relay>,
+    shutdown: Shutdown,
 ) {
-    let shutdown = hub.shutdown_token().clone();
     let deflater = hub
         .settings()
         .compression
@@ -261,7 +265,7 @@ async fn publish_alerts(
     let mut seq = 0;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             _ = every.tick() => {}
         }
         let fresh = market.with(|p| p.take_fresh_alerts());
@@ -480,7 +484,10 @@ impl Server {
             }
             _ => None,
         };
-        let channels = Channels::new(&CHANNELS, |name| match name {
+        // The phases of shutdown, in the order they end.
+        let clients = Phase::new();
+        let ticks = Phase::new();
+        let channels = Channels::new(&CHANNELS, &clients, |name| match name {
             "alerts" if edge => {
                 let remote = remote.clone();
                 HubSettings {
@@ -532,7 +539,7 @@ impl Server {
             connect_rate: args.connect_rate,
             trusted_proxies: args.trusted_proxies.0.clone(),
         });
-        let stop_feed = hub.shutdown_token().child_token();
+        let stop_feed = ticks.listener();
         let (source, feed_stats): (Arc<dyn SnapshotSource>, Arc<FeedStats>) = match args.feed {
             _ if edge => {
                 // Unused: an edge's REST snapshot is its latest tick.
@@ -596,7 +603,11 @@ impl Server {
                     clock.clone(),
                 );
                 tokio::spawn(ssi_stream::run(feed, ssi_channels, stop_feed.clone()));
-                tokio::spawn(announce_link_changes(channels.clone(), stats.clone()));
+                tokio::spawn(announce_link_changes(
+                    channels.clone(),
+                    stats.clone(),
+                    ticks.listener(),
+                ));
                 (
                     Arc::new(ProcessorSource(market.clone(), View::Snapshot)),
                     stats,
@@ -622,6 +633,7 @@ impl Server {
                 channels.clone(),
                 feed_stats.clone(),
                 Duration::from_secs_f64(args.feed_stale_after),
+                ticks.listener(),
             ));
         }
         let ingest = (!args.ingest_token.is_empty()).then(|| {
@@ -643,7 +655,7 @@ impl Server {
             ))
         });
         // A producer hands every channel's ticks to Redis; an edge's come from there.
-        let stop_bridge = hub.shutdown_token().child_token();
+        let stop_bridge = ticks.listener();
         let mut relays: Vec<Relay> = Vec::new();
         match &broker {
             Some((settings, client, status)) if edge => {
@@ -690,6 +702,7 @@ impl Server {
                 cadence,
                 start_seq,
                 relay_for("market"),
+                ticks.listener(),
             )));
             // The other channels read the processor; with a fixed snapshot they have nothing
             // of their own to say, and stay quiet.
@@ -699,6 +712,7 @@ impl Server {
                     market.clone(),
                     clock.clone(),
                     relay_for("alerts"),
+                    ticks.listener(),
                 )));
             }
             if args.feed != FeedKind::Static {
@@ -710,6 +724,7 @@ impl Server {
                         cadence,
                         0,
                         relay_for(name),
+                        ticks.listener(),
                     )));
                 }
             }
@@ -726,7 +741,7 @@ impl Server {
             ));
         }
         // The writer stops last, after the feed and the clients, so it takes the last records.
-        let history_stop = tokio_util::sync::CancellationToken::new();
+        let history_phase = Phase::new();
         let history_task = history.as_ref().map(|h| {
             tokio::spawn(crate::history::run(
                 h.clone(),
@@ -738,7 +753,7 @@ impl Server {
                 },
                 market.clone(),
                 clock.clone(),
-                history_stop.clone(),
+                history_phase.listener(),
             ))
         });
         let state = AppState {
@@ -776,20 +791,17 @@ impl Server {
         let acceptor = match &self.tls {
             Some(store) => {
                 let config = store.server_config().context("TLS configuration")?;
-                tokio::spawn(crate::tls::watch(
-                    store.clone(),
-                    hub.shutdown_token().clone(),
-                ));
+                tokio::spawn(crate::tls::watch(store.clone(), ticks.listener()));
                 Some(tokio_rustls::TlsAcceptor::from(config))
             }
             None => None,
         };
-        let signal_hub = hub.clone();
+        let closing = clients.clone();
         let stop_http = async move {
             shutdown.await;
             tracing::info!("shutting down: closing clients with 1001");
             // Stops accepting upgrades and tells every client task to close.
-            signal_hub.shutdown_token().cancel();
+            closing.begin_end();
         };
         serve_http(
             self.listener,
@@ -799,14 +811,15 @@ impl Server {
             stop_http,
         )
         .await;
-        let left = channels.shutdown(CLIENT_GRACE).await;
+        let left = clients.end(CLIENT_GRACE).await;
         if left > 0 {
             tracing::warn!("{left} clients did not finish closing in time");
         }
         for ticker in tickers {
             ticker.abort();
         }
-        history_stop.cancel();
+        ticks.begin_end();
+        history_phase.begin_end();
         if let Some(task) = history_task {
             // The feed stopped with the clients: the writer takes the last records and ends.
             if tokio::time::timeout(Duration::from_secs(5), task)

@@ -173,12 +173,12 @@ impl ResolvesServerCert for CertStore {
 }
 
 /// Checks the files every [`RELOAD_CHECK`] until `stop` is cancelled, logging what changed.
-pub async fn watch(store: Arc<CertStore>, stop: tokio_util::sync::CancellationToken) {
+pub async fn watch(store: Arc<CertStore>, stop: crate::base::shutdown::Shutdown) {
     let mut every = tokio::time::interval(RELOAD_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.recv() => return,
             _ = every.tick() => {}
         }
         let s = store.clone();

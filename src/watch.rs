@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::base::Backoff;
 use crate::broadcast::delta::Rebuilder;
 use crate::market::snapshot::MarketSnapshot;
 
@@ -446,7 +447,7 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
         arrivals: VecDeque::new(),
     };
     let mut redraw = tokio::time::interval(Duration::from_millis(250));
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         terminal.draw(|f| draw(f, &mut view))?;
         // Keys still work while a connection is being made (it may take seconds).
@@ -465,7 +466,7 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
         let mut rebuild = Rebuilder::default();
         let mut ws = match connected {
             Ok(ws) => {
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 view.state = "live".into();
                 Some(ws)
             }
@@ -475,7 +476,8 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                 None
             }
         };
-        let retry_at = tokio::time::Instant::now() + backoff;
+        let nominal = backoff.nominal();
+        let retry_at = tokio::time::Instant::now() + nominal;
         loop {
             tokio::select! {
                 key = keys.recv() => {
@@ -517,8 +519,9 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                 break;
             }
         }
-        // Exponential backoff with jitter, up to 30 s; keys still work meanwhile.
-        let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+        // Exponential backoff with jitter (up to half again), up to 30 s; keys still work
+        // meanwhile.
+        let jitter = backoff.next_wait().saturating_sub(nominal);
         let pause = tokio::time::sleep(jitter);
         tokio::pin!(pause);
         loop {
@@ -531,7 +534,6 @@ async fn live_loop(url: &str, terminal: &mut ratatui::DefaultTerminal) -> anyhow
                 }
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

@@ -19,12 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::base::shutdown::Shutdown;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use super::envelope::{self, Incoming};
-use super::{connect, Backoff, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
+use super::{connect, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
+use crate::base::Backoff;
 use crate::broadcast::frame::{SharedDeflater, Tick};
 use crate::broadcast::hub::Hub;
 use crate::broadcast::ticker::DEFLATE_LEVEL;
@@ -170,7 +171,7 @@ pub async fn run(
     status: Arc<BrokerStatus>,
     hubs: Vec<(String, Hub)>,
     remote: Arc<RemoteState>,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     let mut channels: HashMap<String, Channel> = hubs
         .into_iter()
@@ -191,7 +192,7 @@ pub async fn run(
             (settings.channel(&name), ch)
         })
         .collect();
-    let mut backoff = Backoff::new();
+    let mut backoff = super::backoff();
     let mut link = Link {
         client: &client,
         settings: &settings,
@@ -205,7 +206,7 @@ pub async fn run(
             Err(e) => {
                 status.down(&e);
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.recv() => return,
                     _ = tokio::time::sleep(backoff.next_wait()) => {}
                 }
             }
@@ -228,7 +229,7 @@ impl Link<'_> {
         &mut self,
         channels: &mut HashMap<String, Channel>,
         backoff: &mut Backoff,
-        stop: &CancellationToken,
+        stop: &Shutdown,
     ) -> Result<(), String> {
         let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
             .await
@@ -273,7 +274,7 @@ impl Link<'_> {
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.recv() => return Ok(()),
                 msg = stream.next() => {
                     let Some(first) = msg else {
                         return Err("the connection closed".into());

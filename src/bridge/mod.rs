@@ -32,6 +32,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::base::Backoff;
+
 /// How long a Redis command may take before the connection counts as broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting may take.
@@ -147,23 +149,9 @@ async fn connect(client: &redis::Client) -> redis::RedisResult<redis::aio::Multi
         .await
 }
 
-/// Exponential backoff with jitter, reset on success.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(BACKOFF_FIRST)
-    }
-    fn reset(&mut self) {
-        self.0 = BACKOFF_FIRST;
-    }
-    /// The next wait (with up to half again of jitter), doubling the one after.
-    fn next_wait(&mut self) -> Duration {
-        let wait = self.0.mul_f64(1.0 + fastrand::f64() * 0.5);
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        wait
-    }
+/// The reconnect backoff every part of the bridge uses.
+fn backoff() -> Backoff {
+    Backoff::new(BACKOFF_FIRST, BACKOFF_MAX)
 }
 
 /// The node's role, as `/health` and `/metrics` show it.
@@ -331,18 +319,5 @@ mod tests {
         assert_eq!(s.last_key("index"), "mc:last:index");
         assert_eq!(s.seq_key(), "mc:seq");
         assert_eq!(s.state_key(), "mc:state");
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap_and_resets() {
-        let mut b = Backoff::new();
-        let first = b.next_wait();
-        assert!(first >= BACKOFF_FIRST && first <= BACKOFF_FIRST.mul_f64(1.5));
-        for _ in 0..10 {
-            b.next_wait();
-        }
-        assert!(b.next_wait() <= BACKOFF_MAX.mul_f64(1.5));
-        b.reset();
-        assert!(b.next_wait() <= BACKOFF_FIRST.mul_f64(1.5));
     }
 }

@@ -15,12 +15,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::base::shutdown::Shutdown;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
-use super::{connect, Backoff, BridgeSettings, BrokerStatus};
+use super::{connect, BridgeSettings, BrokerStatus};
+use crate::base::Backoff;
 use crate::broadcast::relay::{Outgoing, Relay};
 
 /// Ticks that may wait for Redis before the newest are dropped (a few seconds of every
@@ -109,7 +110,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<Outgoing>,
     relays: Vec<Relay>,
     state: StateFn,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     let mut p = Publisher {
         client,
@@ -128,7 +129,7 @@ pub async fn run(
         lease_until: Instant::now(),
         state_due: Instant::now(),
     };
-    let mut backoff = Backoff::new();
+    let mut backoff = super::backoff();
     let mut ever_connected = false;
     let mut lease_steps = tokio::time::interval(p.settings.lease / 3);
     lease_steps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,7 +156,7 @@ pub async fn run(
         let result: redis::RedisResult<()> = async {
             loop {
                 tokio::select! {
-                    _ = stop.cancelled() => {
+                    _ = stop.recv() => {
                         if p.status.is_leader() {
                             let _: redis::RedisResult<i64> = p
                                 .release
@@ -373,7 +374,7 @@ impl Publisher {
         e: &redis::RedisError,
         backoff: &mut Backoff,
         rx: &mut mpsc::Receiver<Outgoing>,
-        stop: &CancellationToken,
+        stop: &Shutdown,
     ) -> Result<(), ()> {
         self.status.down(&e.to_string());
         self.expire_leadership();
@@ -386,13 +387,13 @@ impl Publisher {
         &self,
         rx: &mut mpsc::Receiver<Outgoing>,
         wait: Duration,
-        stop: &CancellationToken,
+        stop: &Shutdown,
     ) -> Result<(), ()> {
         let until = tokio::time::sleep(wait);
         tokio::pin!(until);
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return Err(()),
+                _ = stop.recv() => return Err(()),
                 _ = &mut until => return Ok(()),
                 out = rx.recv() => match out {
                     Some(_) => {

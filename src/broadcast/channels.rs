@@ -2,15 +2,14 @@
 //!
 //! Each channel has its own hub: its own clients, its own latest message and its own `seq`, so
 //! a channel's tick is encoded once for its clients only, and a channel with no clients costs
-//! nothing (its loop sees no clients and builds nothing). The hubs share one shutdown: stopping
-//! the server closes every client of every channel.
+//! nothing (its loop sees no clients and builds nothing). The hubs share one phase of shutdown
+//! for their client tasks: ending it closes every client of every channel.
 //!
 //! The names are strings, not market types: what a channel carries is decided where it is
 //! created (src/server.rs), as for any [`super::ticker::SnapshotSource`].
 
-use std::time::Duration;
-
 use super::hub::{Hub, HubSettings, HubTotals};
+use crate::base::shutdown::Phase;
 
 /// The hubs of a server's channels, by name; cheap to clone.
 #[derive(Clone)]
@@ -19,17 +18,17 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// One hub per name, with `settings_of(name)`; the first is the primary (its shutdown
-    /// token is everyone's).
-    pub fn new(names: &[&'static str], settings_of: impl Fn(&str) -> HubSettings) -> Channels {
-        let mut list: Vec<(&'static str, Hub)> = Vec::with_capacity(names.len());
-        for name in names {
-            let hub = match list.first() {
-                None => Hub::new(settings_of(name)),
-                Some((_, first)) => first.sibling(settings_of(name)),
-            };
-            list.push((name, hub));
-        }
+    /// One hub per name, with `settings_of(name)`, their client tasks all in `clients`; the
+    /// first is the primary.
+    pub fn new(
+        names: &[&'static str],
+        clients: &Phase,
+        settings_of: impl Fn(&str) -> HubSettings,
+    ) -> Channels {
+        let list = names
+            .iter()
+            .map(|name| (*name, Hub::with_phase(settings_of(name), clients.clone())))
+            .collect();
         Channels {
             list: std::sync::Arc::new(list),
         }
@@ -79,12 +78,5 @@ impl Channels {
             sum.ticks += t.ticks;
         }
         sum
-    }
-
-    /// Closes every client of every channel (see [`Hub::shutdown`]); returns how many tasks
-    /// were still running after `grace`.
-    pub async fn shutdown(&self, grace: Duration) -> usize {
-        // The hubs share one token and one task tracker: one call covers them all.
-        self.primary().shutdown(grace).await
     }
 }

@@ -375,8 +375,8 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
         }
     }
 
-    let shutdown = hub.shutdown_token().clone();
-    let cancelled = shutdown.cancelled();
+    let shutdown = hub.closing();
+    let cancelled = shutdown.recv();
     tokio::pin!(cancelled);
     let heartbeat = tokio::time::sleep(interval);
     tokio::pin!(heartbeat);

@@ -32,11 +32,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use crate::base::shutdown::{Phase, Shutdown};
 use bytes::{Buf, Bytes};
 use serde::Serialize;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::frame::Tick;
 use super::wire::Wire;
@@ -547,8 +546,8 @@ struct Shared {
     /// When the latest tick was last confirmed to be the current state (ms since the epoch).
     confirmed_ms: std::sync::atomic::AtomicI64,
     tick_wanted: Notify,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    /// The phase its client tasks belong to (not its own: the process ends it).
+    clients: Phase,
 }
 
 /// Cheap-to-clone handle to the hub.
@@ -558,26 +557,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub with no clients; the fan-out uses up to one thread per available core.
+    /// A hub with no clients and a client phase of its own; the fan-out uses up to one thread
+    /// per available core.
     pub fn new(settings: HubSettings) -> Self {
-        Self::with_lifetime(settings, CancellationToken::new(), TaskTracker::new())
+        Self::with_phase(settings, Phase::new())
     }
 
-    /// Another hub (another channel) that shuts down with this one: the same shutdown token
-    /// and the same tracker of client tasks.
-    pub fn sibling(&self, settings: HubSettings) -> Self {
-        Self::with_lifetime(
-            settings,
-            self.shared.shutdown.clone(),
-            self.shared.tasks.clone(),
-        )
-    }
-
-    fn with_lifetime(
-        settings: HubSettings,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Self {
+    /// A hub whose client tasks belong to `clients`: ending that phase closes every client of
+    /// the hub with 1001 and waits for their tasks (the hubs of all channels share one).
+    pub fn with_phase(settings: HubSettings, clients: Phase) -> Self {
         let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hub {
             shared: Arc::new(Shared {
@@ -601,8 +589,7 @@ impl Hub {
                 confirmed_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
                 last_seq: AtomicU64::new(0),
                 tick_wanted: Notify::new(),
-                shutdown,
-                tasks,
+                clients,
             }),
         }
     }
@@ -882,31 +869,22 @@ impl Hub {
         views
     }
 
-    /// Cancelled when the server shuts down; every client task watches it.
-    pub fn shutdown_token(&self) -> &CancellationToken {
-        &self.shared.shutdown
+    /// What every client task watches: it fires when the process begins to close its clients.
+    pub fn closing(&self) -> Shutdown {
+        self.shared.clients.listener()
     }
 
-    /// True until shutdown begins.
+    /// True until the clients' phase begins to end.
     pub fn is_accepting(&self) -> bool {
-        !self.shared.shutdown.is_cancelled()
+        !self.shared.clients.is_ending()
     }
 
-    /// Spawns a client task that shutdown will wait for.
+    /// Spawns a client task that the clients' phase will wait for.
     pub fn spawn_client<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.shared.tasks.spawn(task);
-    }
-
-    /// Tells every client to close with 1001 (if not told yet) and waits up to `grace` for their
-    /// tasks to finish. Returns the number of client tasks still running after it.
-    pub async fn shutdown(&self, grace: Duration) -> usize {
-        self.shared.shutdown.cancel();
-        self.shared.tasks.close();
-        let _ = tokio::time::timeout(grace, self.shared.tasks.wait()).await;
-        self.shared.tasks.len()
+        self.shared.clients.spawn(task);
     }
 }
 

@@ -20,7 +20,8 @@ use tokio::time::MissedTickBehavior;
 use super::frame::{SharedDeflater, Tick};
 use super::hub::Hub;
 use super::relay::Relay;
-use crate::market::time::{Clock, Timestamp};
+use crate::base::shutdown::Shutdown;
+use crate::base::time::{Clock, Timestamp};
 
 /// Compression level of the shared deflate frame: level 1 keeps per-tick CPU low while JSON
 /// snapshots still shrink several times (measured in BENCHMARKS.md).
@@ -60,7 +61,7 @@ impl Cadence {
     }
 }
 
-/// Runs the loop until the hub shuts down.
+/// Runs the loop until `stop`.
 pub async fn run(
     hub: Hub,
     source: Arc<dyn SnapshotSource>,
@@ -68,6 +69,7 @@ pub async fn run(
     cadence: Cadence,
     start_seq: u64,
     relay: Option<Relay>,
+    stop: Shutdown,
 ) {
     let interval = cadence.period();
     // The first regular tick comes one interval after start: a client that connects earlier
@@ -85,10 +87,9 @@ pub async fn run(
     hub.continue_from_seq(start_seq);
     // The body last published (on_change compares against it).
     let mut last_body: Option<Bytes> = None;
-    let shutdown = hub.shutdown_token().clone();
     loop {
         let requested = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.recv() => return,
             _ = ticks.tick() => false,
             _ = hub.tick_requested() => true,
         };

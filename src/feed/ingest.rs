@@ -20,8 +20,8 @@ use super::recorder::Recorder;
 use super::replay::split_line;
 use super::ssi::SsiError;
 use super::{ingest as apply_message, FeedStats};
-use crate::config::Secret;
-use crate::market::time::Clock;
+use crate::base::time::Clock;
+use crate::base::Secret;
 use crate::market::SharedMarket;
 
 /// How many bad lines a result lists (the rest are only counted).
@@ -199,7 +199,7 @@ pub fn error_field(e: &SsiError) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::time::{ManualClock, Timestamp};
+    use crate::base::time::{ManualClock, Timestamp};
     use crate::market::MarketProcessor;
 
     fn pipeline() -> Ingest {

@@ -25,13 +25,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::base::shutdown::Shutdown;
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
+use crate::base::time::{Clock, Timestamp};
 use crate::config::ReplaySpeed;
-use crate::market::time::{Clock, Timestamp};
 use crate::market::{MarketEvent, MarketProcessor, SharedMarket};
 use simulator::{front_month_contract, Simulator, SimulatorConfig};
 use ssi::Message;
@@ -328,7 +328,7 @@ pub async fn run_simulator(
     rate: f64,
     backfill: Duration,
     clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let start = clock.now().plus_millis(-(backfill.as_millis() as i64));
     let mut config = SimulatorConfig::new(seed, start.0);
@@ -341,7 +341,7 @@ pub async fn run_simulator(
     let mut ticks = tokio::time::interval(SIMULATOR_BATCH);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             _ = ticks.tick() => {}
         }
         let now = clock.now();
@@ -377,7 +377,7 @@ pub async fn run_replay(
     path: &Path,
     speed: ReplaySpeed,
     clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) {
     // The replay stops on a problem of the file itself (not of one message).
     let fail = |note: String| {
@@ -395,7 +395,7 @@ pub async fn run_replay(
     let mut first_at: Option<Timestamp> = None;
     loop {
         let line = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             line = lines.next_line() => line,
         };
         line_no += 1;
@@ -420,7 +420,7 @@ pub async fn run_replay(
                 let recorded_ms = (at.epoch_millis() - first.epoch_millis()).max(0);
                 let due = started + Duration::from_secs_f64(recorded_ms as f64 / 1000.0 / factor);
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.recv() => return,
                     _ = tokio::time::sleep_until(due) => {}
                 }
             }

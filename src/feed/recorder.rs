@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::replay::format_line;
-use crate::market::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Lines that may wait for the disk before new ones are dropped (about 64 MB of messages).
 const QUEUE_LINES: usize = 100_000;

@@ -13,7 +13,7 @@
 
 use std::io::BufRead;
 
-use crate::market::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// A problem with the replay file itself.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::ssi::{self, Message};
 use super::ssi_stream::{self, SessionEvent, SsiClient, SsiStreamError};
+use crate::base::time::{Clock, SystemClock};
 use crate::config::SsiCheckArgs;
-use crate::market::time::{Clock, SystemClock};
 
 /// One thing that went wrong, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

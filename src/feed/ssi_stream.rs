@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::base::shutdown::Shutdown;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -42,13 +43,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
 
 use super::recorder::Recorder;
 use super::signalr::{self, Negotiation, ServerFrame, Verb};
 use super::{ingest, FeedState, FeedStats};
-use crate::config::Secret;
-use crate::market::time::Clock;
+use crate::base::time::Clock;
+use crate::base::{Backoff, Secret};
 use crate::market::SharedMarket;
 
 /// The hub SSI's data stream lives on.
@@ -858,7 +858,7 @@ impl SsiFeed {
 
 /// Runs the SSI feed until `shutdown`: one task per planned connection, each reconnecting on
 /// its own, plus the token renewer.
-pub async fn run(mut feed: SsiFeed, channels: Vec<String>, shutdown: CancellationToken) {
+pub async fn run(mut feed: SsiFeed, channels: Vec<String>, shutdown: Shutdown) {
     let plan = plan_connections(&channels, feed.client.settings.subscribe_mode);
     feed.sessions = plan.len().max(1);
     let feed = Arc::new(feed);
@@ -871,7 +871,7 @@ pub async fn run(mut feed: SsiFeed, channels: Vec<String>, shutdown: Cancellatio
 }
 
 /// Renews the cached token a margin before it expires, so a reconnect never waits for one.
-async fn renew_token(feed: Arc<SsiFeed>, shutdown: CancellationToken) {
+async fn renew_token(feed: Arc<SsiFeed>, shutdown: Shutdown) {
     loop {
         let wait = feed
             .client
@@ -880,13 +880,13 @@ async fn renew_token(feed: Arc<SsiFeed>, shutdown: CancellationToken) {
             .unwrap_or(Duration::from_secs(5))
             .max(Duration::from_millis(200));
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             _ = tokio::time::sleep(wait) => {}
         }
         if let Err(e) = feed.client.token().await {
             tracing::warn!("SSI token renewal failed: {e}; retrying");
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.recv() => return,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
@@ -894,13 +894,13 @@ async fn renew_token(feed: Arc<SsiFeed>, shutdown: CancellationToken) {
 }
 
 /// One connection's life: open, read until it ends, back off, open again.
-async fn keep_session(feed: Arc<SsiFeed>, calls: Vec<String>, shutdown: CancellationToken) {
+async fn keep_session(feed: Arc<SsiFeed>, calls: Vec<String>, shutdown: Shutdown) {
     let settings = &feed.client.settings;
-    let mut delay = settings.reconnect_min;
+    let mut backoff = Backoff::new(settings.reconnect_min, settings.reconnect_max).jitter_below();
     let mut counted_down = true;
     loop {
         let opened = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             s = feed.client.open_session(&calls) => s,
         };
         let error = match opened {
@@ -910,12 +910,12 @@ async fn keep_session(feed: Arc<SsiFeed>, calls: Vec<String>, shutdown: Cancella
                 counted_down = false;
                 let up_at = tokio::time::Instant::now();
                 let end = tokio::select! {
-                    _ = shutdown.cancelled() => None,
+                    _ = shutdown.recv() => None,
                     e = read_session(&feed, session) => Some(e),
                 };
                 let Some(error) = end else { return };
                 if up_at.elapsed() >= STABLE_AFTER {
-                    delay = settings.reconnect_min;
+                    backoff.reset();
                 }
                 error
             }
@@ -928,13 +928,12 @@ async fn keep_session(feed: Arc<SsiFeed>, calls: Vec<String>, shutdown: Cancella
         } else {
             feed.stats.set_link(false, Some(error.to_string()));
         }
-        // Full jitter over the upper half: attempts of many nodes spread out.
-        let sleep = delay.mul_f64(0.5 + fastrand::f64() * 0.5);
+        // Jitter over the upper half: attempts of many nodes spread out.
+        let sleep = backoff.next_wait();
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.recv() => return,
             _ = tokio::time::sleep(sleep) => {}
         }
-        delay = (delay * 2).min(settings.reconnect_max);
     }
 }
 

@@ -22,12 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::base::shutdown::Shutdown;
 use serde::Serialize;
 use sqlx::AnyPool;
-use tokio_util::sync::CancellationToken;
 
+use crate::base::time::Clock;
+use crate::base::Backoff;
 use crate::market::history::{Candle, CandleBuilder, HistoryRecord, IndexCandle};
-use crate::market::time::Clock;
 use crate::market::SharedMarket;
 use store::Engine;
 
@@ -241,7 +242,7 @@ pub async fn run(
     settings: HistorySettings,
     market: SharedMarket,
     clock: Arc<dyn Clock>,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     let shared = history.engine == Engine::Postgres;
     let mut builder = CandleBuilder::default();
@@ -249,14 +250,15 @@ pub async fn run(
     let mut every = tokio::time::interval(FLUSH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry_at = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff =
+        Backoff::new(Duration::from_millis(500), Duration::from_secs(30)).without_jitter();
     let mut next_purge = tokio::time::Instant::now();
     // Until told otherwise (another node holds the lock) records are kept for writing.
     let mut writer = settings.write;
     let mut lock: Option<store::WriterLock> = None;
     loop {
         let stopping = tokio::select! {
-            _ = stop.cancelled() => true,
+            _ = stop.recv() => true,
             _ = every.tick() => false,
         };
         let (records, unread) = market.with(|p| (p.take_history(), p.history_dropped()));
@@ -317,12 +319,11 @@ pub async fn run(
                 Ok(n) => {
                     history.written.fetch_add(n, Ordering::Relaxed);
                     history.up();
-                    backoff = Duration::from_millis(500);
+                    backoff.reset();
                 }
                 Err(e) => {
                     history.fail("write", &e);
-                    retry_at = now + backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    retry_at = now + backoff.next_wait();
                 }
             }
             history
@@ -342,8 +343,7 @@ pub async fn run(
                 }
             }
         } else if pool.is_none() && now >= retry_at {
-            retry_at = now + backoff;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            retry_at = now + backoff.next_wait();
         }
         if stopping {
             let left = pending.records.len();

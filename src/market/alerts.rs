@@ -36,7 +36,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::BasisPoint;
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Trades or updates kept a symbol, at most, whatever the window (a memory bound).
 pub const MAX_HISTORY: usize = 10_000;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::Trade;
 use super::quotes::QuoteCache;
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Aggressor side of a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

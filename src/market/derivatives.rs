@@ -20,7 +20,7 @@ use indexmap::IndexMap;
 use super::event::Trade;
 use super::quotes::QuoteCache;
 use super::snapshot::{BasisPoint, DerivativesData};
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Seconds of basis history kept (two hours at one point per second).
 pub const BASIS_HISTORY_CAPACITY: usize = 7_200;

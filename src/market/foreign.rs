@@ -24,7 +24,7 @@ use indexmap::IndexMap;
 
 use super::event::ForeignRoom;
 use super::snapshot::{ForeignInvestorData, ForeignSummary};
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Width of the speed window.
 pub const SPEED_WINDOW_MS: i64 = 5 * 60 * 1000;

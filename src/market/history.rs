@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::classifier::TradeType;
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// One row for history, as the processor produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

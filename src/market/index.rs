@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 
 use super::event::IndexUpdate;
 use super::snapshot::{advance_ratio, IndexData, IntradayPoint};
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Most intraday points kept per index.
 pub const INTRADAY_CAPACITY: usize = 21_600;

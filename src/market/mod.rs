@@ -18,12 +18,10 @@ pub mod route_state;
 pub mod session;
 pub mod shared;
 pub mod snapshot;
-pub mod time;
 pub mod watchlist;
 
 pub use event::MarketEvent;
 pub use processor::{Applied, MarketProcessor, ProcessorConfig};
 pub use shared::SharedMarket;
 pub use snapshot::MarketSnapshot;
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use watchlist::Watchlist;

@@ -36,8 +36,8 @@ use super::session::SessionAggregator;
 use super::snapshot::{
     BasisPoint, ForeignInvestorData, ForeignSummary, MarketSnapshot, PriceData, SessionStats,
 };
-use super::time::Timestamp;
 use super::watchlist::Watchlist;
+use crate::base::time::Timestamp;
 
 /// What the processor did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

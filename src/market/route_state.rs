@@ -11,7 +11,7 @@ use super::alerts::{self, Alert, AlertType, Severity};
 use super::derivatives;
 use super::processor::{MarketProcessor, ProcessorCounters};
 use super::snapshot::{BasisPoint, ForeignInvestorData, ForeignSummary, SessionStats};
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// The longest window `basis-trend` serves (minutes), so the longest the document keeps.
 pub const BASIS_WINDOW_MINUTES: u32 = 120;

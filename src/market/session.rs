@@ -90,7 +90,7 @@ fn add_to_phase(p: &mut PhaseVolume, t: TradeType, v: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::time::Timestamp;
+    use crate::base::time::Timestamp;
 
     fn t(kind: TradeType, volume: i64, price: f64) -> ClassifiedTrade {
         ClassifiedTrade {

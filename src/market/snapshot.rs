@@ -5,7 +5,7 @@
 //! declared floats are `f64` and always print with a fraction (`0.0`, `1500.0`), declared ints
 //! are `i64` and never do, optional values are `null` rather than omitted, and maps keep
 //! first-insertion order. Two deliberate differences: timestamps carry the exchange's `+07:00`
-//! offset (see [`super::time`]), and `advance_ratio` is a stored field filled by the index
+//! offset (see [`crate::base::time`]), and `advance_ratio` is a stored field filled by the index
 //! tracker instead of a Pydantic computed field (same position, last in `IndexData`).
 //!
 //! Every type also deserialises, so tests and the `static` feed can read snapshots back;
@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::time::Timestamp;
+use crate::base::time::Timestamp;
 
 /// Everything `/ws/market` and `GET /api/market/snapshot` send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

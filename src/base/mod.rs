@@ -1,0 +1,15 @@
+//! Small values every layer shares, knowing none of them: the exchange's clock and time stamps,
+//! settings that must never be printed, the reconnect backoff, and the phases of shutdown.
+//!
+//! It exists so that the layers above (`market`, `broadcast`, `feed`, `bridge`, `history`) can
+//! agree on these types without importing each other or the edges (`config`, `server`,
+//! `http`): an arrow into `base` never runs against the flow. Nothing here does I/O of its own.
+
+pub mod backoff;
+pub mod secret;
+pub mod shutdown;
+pub mod time;
+
+pub use backoff::Backoff;
+pub use secret::Secret;
+pub use shutdown::Phase;
