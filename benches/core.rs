@@ -188,7 +188,7 @@ fn shared(messages: &[(Timestamp, String)], history: bool) -> (f64, u64) {
                     buffer: 10_000_000,
                     write: true,
                 },
-                market,
+                Some(market),
                 std::sync::Arc::new(marketcast::base::time::SystemClock),
                 stop,
             ));

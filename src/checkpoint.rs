@@ -24,11 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::base::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 
+use crate::base::shutdown::Shutdown;
 use crate::base::time::{Clock, Timestamp};
-use crate::broadcast::hub::Hub;
 use crate::market::{MarketProcessor, ProcessorConfig, SharedMarket};
 
 /// The checkpoint format this build reads and writes.
@@ -225,17 +224,82 @@ fn serialize_mutex<S: serde::Serializer>(
     m.lock().unwrap_or_else(|e| e.into_inner()).serialize(s)
 }
 
+/// The `seq` of the latest broadcast, read when a checkpoint is taken (the `/ws/market`
+/// channel's; a function so that this module needs no hub).
+pub type LastSeq = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The processor to start with: the checkpoint's when one of today's session is there, a
+/// fresh one otherwise (also without `checkpoints`). Returns the `seq` to continue from too.
+///
+/// Ticks may have gone out after the last checkpoint (at most one `interval`'s worth, at one
+/// per `tick`): the returned `seq` starts past them, so a `seq` is never used twice for
+/// different content.
+pub fn restore(
+    checkpoints: Option<&Checkpoints>,
+    config: ProcessorConfig,
+    now: Timestamp,
+    status: &CheckpointStatus,
+    interval: Duration,
+    tick: Duration,
+) -> (MarketProcessor, u64) {
+    let (processor, seq) = starting_processor(checkpoints, config, now, status);
+    let start_seq = if seq == 0 {
+        0
+    } else {
+        let per_checkpoint = interval.as_secs_f64() / tick.as_secs_f64();
+        seq + per_checkpoint.ceil() as u64 + 1
+    };
+    (processor, start_seq)
+}
+
+/// The checkpoint's processor and `seq`, or a fresh one and 0; the outcome is noted in
+/// `status` (and logged).
+fn starting_processor(
+    checkpoints: Option<&Checkpoints>,
+    config: ProcessorConfig,
+    now: Timestamp,
+    status: &CheckpointStatus,
+) -> (MarketProcessor, u64) {
+    let Some(cps) = checkpoints else {
+        return (MarketProcessor::new(config), 0);
+    };
+    let note =
+        |text: String| *status.restore.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    match cps.load(config.clone(), now) {
+        Ok(Some(restored)) => {
+            let text = format!(
+                "restored the session from {} (written {}, seq {})",
+                cps.path().display(),
+                restored.written_at,
+                restored.seq
+            );
+            tracing::info!("{text}");
+            note(text);
+            (restored.processor, restored.seq)
+        }
+        Ok(None) => {
+            note("no checkpoint: started empty".into());
+            (MarketProcessor::new(config), 0)
+        }
+        Err(e) => {
+            tracing::warn!("checkpoint: {e}");
+            note(e.to_string());
+            (MarketProcessor::new(config), 0)
+        }
+    }
+}
+
 /// Takes one checkpoint now: the processor is copied under its lock, written outside it.
 pub async fn write_now(
     checkpoints: &Checkpoints,
     market: &SharedMarket,
-    hub: &Hub,
+    last_seq: &LastSeq,
     clock: &dyn Clock,
     status: &CheckpointStatus,
 ) {
     let now = clock.now();
     let copy = market.with(|p| p.clone());
-    let seq = hub.last_seq();
+    let seq = last_seq();
     let cp = checkpoints.clone();
     let result = tokio::task::spawn_blocking(move || cp.save(&copy, seq, now)).await;
     let note = match result {
@@ -260,7 +324,7 @@ pub async fn write_now(
 pub async fn run(
     checkpoints: Checkpoints,
     market: SharedMarket,
-    hub: Hub,
+    last_seq: LastSeq,
     clock: Arc<dyn Clock>,
     interval: Duration,
     status: Arc<CheckpointStatus>,
@@ -273,7 +337,7 @@ pub async fn run(
             _ = shutdown.recv() => return,
             _ = ticks.tick() => {}
         }
-        write_now(&checkpoints, &market, &hub, clock.as_ref(), &status).await;
+        write_now(&checkpoints, &market, &last_seq, clock.as_ref(), &status).await;
     }
 }
 

@@ -28,7 +28,7 @@ pub mod history;
 pub mod http;
 pub mod market;
 pub mod metrics;
+pub mod node;
 pub mod query;
-pub mod server;
 pub mod tls;
 pub mod watch;

@@ -15,7 +15,7 @@ use marketcast::config::{
 use marketcast::feed::replay::{format_line, ReplayReader};
 use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
 use marketcast::feed::{ingest, FeedStats};
-use marketcast::server::{self, Server};
+use marketcast::node::{self, Node};
 
 fn main() -> ExitCode {
     // `.env` first, so the settings below see it; variables already set win.
@@ -70,8 +70,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime()?;
     let result = runtime.block_on(async {
-        let server = Server::bind(args).await?;
-        server.run(server::shutdown_signal()).await
+        let node = Node::bind(args).await?;
+        node.run(node::shutdown_signal()).await
     });
     // Do not wait for stragglers: shutdown has already given clients their grace period.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -58,7 +58,8 @@ pub struct Sources<'a> {
     pub channels: &'a Channels,
     pub admission: &'a Admission,
     pub feed: &'a FeedStats,
-    pub market: &'a SharedMarket,
+    /// This node's processor (none on an edge, which reports zeros).
+    pub processor: Option<&'a SharedMarket>,
     pub ingest: Option<&'a Arc<Ingest>>,
     pub broker: Option<&'a Arc<BrokerStatus>>,
 }
@@ -139,7 +140,10 @@ pub fn render(src: &Sources<'_>) -> String {
         ],
         feed: src.feed.status(),
         events_by_type: src.feed.events_by_type().collect(),
-        processor: src.market.with(|p| p.counters()),
+        processor: src
+            .processor
+            .map(|m| m.with(|p| p.counters()))
+            .unwrap_or_default(),
         ingest: src.ingest.map(|i| {
             let c = i.counters();
             IngestFigures {
@@ -463,13 +467,7 @@ impl Collector for Scrape {
             )?;
         }
         if let Some(b) = &self.broker {
-            let role: Labels<'_> = vec![(
-                "role",
-                match b.role {
-                    Role::Producer => "producer",
-                    Role::Edge => "edge",
-                },
-            )];
+            let role: Labels<'_> = vec![("role", b.role.as_str())];
             let row = |v: u64| [(role.clone(), v)];
             gauges(
                 e,
@@ -516,6 +514,7 @@ impl Collector for Scrape {
                         &row(b.dropped),
                     )?;
                 }
+                Role::Standalone => {}
                 Role::Edge => {
                     counters(
                         e,

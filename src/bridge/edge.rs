@@ -1,5 +1,5 @@
-//! The edge's side of the bridge: ticks from Redis to the hubs, byte for byte, and the
-//! producer's state for the REST routes.
+//! The edge's side of the bridge: ticks from Redis to the hubs, byte for byte. (The producer's
+//! state for the REST routes is [`super::state`].)
 //!
 //! An edge subscribes to every channel, then reads each channel's last message (so a client
 //! gets a snapshot at once even on an edge that just started, and a reconnect fills what it
@@ -15,8 +15,8 @@
 //! reconnects with backoff and carries on from each channel's last message.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::base::shutdown::Shutdown;
@@ -24,20 +24,16 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use super::envelope::{self, Incoming};
+use super::state::StateCache;
 use super::{connect, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
 use crate::base::Backoff;
 use crate::broadcast::frame::{SharedDeflater, Tick};
 use crate::broadcast::hub::Hub;
 use crate::broadcast::ticker::DEFLATE_LEVEL;
-use crate::market::alerts::Alert;
-use crate::market::route_state::RouteState;
 
 /// How often the subscription is checked with a PING, and how long the answer may take.
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How old the cached producer state may be before it is read again.
-const STATE_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Messages taken from the subscription at once, at most, when several are waiting.
 const BATCH: usize = 64;
@@ -57,120 +53,13 @@ struct Channel {
     era: u64,
 }
 
-/// The producer's state for the REST routes, read from Redis and cached: a request gets the
-/// cached copy at once, and a copy older than a second is read again in the background.
-pub struct RemoteState {
-    client: redis::Client,
-    key: String,
-    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
-    latest: RwLock<Option<(Instant, Arc<RouteState>)>>,
-    reading: AtomicBool,
-}
-
-impl RemoteState {
-    /// State read through `client` from the key of `settings`.
-    pub fn new(client: redis::Client, settings: &BridgeSettings) -> RemoteState {
-        RemoteState {
-            client,
-            key: settings.state_key(),
-            conn: tokio::sync::Mutex::new(None),
-            latest: RwLock::new(None),
-            reading: AtomicBool::new(false),
-        }
-    }
-
-    /// The state: the cached copy (read again in the background when older than a second),
-    /// or, before there is one, a read now. While Redis is away the last copy is served.
-    pub async fn get(self: &Arc<Self>) -> Option<Arc<RouteState>> {
-        let cached = self
-            .latest
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match cached {
-            Some((read_at, state)) => {
-                if read_at.elapsed() >= STATE_MAX_AGE {
-                    self.refresh_in_background();
-                }
-                Some(state)
-            }
-            None => {
-                self.read().await;
-                self.cached()
-            }
-        }
-    }
-
-    /// The cached state as it is (no waiting).
-    pub fn cached(&self) -> Option<Arc<RouteState>> {
-        self.latest
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(_, s)| s.clone())
-    }
-
-    /// Starts a read unless one is running.
-    pub fn refresh_in_background(self: &Arc<Self>) {
-        if self.reading.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            me.read().await;
-            me.reading.store(false, Ordering::Release);
-        });
-    }
-
-    /// Adds an alert the edge just relayed to the cached log, so the REST route and a new
-    /// `/ws/alerts` client have it before the producer's next state.
-    fn push_alert(&self, payload: &[u8]) {
-        let Ok(alert) = serde_json::from_slice::<Alert>(payload) else {
-            return;
-        };
-        let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, state)) = latest.as_mut() {
-            let state = Arc::make_mut(state);
-            if !state.alerts.iter().any(|a| a.id == alert.id) {
-                state.alerts.push(alert);
-            }
-        }
-    }
-
-    async fn read(&self) {
-        let mut conn = self.conn.lock().await;
-        if conn.is_none() {
-            *conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(&self.client))
-                .await
-                .ok()
-                .and_then(Result::ok);
-        }
-        let Some(c) = conn.as_mut() else {
-            return;
-        };
-        let got: redis::RedisResult<Option<Vec<u8>>> =
-            redis::cmd("GET").arg(&self.key).query_async(c).await;
-        match got {
-            Ok(Some(bytes)) => match serde_json::from_slice::<RouteState>(&bytes) {
-                Ok(state) => {
-                    *self.latest.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some((Instant::now(), Arc::new(state)));
-                }
-                Err(e) => tracing::warn!("the producer's state in Redis is not readable: {e}"),
-            },
-            Ok(None) => {}
-            Err(_) => *conn = None,
-        }
-    }
-}
-
 /// Runs the edge's bridge until `stop`: `hubs` by channel name.
 pub async fn run(
     client: redis::Client,
     settings: BridgeSettings,
     status: Arc<BrokerStatus>,
     hubs: Vec<(String, Hub)>,
-    remote: Arc<RemoteState>,
+    remote: Arc<dyn StateCache>,
     stop: Shutdown,
 ) {
     let mut channels: HashMap<String, Channel> = hubs
@@ -218,7 +107,7 @@ struct Link<'a> {
     client: &'a redis::Client,
     settings: &'a BridgeSettings,
     status: &'a Arc<BrokerStatus>,
-    remote: &'a Arc<RemoteState>,
+    remote: &'a Arc<dyn StateCache>,
     ever_connected: bool,
 }
 
@@ -269,7 +158,7 @@ impl Link<'_> {
                 relay_one(ch, &bytes, self.status, self.remote, Delivery::CatchUp).await;
             }
         }
-        self.remote.refresh_in_background();
+        self.remote.clone().refresh_in_background();
         let mut pings = tokio::time::interval(PING_EVERY);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -338,7 +227,7 @@ async fn relay_one(
     ch: &mut Channel,
     message: &[u8],
     status: &BrokerStatus,
-    remote: &Arc<RemoteState>,
+    remote: &Arc<dyn StateCache>,
     delivery: Delivery,
 ) {
     let tick = match envelope::decode(message) {
@@ -387,7 +276,7 @@ async fn relay_one(
     status.hop_seconds.observe(hop.max(0) as f64 / 1000.0);
     status.ticks.fetch_add(1, Ordering::Relaxed);
     if ch.name == EVENTS && delivery == Delivery::Live {
-        remote.push_alert(&tick.payload());
+        remote.push_event(&tick.payload());
     }
     let started = Instant::now();
     ch.hub.publish(tick).await;

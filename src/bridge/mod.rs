@@ -23,6 +23,7 @@
 pub mod edge;
 pub mod envelope;
 pub mod producer;
+pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,12 +155,28 @@ fn backoff() -> Backoff {
     Backoff::new(BACKOFF_FIRST, BACKOFF_MAX)
 }
 
-/// The node's role, as `/health` and `/metrics` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A node's part in a deployment (`ROLE`), as the settings name it and `/health` and
+/// `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// One node: feed, processor and clients, no Redis.
+    Standalone,
+    /// Feed and processor; publishes to Redis while it holds the lease.
     Producer,
+    /// No feed: serves what Redis carries.
     Edge,
+}
+
+impl Role {
+    /// The role's name in settings, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Producer => "producer",
+            Role::Edge => "edge",
+        }
+    }
 }
 
 /// The bridge's state and counters, read by `/health` and `/metrics` at request time.
@@ -255,6 +272,8 @@ impl BrokerStatus {
             "error": *self.last_error.lock().unwrap_or_else(|e| e.into_inner()),
         });
         match self.role {
+            // A standalone node has no broker, hence no status of this kind.
+            Role::Standalone => {}
             Role::Producer => {
                 v["node"] = self.node.clone().into();
                 v["leader"] = self.is_leader().into();

@@ -54,7 +54,8 @@ pub enum Cadence {
 }
 
 impl Cadence {
-    fn period(self) -> Duration {
+    /// The time between two looks at the channel.
+    pub fn period(self) -> Duration {
         match self {
             Cadence::Interval(d) | Cadence::OnChange(d) => d,
         }

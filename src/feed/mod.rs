@@ -31,7 +31,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::base::time::{Clock, Timestamp};
-use crate::config::ReplaySpeed;
+use crate::feed::replay::ReplaySpeed;
 use crate::market::{MarketEvent, MarketProcessor, SharedMarket};
 use simulator::{front_month_contract, Simulator, SimulatorConfig};
 use ssi::Message;

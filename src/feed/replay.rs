@@ -120,6 +120,15 @@ impl<R: BufRead> Iterator for ReplayReader<R> {
     }
 }
 
+/// How fast a replay plays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplaySpeed {
+    /// Recorded gaps divided by this factor.
+    Factor(f64),
+    /// No waiting at all.
+    Max,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

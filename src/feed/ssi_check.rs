@@ -138,16 +138,15 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
                     e.advice()
                 ),
             ));
-            crate::server::configured_vn30(&args.market)
+            args.market.vn30()
         }
     };
 
     // 3. Stream and subscriptions.
     let channels = match crate::config::list(&args.ssi.ssi_channels) {
-        list if list.is_empty() => ssi_stream::default_channels(
-            &vn30,
-            &crate::server::futures_symbols(&args.market, SystemClock.now()),
-        ),
+        list if list.is_empty() => {
+            ssi_stream::default_channels(&vn30, &args.market.futures(SystemClock.now()))
+        }
         list => list,
     };
     let plan = ssi_stream::plan_connections(&channels, args.ssi.ssi_subscribe_mode);

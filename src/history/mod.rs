@@ -226,7 +226,8 @@ impl Pending {
     }
 }
 
-/// Takes the processor's records every second and writes them until `stop`, then once more.
+/// Takes the processor's records (`market`; none on an edge, which only reads) every second
+/// and writes them until `stop`, then once more.
 ///
 /// **One writer per shared database.** Nodes that share a PostgreSQL (a producer and its
 /// standbys) would each write the same session. The writer is the node holding a PostgreSQL
@@ -240,7 +241,7 @@ impl Pending {
 pub async fn run(
     history: Arc<History>,
     settings: HistorySettings,
-    market: SharedMarket,
+    market: Option<SharedMarket>,
     clock: Arc<dyn Clock>,
     stop: Shutdown,
 ) {
@@ -261,7 +262,11 @@ pub async fn run(
             _ = stop.recv() => true,
             _ = every.tick() => false,
         };
-        let (records, unread) = market.with(|p| (p.take_history(), p.history_dropped()));
+        // A node without a processor (an edge) only reads the database.
+        let (records, unread) = market
+            .as_ref()
+            .map(|m| m.with(|p| (p.take_history(), p.history_dropped())))
+            .unwrap_or_default();
         history.dropped_unread.store(unread, Ordering::Relaxed);
 
         let now = tokio::time::Instant::now();

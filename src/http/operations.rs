@@ -1,0 +1,140 @@
+//! The operators' routes: `/health` (status and counters, for load balancers and people),
+//! `/metrics` (Prometheus text), and the embedded dashboard and its assets.
+//!
+//! They read counters at request time and add nothing to the hot path: every figure is kept by
+//! the part it describes (hubs, admission, feed, broker, history) and only gathered here.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{plain, AppState};
+
+#[derive(Deserialize)]
+pub struct HealthQuery {
+    #[serde(default)]
+    clients: bool,
+}
+
+/// `GET /health[?clients=true]`.
+pub async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Response {
+    let hub = app.channels.primary();
+    let totals = hub.totals();
+    let last_tick = hub
+        .latest()
+        .map(|t| json!({ "seq": t.seq, "ts": t.ts_ms, "bytes": t.payload_len }));
+    let channels: serde_json::Map<String, serde_json::Value> = app
+        .channels
+        .iter()
+        .map(|(name, hub)| {
+            let t = hub.totals();
+            let v = json!({
+                "clients": t.clients,
+                "seq": hub.last_seq(),
+                "ticks": t.ticks,
+                "messages_sent": t.messages_sent,
+                "messages_dropped": t.messages_dropped,
+            });
+            (name.to_string(), v)
+        })
+        .collect();
+    let mut body = json!({
+        "status": if hub.is_accepting() { "ok" } else { "shutting_down" },
+        "clients": app.channels.totals().clients,
+        "channels": channels,
+        "last_tick": last_tick,
+        "feed": app.feed.status(),
+        // An edge's processor is the producer's (as of its last state in the broker).
+        "processor": app.view.counters(),
+        "broadcast": totals,
+        "admission": {
+            "connections": app.admission.admitted(),
+            "refused": app.admission.refused(),
+        },
+        "uptime_seconds": app.started.elapsed().as_secs(),
+    });
+    if let Some(ingest) = &app.ingest {
+        body["ingest"] = json!({
+            "messages": ingest.stats().status(),
+            "endpoints": ingest.counters(),
+        });
+    }
+    if let Some(cp) = &app.checkpoint {
+        body["checkpoint"] = json!(cp.as_ref());
+    }
+    // The original's key, then the details.
+    body["database"] = json!(match &app.history {
+        Some(h) if h.is_connected() => "connected",
+        _ => "unavailable",
+    });
+    if let Some(h) = &app.history {
+        body["history"] = json!(h.status());
+    }
+    if let Some(broker) = &app.broker {
+        // Named like `database`: whether this node reaches its broker, then the details.
+        body["redis"] = json!(if broker.is_connected() {
+            "connected"
+        } else {
+            "unavailable"
+        });
+        body["broker"] = broker.json();
+    }
+    if let Some(rec) = &app.recorder {
+        body["recorder"] = json!({
+            "file": rec.path().display().to_string(),
+            "counters": rec.counters(),
+        });
+    }
+    // Per-client counters only on request (`/health?clients=true`): 19,000 rows otherwise.
+    if q.clients {
+        body["client_list"] = json!(hub.clients());
+    }
+    Json(body).into_response()
+}
+
+/// `GET /metrics`: OpenMetrics text, gathered at scrape time.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let text = crate::metrics::render(&crate::metrics::Sources {
+        channels: &app.channels,
+        admission: &app.admission,
+        feed: &app.feed,
+        processor: app.market.as_ref(),
+        ingest: app.ingest.as_ref(),
+        broker: app.broker.as_ref(),
+    });
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /`: the live dashboard.
+pub async fn dashboard() -> Response {
+    embedded("dashboard/index.html")
+}
+
+/// `GET /assets/...`: the dashboard's scripts, styles and vendored charts.
+pub async fn asset(Path(path): Path<String>) -> Response {
+    embedded(&path)
+}
+
+/// `GET /favicon.svg` and `/favicon.ico`.
+pub async fn favicon() -> Response {
+    embedded("favicon.svg")
+}
+
+/// An embedded file, revalidated by the browser on every load (a new binary may bring a new
+/// dashboard), or 404.
+fn embedded(path: &str) -> Response {
+    match crate::assets::get(path) {
+        Some((content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => plain(StatusCode::NOT_FOUND, "no such file"),
+    }
+}
