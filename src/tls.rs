@@ -9,7 +9,7 @@
 //! renewal, a key that does not match its certificate) is logged and the one in use stays: a
 //! renewal gone wrong never takes the server down, and existing connections are never touched.
 //!
-//! The handshake itself runs in the accept loop (src/server.rs) under `WS_HANDSHAKE_TIMEOUT`;
+//! The handshake itself runs in the accept loop ([`crate::node::accept`]) under `WS_HANDSHAKE_TIMEOUT`;
 //! after a WebSocket upgrade the connection's rustls state moves into the broadcast layer's
 //! [`crate::broadcast::wire::Wire`], which encrypts each client's copy of a tick.
 

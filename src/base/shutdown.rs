@@ -66,15 +66,6 @@ impl Phase {
         self.tasks.spawn(task)
     }
 
-    /// Runs `task` (blocking work) on the blocking pool as a task of this phase.
-    pub fn spawn_blocking<F, T>(&self, task: F) -> JoinHandle<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.tasks.spawn_blocking(task)
-    }
-
     /// True once the phase has begun to end.
     pub fn is_ending(&self) -> bool {
         self.signal.is_cancelled()

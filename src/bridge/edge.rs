@@ -19,13 +19,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::base::shutdown::Shutdown;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use super::envelope::{self, Incoming};
 use super::state::StateCache;
 use super::{connect, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
+use crate::base::shutdown::Shutdown;
 use crate::base::Backoff;
 use crate::broadcast::frame::{SharedDeflater, Tick};
 use crate::broadcast::hub::Hub;

@@ -15,12 +15,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::base::shutdown::Shutdown;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use super::envelope::Envelope;
 use super::{connect, BridgeSettings, BrokerStatus};
+use crate::base::shutdown::Shutdown;
 use crate::base::Backoff;
 use crate::broadcast::relay::{Outgoing, Relay};
 

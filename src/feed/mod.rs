@@ -25,11 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::base::shutdown::Shutdown;
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
+use crate::base::shutdown::Shutdown;
 use crate::base::time::{Clock, Timestamp};
 use crate::feed::replay::ReplaySpeed;
 use crate::market::{MarketEvent, MarketProcessor, SharedMarket};

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::base::shutdown::Shutdown;
 use serde::Serialize;
 use sqlx::AnyPool;
 
+use crate::base::shutdown::Shutdown;
 use crate::base::time::Clock;
 use crate::base::Backoff;
 use crate::market::history::{Candle, CandleBuilder, HistoryRecord, IndexCandle};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 
-use super::local::{ProcessorSource, View};
+use super::adapter::{ProcessorSource, View};
 use super::notices;
 use crate::base::shutdown::Phase;
 use crate::base::time::Clock;

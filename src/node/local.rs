@@ -1,9 +1,6 @@
-//! The processor side of a node (standalone or producer): the market's state turned into the
-//! channels' bytes, and the market as the REST routes read it.
-//!
-//! The processor is a plain synchronous value behind a lock ([`SharedMarket`]); this adapter
-//! takes what a channel carries under the lock (a snapshot, the foreign summary, the indices)
-//! and serialises it outside, so the feed is held up only for the copy.
+//! The processor side of a node (standalone or producer): the processor opened (restored from
+//! a checkpoint when one of today's session is there), and the market as the REST routes read
+//! it, every answer ready at once.
 
 use std::sync::Arc;
 
@@ -22,57 +19,6 @@ use crate::market::alerts::{Alert, AlertType, Severity};
 use crate::market::processor::ProcessorCounters;
 use crate::market::snapshot::{BasisPoint, ForeignInvestorData, ForeignSummary, SessionStats};
 use crate::market::SharedMarket;
-
-/// What a channel carries from the processor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// The whole `MarketSnapshot` (`/ws/market`).
-    Snapshot,
-    /// The `ForeignSummary` (`/ws/foreign`).
-    Foreign,
-    /// Every index's `IndexData`, by index id (`/ws/index`; the compact JSON of every other
-    /// payload, not the original's Python-encoder text).
-    Indices,
-}
-
-impl View {
-    /// The view a channel of this name carries (`/ws/market`'s for any other name).
-    pub fn of(channel: &str) -> View {
-        match channel {
-            "foreign" => View::Foreign,
-            "index" => View::Indices,
-            _ => View::Snapshot,
-        }
-    }
-}
-
-/// The processor as a snapshot source: take the view under the lock, serialise outside it.
-pub struct ProcessorSource(pub SharedMarket, pub View);
-
-impl SnapshotSource for ProcessorSource {
-    fn snapshot_json(&self, now: Timestamp) -> Bytes {
-        enum Taken {
-            Snapshot(Box<crate::market::snapshot::MarketSnapshot>),
-            Foreign(ForeignSummary),
-            Indices(indexmap::IndexMap<String, crate::market::snapshot::IndexData>),
-        }
-        let taken = self.0.with(|p| {
-            p.advance_to(now);
-            match self.1 {
-                View::Snapshot => Taken::Snapshot(Box::new(p.snapshot())),
-                View::Foreign => Taken::Foreign(p.foreign_summary()),
-                View::Indices => Taken::Indices(p.indices()),
-            }
-        });
-        let json = match taken {
-            Taken::Snapshot(s) => s.to_json_vec(),
-            // serde_json fails only on non-string map keys or a failing writer: neither here.
-            Taken::Foreign(f) => serde_json::to_vec(&f).unwrap_or_default(),
-            Taken::Indices(i) => serde_json::to_vec(&i).unwrap_or_default(),
-        };
-        Bytes::from(json)
-    }
-}
 
 /// The market of this node's own processor, for the REST routes. Every answer is ready at once.
 pub struct LocalView {

@@ -5,12 +5,14 @@
 //!
 //! * [`role`]: what this node is (standalone, producer, edge), decided once;
 //! * [`local`] and [`remote`]: the market it serves, its own processor or the producer's state,
-//!   behind one [`MarketView`] for the REST routes;
+//!   behind one [`MarketView`] for the REST routes; [`adapter`]: the processor's state as the
+//!   channels' bytes;
 //! * [`feeds`]: the source of market events; [`ticks`]: the source of each channel's ticks
 //!   (the processor or the broker); [`notices`]: the feed's state told to clients;
 //! * [`accept`]: the accept loop; [`lifecycle`]: the phases of shutdown every task belongs to.
 
 pub mod accept;
+pub mod adapter;
 pub mod feeds;
 pub mod lifecycle;
 pub mod local;

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::local::{ProcessorSource, View};
+use super::adapter::{ProcessorSource, View};
 use super::role::Broker;
 use crate::base::shutdown::{Phase, Shutdown};
 use crate::base::time::Clock;
