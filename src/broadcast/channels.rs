@@ -8,7 +8,9 @@
 //! The names are strings, not market types: what a channel carries is decided where it is
 //! created (src/server.rs), as for any [`super::ticker::SnapshotSource`].
 
-use super::hub::{Hub, HubSettings, HubTotals};
+use super::hub::Hub;
+use super::settings::HubSettings;
+use super::stats::HubTotals;
 use crate::base::shutdown::Phase;
 
 /// The hubs of a server's channels, by name; cheap to clone.

@@ -16,6 +16,12 @@ pub mod delta;
 pub mod frame;
 pub mod handshake;
 pub mod hub;
+pub mod outbox;
 pub mod relay;
+pub mod settings;
+pub mod stats;
 pub mod ticker;
 pub mod wire;
+
+#[cfg(test)]
+mod testing;
