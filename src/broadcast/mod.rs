@@ -19,6 +19,7 @@ pub mod hub;
 pub mod outbox;
 pub mod relay;
 pub mod settings;
+pub mod stamp;
 pub mod stats;
 pub mod ticker;
 pub mod wire;
