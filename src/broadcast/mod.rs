@@ -17,6 +17,7 @@ pub mod frame;
 pub mod handshake;
 pub mod hub;
 pub mod outbox;
+pub mod publisher;
 pub mod relay;
 pub mod settings;
 pub mod stamp;
