@@ -338,22 +338,11 @@ fn stamp_foreign(body: &[u8], last_seq: u64) -> Option<(u64, i64, Vec<u8>)> {
         stamp.seq.unwrap_or(last_seq.saturating_add(1)),
         stamp.ts.unwrap_or(now),
     );
-    let mut prefix = String::from("{");
-    if stamp.seq.is_none() {
-        prefix.push_str(&format!("\"seq\":{seq},"));
-    }
-    if stamp.ts.is_none() {
-        prefix.push_str(&format!("\"ts\":{ts},"));
-    }
-    if prefix.len() == 1 {
-        return Some((seq, ts, trimmed.to_vec()));
-    }
-    let rest = &trimmed[1..];
-    if rest.trim_ascii_start().first() == Some(&b'}') {
-        prefix.pop();
-    }
-    let mut out = prefix.into_bytes();
-    out.extend_from_slice(rest);
+    let out = crate::broadcast::stamp::stamped(
+        trimmed,
+        stamp.seq.is_none().then_some(seq),
+        stamp.ts.is_none().then_some(ts),
+    );
     Some((seq, ts, out))
 }
 

@@ -1,14 +1,20 @@
-//! The channels a server publishes (`/ws/market`, `/ws/foreign`, `/ws/index`), one hub each.
+//! The channels a server publishes (`/ws/market`, `/ws/foreign`, `/ws/index`, `/ws/alerts`),
+//! one hub each.
 //!
 //! Each channel has its own hub: its own clients, its own latest message and its own `seq`, so
-//! a channel's tick is encoded once for its clients only, and a channel with no clients costs
-//! nothing (its loop sees no clients and builds nothing). The hubs share one phase of shutdown
-//! for their client tasks: ending it closes every client of every channel.
+//! a channel's tick is encoded once for its clients only, and a channel with no clients (and no
+//! broker to feed) costs nothing: its loop sees nobody to publish to and builds nothing. The
+//! hubs share one phase of shutdown for their client tasks: ending it closes every client of
+//! every channel.
 //!
 //! The names are strings, not market types: what a channel carries is decided where it is
-//! created (src/server.rs), as for any [`super::ticker::SnapshotSource`].
+//! created (src/server.rs), through a [`super::ticker::SnapshotSource`] for a snapshot channel
+//! ([`super::ticker::run`]) or the events an events channel takes
+//! ([`super::ticker::run_events`]).
 
-use super::hub::{Hub, HubSettings, HubTotals};
+use super::hub::Hub;
+use super::settings::HubSettings;
+use super::stats::HubTotals;
 use crate::base::shutdown::Phase;
 
 /// The hubs of a server's channels, by name; cheap to clone.

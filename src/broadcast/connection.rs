@@ -25,7 +25,10 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, PING};
-use super::hub::{ClientHandle, ClientSlot, EndReason, Greeting, QueueError};
+use super::hub::ClientHandle;
+use super::outbox::{ClientSlot, QueueError, SLOW_CLIENT_CLOSE};
+use super::settings::Greeting;
+use super::stats::EndReason;
 use super::wire::Wire;
 
 /// Reads handled per wake-up before yielding to other clients.
@@ -471,7 +474,7 @@ pub async fn serve(client: ClientHandle, leftover: Vec<u8>) {
             hub.note_slow_client_close();
             tracing::debug!(client = slot.id(), "closing a slow client");
             conn.close(Some(frame::close(
-                super::hub::SLOW_CLIENT_CLOSE,
+                SLOW_CLIENT_CLOSE,
                 "slow client: could not keep up",
             )))
             .await;

@@ -1,10 +1,10 @@
 //! WebSocket frames as the server writes them (RFC 6455 section 5), built once and shared.
 //!
-//! A tick's message is stamped with `seq` and `ts`, framed once as a plain text frame and, the
-//! first time a client that negotiated permessage-deflate needs it, compressed once into a
-//! second frame. Each frame is one contiguous [`Bytes`] (header and payload together), so
-//! writing it to a client is a single `write` of shared memory: no per-client copy, no
-//! per-client encoder.
+//! A tick's message is stamped with `seq` and `ts` ([`super::stamp`]), framed once as a plain
+//! text frame and, the first time a client that negotiated permessage-deflate needs it,
+//! compressed once into a second frame. Each frame is one contiguous [`Bytes`] (header and
+//! payload together), so writing it to a client is a single `write` of shared memory: no
+//! per-client copy, no per-client encoder.
 //!
 //! **Compressed on demand, once.** Whether a tick is wanted compressed is not known when it is
 //! built: a deflate client may connect a moment later and be handed that tick as the latest
@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
+
+use super::stamp::{leads_with_seq, splice};
 
 /// Opcode of a text frame.
 pub const OP_TEXT: u8 = 0x1;
@@ -74,30 +76,6 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     }
     payload.extend_from_slice(&reason.as_bytes()[..end]);
     frame(OP_CLOSE, false, &payload)
-}
-
-/// Prefixes a JSON object with `"seq":N,"ts":T,` so the message carries its sequence number
-/// and the time its snapshot was taken. The keys go first so a client (or the load generator)
-/// can read them without parsing the rest. `body` must be a JSON object.
-pub fn stamp(body: &[u8], seq: u64, ts_ms: i64) -> Vec<u8> {
-    let (prefix, rest) = stamp_parts(body, seq, ts_ms);
-    [prefix.as_slice(), rest].concat()
-}
-
-/// The stamped message as two pieces: the new prefix and the rest of `body`, so a frame can be
-/// built around them with one copy of the body.
-fn stamp_parts(body: &[u8], seq: u64, ts_ms: i64) -> (Vec<u8>, &[u8]) {
-    let rest = body.strip_prefix(b"{").unwrap_or(body);
-    let is_empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-    let comma = if is_empty { "" } else { "," };
-    let prefix = format!("{{\"seq\":{seq},\"ts\":{ts_ms}{comma}").into_bytes();
-    (prefix, rest)
-}
-
-/// Whether `message` starts `{"seq":<seq>,`.
-fn leads_with_seq(message: &[u8], seq: u64) -> bool {
-    let prefix = format!("{{\"seq\":{seq},");
-    message.starts_with(prefix.as_bytes())
 }
 
 /// A reusable raw-deflate compressor for permessage-deflate payloads.
@@ -215,7 +193,7 @@ impl Tick {
     pub fn build(seq: u64, ts_ms: i64, body: &[u8], deflater: Option<SharedDeflater>) -> Tick {
         // The plain frame is written in one pass (header, stamp, body); the compressor reads
         // the payload out of it, so the body is copied once per tick.
-        let (prefix, rest) = stamp_parts(body, seq, ts_ms);
+        let (prefix, rest) = splice(body, Some(seq), Some(ts_ms));
         let payload_len = prefix.len() + rest.len();
         let mut plain = Vec::with_capacity(payload_len + 10);
         put_header(&mut plain, OP_TEXT, false, payload_len);
@@ -379,6 +357,7 @@ impl Tick {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stamp::stamp;
     use super::*;
     use flate2::{Decompress, FlushDecompress};
 
@@ -404,17 +383,6 @@ mod tests {
             assert_eq!(f.len(), header.len() + len);
         }
         assert_eq!(frame(OP_TEXT, true, b"x")[0], 0xC1);
-    }
-
-    #[test]
-    fn stamp_puts_seq_and_ts_first() {
-        assert_eq!(
-            stamp(br#"{"quotes":{}}"#, 7, 1700000000000),
-            br#"{"seq":7,"ts":1700000000000,"quotes":{}}"#
-        );
-        assert_eq!(stamp(b"{}", 1, 2), br#"{"seq":1,"ts":2}"#);
-        let v: serde_json::Value = serde_json::from_slice(&stamp(b"{ }", 1, 2)).unwrap();
-        assert_eq!(v["seq"], 1);
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! The broadcast loop: one snapshot per interval (or per change, throttled), serialised once,
-//! published once. Each channel (`/ws/market`, `/ws/foreign`, `/ws/index`) runs one.
+//! The loops that publish a channel's messages: [`run`] for a snapshot channel (`/ws/market`,
+//! `/ws/foreign`, `/ws/index`), one snapshot per interval (or per change, throttled), serialised
+//! once, published once; [`run_events`] for an events channel (`/ws/alerts`), one message per
+//! event, as the events happen.
 //!
-//! Each tick asks a [`SnapshotSource`] for the snapshot's JSON body, stamps it, frames it, and
-//! publishes it to the hub (which has it compressed once when any client negotiated deflate,
-//! see [`super::frame`]). With no
-//! clients the loop does no work at all: no snapshot, no serialisation, and `seq` does not move
-//! (it counts broadcasts). A client that connects while nothing fresh exists asks for a tick,
-//! so it receives a snapshot at once rather than at the next interval. With a [`Relay`] (a
-//! producer) the loop runs with no clients too, and hands every tick to the broker. A request that finds a
-//! fresh tick already published is satisfied by it (the client was registered before it asked,
-//! so the fan-out gave it that tick): a request never makes a second tick out of one.
+//! Each tick asks a [`SnapshotSource`] for the snapshot's JSON body and hands it to the
+//! channel's [`Publisher`], which numbers, stamps and frames it and publishes it to the hub
+//! (which has it compressed once when any client negotiated deflate, see [`super::frame`]).
+//! With no clients the loop does no work at all: no snapshot, no serialisation, and `seq` does
+//! not move (it counts broadcasts). A client that connects while nothing fresh exists asks for
+//! a tick, so it receives a snapshot at once rather than at the next interval. With a
+//! [`Relay`] (a producer) the loop runs with no clients too, and hands every tick to the
+//! broker. A request that finds a fresh tick already published is satisfied by it (the client
+//! was registered before it asked, so the fan-out gave it that tick): a request never makes a
+//! second tick out of one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 
-use super::frame::{SharedDeflater, Tick};
 use super::hub::Hub;
+use super::publisher::Publisher;
 use super::relay::Relay;
 use crate::base::shutdown::Shutdown;
 use crate::base::time::{Clock, Timestamp};
@@ -78,13 +81,9 @@ pub async fn run(
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     // After a stall, carry on at the normal cadence rather than bursting to catch up.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let deflater = hub
-        .settings()
-        .compression
-        .then(|| SharedDeflater::new(DEFLATE_LEVEL));
     // After a restart from a checkpoint `seq` carries on, so clients can tell a restart from
     // a gap.
-    let mut seq = start_seq;
+    let mut publisher = Publisher::new(hub.clone(), relay, start_seq);
     hub.continue_from_seq(start_seq);
     // The body last published (on_change compares against it).
     let mut last_body: Option<Bytes> = None;
@@ -95,7 +94,7 @@ pub async fn run(
             _ = hub.tick_requested() => true,
         };
         // A producer publishes to the broker whether or not it has clients of its own.
-        if hub.client_count() == 0 && relay.is_none() {
+        if !publisher.has_audience() {
             continue;
         }
         let now = clock.now();
@@ -115,7 +114,7 @@ pub async fn run(
         }
         let started = std::time::Instant::now();
         let body = source.snapshot_json(now);
-        let republish = relay.as_ref().is_some_and(Relay::take_republish);
+        let republish = publisher.relay().is_some_and(Relay::take_republish);
         if let Cadence::OnChange(_) = cadence {
             if last_body.as_ref() == Some(&body) && !republish {
                 // Unchanged: the latest message is still the channel's state, as of now.
@@ -129,27 +128,102 @@ pub async fn run(
             }
             last_body = Some(body.clone());
         }
-        seq = match &relay {
-            Some(relay) => relay.next_seq(seq),
-            None => seq + 1,
-        };
-        let tick = Arc::new(Tick::build(
-            seq,
-            now.epoch_millis(),
-            &body,
-            deflater.clone(),
-        ));
+        let tick = publisher.build(now.epoch_millis(), &body);
         let timings = hub.timings();
         timings
             .encode_seconds
             .observe(started.elapsed().as_secs_f64());
         // The broker first: its hop is the edges' latency, and the hand-over never waits.
-        if let Some(relay) = &relay {
-            relay.hand_on(&tick);
-        }
-        hub.publish(tick).await;
+        publisher.publish(tick).await;
         timings
             .tick_seconds
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Runs an events channel until `stop`: every `every` (the server polls every 50 ms) it takes
+/// the events that happened since (`take`, each a JSON object) and publishes each as a
+/// message of its own, numbered from 1 (above the relay's floor on a producer) and stamped
+/// with the time it is published.
+///
+/// `take` is called at every poll, so events are drained even while nobody listens; with no
+/// clients and no relay they are then dropped, not kept for later (a client that connects
+/// gets the channel's [`super::settings::Greeting`] instead). An events channel has no
+/// cadence to keep and no snapshot to ask for: it neither answers tick requests nor observes
+/// the tick timings.
+pub async fn run_events(
+    hub: Hub,
+    mut take: impl FnMut() -> Vec<Bytes> + Send,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    relay: Option<Relay>,
+    stop: Shutdown,
+) {
+    let mut publisher = Publisher::new(hub, relay, 0);
+    let mut polls = tokio::time::interval(every);
+    polls.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.recv() => return,
+            _ = polls.tick() => {}
+        }
+        let fresh = take();
+        if fresh.is_empty() || !publisher.has_audience() {
+            continue;
+        }
+        for body in fresh {
+            let tick = publisher.build(clock.now().epoch_millis(), &body);
+            publisher.publish(tick).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::shutdown::Phase;
+    use crate::base::time::SystemClock;
+    use crate::broadcast::settings::HubSettings;
+    use crate::broadcast::testing::{peer, socket_pair};
+    use crate::broadcast::wire::Wire;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn events_go_out_one_message_each_and_only_to_an_audience() {
+        let hub = Hub::new(HubSettings::default());
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = polls.clone();
+        let take = move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            // An event at every poll: the first ones find nobody listening.
+            vec![Bytes::from(format!("{{\"event\":{n}}}"))]
+        };
+        let phase = Phase::new();
+        let task = tokio::spawn(run_events(
+            hub.clone(),
+            take,
+            Arc::new(SystemClock),
+            Duration::from_millis(5),
+            None,
+            phase.listener(),
+        ));
+        while polls.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.totals().ticks, 0, "drained, but published to nobody");
+        let (server, _client) = socket_pair().await;
+        let _handle = hub.register(peer(), false, Wire::Plain(server));
+        while hub.last_seq() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        phase.begin_end();
+        task.await.unwrap();
+        let latest = hub.latest().unwrap();
+        assert!(latest.payload().starts_with(b"{\"seq\":"), "{latest:?}");
+        assert_eq!(
+            hub.totals().ticks,
+            hub.last_seq(),
+            "numbered from 1, one each"
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! A client's socket as the fan-out and the client's task see it: plain TCP, or TLS over TCP.
 //!
 //! The fan-out writes a shared frame with one non-blocking write per client, and a client's task
-//! reads what the client sends without blocking (see [`super::hub`] and [`super::connection`]).
-//! Both go through [`Wire`], so the hub's outbox, drop-oldest and slow-client rules hold for a
-//! `wss://` client exactly as for a `ws://` one.
+//! reads what the client sends without blocking (see [`super::outbox`] and
+//! [`super::connection`]). Both go through [`Wire`], so the outbox's drop-oldest and
+//! slow-client rules hold for a `wss://` client exactly as for a `ws://` one.
 //!
 //! **Plain** is the socket itself: [`Wire::try_write`] is `TcpStream::try_write`, one branch
 //! away from what it was before TLS existed.
@@ -15,7 +15,7 @@
 //! time and only while rustls has nothing left to send: a client whose socket is full holds at
 //! most one chunk of ciphertext of its own, and the rest of the frame stays in its outbox as a
 //! shared reference. `try_write` reports the plaintext taken, as a socket reports bytes
-//! written; [`Wire::has_buffered_output`] tells the hub that ciphertext still waits for the
+//! written; [`Wire::has_buffered_output`] tells the outbox that ciphertext still waits for the
 //! socket even though the frame was taken whole.
 //!
 //! Reads decrypt through the same state; `try_read` returns `WouldBlock` only once rustls holds
