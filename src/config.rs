@@ -233,8 +233,8 @@ pub struct SsiArgs {
     /// How channels are subscribed: `calls` (one connection, one SwitchChannels call per
     /// channel), `combined` (one call, channels joined by commas) or `connections` (one
     /// connection per channel).
-    #[arg(long, env = "SSI_SUBSCRIBE_MODE", value_enum, default_value_t = crate::feed::ssi_stream::SubscribeMode::Calls)]
-    pub ssi_subscribe_mode: crate::feed::ssi_stream::SubscribeMode,
+    #[arg(long, env = "SSI_SUBSCRIBE_MODE", value_enum, default_value_t = crate::feed::ssi::stream::SubscribeMode::Calls)]
+    pub ssi_subscribe_mode: crate::feed::ssi::stream::SubscribeMode,
     /// Channels to subscribe, comma-separated (e.g. `X:ALL,R:ALL,MI:ALL`); empty: X-TRADE,
     /// X-QUOTE and R for the VN30 (and the futures), MI for VN30 and VNINDEX.
     #[arg(long, env = "SSI_CHANNELS", default_value = "")]
@@ -271,8 +271,8 @@ impl SsiArgs {
     }
 
     /// The feed's settings.
-    pub fn settings(&self) -> crate::feed::ssi_stream::SsiSettings {
-        crate::feed::ssi_stream::SsiSettings {
+    pub fn settings(&self) -> crate::feed::ssi::stream::SsiSettings {
+        crate::feed::ssi::stream::SsiSettings {
             consumer_id: self.ssi_consumer_id.trim().to_string(),
             consumer_secret: self.ssi_consumer_secret.clone(),
             base_url: self.ssi_base_url.clone(),
@@ -581,14 +581,8 @@ pub struct SimulateArgs {
     pub rate: f64,
 }
 
-/// How fast a replay plays.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ReplaySpeed {
-    /// Recorded gaps divided by this factor.
-    Factor(f64),
-    /// No waiting at all.
-    Max,
-}
+/// How fast a replay plays (the replay feed's own type, parsed from `REPLAY_SPEED` here).
+pub use crate::feed::replay::ReplaySpeed;
 
 fn seconds(
     name: &'static str,

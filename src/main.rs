@@ -9,12 +9,14 @@ use clap::Parser;
 
 use marketcast::base::time::{at_local_time, Clock, SystemClock, Timestamp};
 use marketcast::config::{
-    Cli, Command, ImportArgs, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs,
+    self, Cli, Command, ImportArgs, LogFormat, ServeArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs,
     WatchArgs,
 };
 use marketcast::feed::replay::{format_line, ReplayReader};
-use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
+use marketcast::feed::simulator::{Simulator, SimulatorConfig};
+use marketcast::feed::ssi::check::{self, CheckSettings};
 use marketcast::feed::{ingest, FeedStats};
+use marketcast::market::contracts::front_month_contract;
 use marketcast::server::{self, Server};
 
 fn main() -> ExitCode {
@@ -152,9 +154,18 @@ fn ssi_check(args: SsiCheckArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    let settings = CheckSettings {
+        ssi: args.ssi.settings(),
+        settings_problem: args.ssi.require_credentials().err(),
+        vn30_fallback: server::configured_vn30(&args.market),
+        futures: server::futures_symbols(&args.market, SystemClock.now()),
+        channels: config::list(&args.ssi.ssi_channels),
+        timeout: args.timeout,
+        messages: args.messages,
+    };
     let runtime = runtime()?;
     let mut out = std::io::stdout();
-    let failures = runtime.block_on(marketcast::feed::ssi_check::run(&args, &mut out));
+    let failures = runtime.block_on(check::run(&settings, &mut out));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     if failures.is_empty() {
         println!("ssi-check passed: marketcast can stream from SSI with these settings (FEED=ssi)");

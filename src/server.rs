@@ -27,12 +27,11 @@ use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
 use crate::config::{self, FeedKind, MarketArgs, Role, ServeArgs};
 use crate::feed::ingest::{Ingest, IngestSettings};
 use crate::feed::recorder::Recorder;
-use crate::feed::simulator::front_month_contract;
-use crate::feed::ssi_stream::{self, SsiClient, SsiFeed};
+use crate::feed::ssi::stream::{self as ssi_stream, SsiClient, SsiFeed};
 use crate::feed::{self, FeedState, FeedStats};
 use crate::http::{self, AppState};
 use crate::market::route_state::RouteState;
-use crate::market::watchlist::{Watchlist, DEFAULT_VN30};
+use crate::market::watchlist::Watchlist;
 use crate::market::{MarketProcessor, ProcessorConfig, SharedMarket};
 
 /// How long start-up waits for SSI's VN30 list before using the configured one.
@@ -94,28 +93,12 @@ fn view_of(channel: &str) -> View {
 
 /// The VN30 list the settings give (`VN30_SYMBOLS`, else the built-in list).
 pub fn configured_vn30(args: &MarketArgs) -> Vec<String> {
-    let vn30 = config::list(&args.vn30_symbols);
-    if vn30.is_empty() {
-        DEFAULT_VN30.iter().map(|s| s.to_string()).collect()
-    } else {
-        vn30
-    }
+    crate::market::watchlist::vn30_or_default(&config::list(&args.vn30_symbols))
 }
 
 /// The futures contracts to follow: `FUTURES_OVERRIDE`, else this month's and next month's.
 pub fn futures_symbols(args: &MarketArgs, now: Timestamp) -> Vec<String> {
-    let forced = args.futures_override.trim().to_ascii_uppercase();
-    if !forced.is_empty() {
-        return vec![forced];
-    }
-    let today = now.0.date_naive();
-    let current = front_month_contract(today);
-    let next = front_month_contract(today + chrono::Duration::days(31));
-    if current == next {
-        vec![current]
-    } else {
-        vec![current, next]
-    }
+    crate::market::contracts::futures_symbols(&args.futures_override, now)
 }
 
 /// The processor's set-up for `vn30` and the other market settings.
@@ -588,13 +571,11 @@ impl Server {
             FeedKind::Ssi => {
                 let stats = Arc::new(FeedStats::new("ssi"));
                 let client = ssi.clone().context("SSI client")?;
-                let ssi_channels = match config::list(&args.ssi.ssi_channels) {
-                    list if list.is_empty() => ssi_stream::default_channels(
-                        &vn30,
-                        &futures_symbols(&args.market, clock.now()),
-                    ),
-                    list => list,
-                };
+                let ssi_channels = ssi_stream::channels_or_default(
+                    config::list(&args.ssi.ssi_channels),
+                    &vn30,
+                    &futures_symbols(&args.market, clock.now()),
+                );
                 let feed = SsiFeed::new(
                     client,
                     market.clone(),
