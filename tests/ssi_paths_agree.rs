@@ -97,6 +97,9 @@ fn valid_value() -> impl Strategy<Value = String> {
         "-?(0|[1-9][0-9]{0,3})\\.[0-9]{1,3}",
         "-?[1-9][0-9]{0,18}",
         "-?(0|[1-9][0-9]{0,2})(\\.[0-9]{1,2})?[eE][+-]?[0-9]{1,2}",
+        // Valid JSON, but beyond an f64: serde_json refuses these.
+        "-?[1-9][0-9]{0,2}[eE]\\+?[3-9][0-9]{2}",
+        "[1-9][0-9]{305,315}",
         // Numeric and plain strings.
         "\"[0-9]{1,6}(\\.[0-9]{1,2})?\"",
         "\" ?[A-Z0-9]{0,9} ?\"",
@@ -232,7 +235,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "fails: the fast scanner accepts a string Content that is not valid JSON (e.g. {\"DataType\":\"X-TRADE\",\"Content\":\"{\\\"RType\\\":0+}\"}); reported, fix pending review"]
     fn near_valid_messages_read_the_same_either_way(text in message(true)) {
         prop_assert_eq!(parse_message(&text), parse_message_general(&text), "{}", text);
     }

@@ -9,7 +9,10 @@
 //!
 //! They only have to be right, not complete: each returns `None` (or defers to serde_json) on
 //! anything it does not check completely (an escape inside a value, a nested value, another
-//! spelling of the envelope), and the caller then takes the general path.
+//! spelling of the envelope), and the caller then takes the general path. That includes
+//! anything that is not valid JSON (a number token serde_json refuses, a raw control character
+//! inside a string `Content`): the fast path must never read a message the general path
+//! refuses (`tests/ssi_paths_agree.rs`).
 
 use std::borrow::Cow;
 
@@ -23,6 +26,10 @@ pub(super) fn split_envelope(text: &str) -> Option<(&str, &str)> {
     let rest = text.strip_prefix(r#"{"DataType":""#)?;
     let end = rest.find(['"', '\\'])?;
     let (data_type, rest) = rest.split_at(end);
+    if data_type.bytes().any(|c| c < 0x20) {
+        // Not valid JSON: the general path says so.
+        return None;
+    }
     let body = rest
         .strip_prefix(r#"","Content":""#)?
         .strip_suffix(r#""}"#)?;
@@ -90,15 +97,22 @@ pub(super) fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
         }
     };
     let mut i = 0;
+    // Inside a JSON string (`escaped`) only a space may stand raw: a tab or a newline there
+    // would have to be an escape, which declines.
     let skip_ws = |i: &mut usize| {
-        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\n' | b'\r') {
+        while *i < b.len() && (b[*i] == b' ' || !escaped && matches!(b[*i], b'\t' | b'\n' | b'\r'))
+        {
             *i += 1;
         }
     };
-    // A string's body: from after its opening quote to its closing quote, with no escape in it.
+    // A string's body: from after its opening quote to its closing quote, with no escape and no
+    // control character (which JSON does not allow raw) in it.
     let string = |i: &mut usize| -> Option<&str> {
         let start = *i;
-        let end = start + b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+        let end = start
+            + b[start..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
         if !is_quote(end) {
             return None;
         }
@@ -152,6 +166,16 @@ pub(super) fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
                     {
                         i += 1;
                     }
+                    let token = &b[start..i];
+                    // An exponent or a very long number may overflow an f64, which serde_json
+                    // refuses and `str::parse` reads as infinity: the general path reads those
+                    // (SSI writes neither).
+                    if !is_json_number(token)
+                        || token.len() > LONGEST_PLAIN_NUMBER
+                        || token.iter().any(|&c| c == b'e' || c == b'E')
+                    {
+                        return None;
+                    }
                     Value::NumberText(text.get(start..i)?)
                 }
                 _ => return None,
@@ -172,9 +196,79 @@ pub(super) fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
     (i == b.len()).then_some(c)
 }
 
+/// The longest number token the scanner reads itself: 300 digits stay below `f64::MAX`
+/// (about 1.8e308), so no token it reads can overflow.
+const LONGEST_PLAIN_NUMBER: usize = 300;
+
+/// True when `token` is a number as JSON writes it, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+/// The scanner takes any run of number characters; a run serde_json would refuse (`01`, `1-2`,
+/// `1.`) must be refused here too, or the fast path would read a message the general path
+/// rejects.
+fn is_json_number(token: &[u8]) -> bool {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while token.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    let mut i = usize::from(token.first() == Some(&b'-'));
+    match token.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if token.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(token.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(token.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == token.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn number_tokens_are_checked_as_json_does() {
+        for token in [
+            "0", "-0", "22950.0", "1.03", "-12.6", "1e5", "1.5E-3", "2e+10",
+        ] {
+            assert!(is_json_number(token.as_bytes()), "{token}");
+            assert!(serde_json::from_str::<f64>(token).is_ok(), "{token}");
+        }
+        for token in [
+            "01", "00.0", "-", "1.", "1e", "1-2", "0+", "--1", "1.2.3", "1e5e5", "",
+        ] {
+            assert!(!is_json_number(token.as_bytes()), "{token}");
+            assert!(serde_json::from_str::<f64>(token).is_err(), "{token}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_declines_what_is_not_json() {
+        assert!(scan_flat(r#"{"LastPrice":01}"#, false).is_none());
+        assert!(scan_flat(r#"{\"LastPrice\":1-2}"#, true).is_none());
+        assert!(scan_flat(r#"{"LastPrice":1e310}"#, false).is_none());
+        assert!(scan_flat(&format!(r#"{{"LastPrice":{}}}"#, "9".repeat(310)), false).is_none());
+        assert!(scan_flat("{\\\"Symbol\\\":\\\"F\tPT\\\"}", true).is_none());
+        assert!(scan_flat("{\\\"Symbol\\\":\n\\\"FPT\\\"}", true).is_none());
+        assert!(scan_flat("{\"Symbol\":\n\"FPT\"}", false).is_some());
+        assert!(split_envelope("{\"DataType\":\"R\t\",\"Content\":\"{}\"}").is_none());
+    }
 
     #[test]
     fn fast_unescape_agrees_with_serde_json() {
