@@ -4,7 +4,7 @@
 //! ([`ssi::parse_message`]) on its way to the processor. The feeds are the built-in
 //! [`simulator`] (the default, no credentials needed), [`replay`] of a recorded file, the live
 //! SSI FastConnect stream ([`ssi::stream`], over the classic SignalR client in
-//! [`ssi::signalr`]; `marketcast ssi-check` is [`ssi::check`]), and the [`ingest`] endpoints
+//! [`ssi::signalr`]; `marketcast ssi-check` is [`ssi::check`]), and the [`mod@ingest`] endpoints
 //! for feeds that run elsewhere. (`FEED=static` serves a fixed snapshot and runs no feed.)
 //!
 //! A feed never touches clients; it only updates the shared processor, and reports what it did

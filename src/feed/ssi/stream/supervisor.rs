@@ -4,7 +4,7 @@
 //! The link counts as up only while every planned connection is up, so a client sees one
 //! "connected" status for the feed as a whole. After a reconnect the foreign tracker re-seeds
 //! its baselines (unless turned off), so the flows missed during the gap do not count as one
-//! burst. A session that stayed up [`STABLE_AFTER`] resets the backoff: a link that drops once
+//! burst. A session that stayed up `STABLE_AFTER` resets the backoff: a link that drops once
 //! a day reconnects fast, one that drops at once backs off.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
