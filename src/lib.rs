@@ -7,8 +7,10 @@
 //! (SSI-shaped messages)  (session state, snapshot)  (encode once, fan out bytes)  (one task each)
 //! ```
 //!
-//! * [`feed`] turns the outside world (the simulator, a replay file) into processor events,
-//!   through the SSI parser.
+//! * [`feed`] turns the outside world into processor events, all through the one SSI parser:
+//!   the built-in simulator, a replay file, the live SSI FastConnect stream, and the ingest
+//!   endpoints for feeds that run elsewhere (`FEED=static` serves a fixed snapshot and runs no
+//!   feed).
 //! * [`market`] is pure domain logic: the processor and the snapshot types that define the
 //!   wire format. No I/O, no clock of its own.
 //! * [`broadcast`] moves bytes, not market types: each tick's snapshot is serialised, stamped

@@ -13,8 +13,10 @@ use marketcast::config::{
     WatchArgs,
 };
 use marketcast::feed::replay::{format_line, ReplayReader};
-use marketcast::feed::simulator::{front_month_contract, Simulator, SimulatorConfig};
+use marketcast::feed::simulator::{Simulator, SimulatorConfig};
+use marketcast::feed::ssi::check;
 use marketcast::feed::{ingest, FeedStats};
+use marketcast::market::contracts::front_month_contract;
 use marketcast::node::{self, Node};
 
 fn main() -> ExitCode {
@@ -152,9 +154,10 @@ fn ssi_check(args: SsiCheckArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    let settings = args.check_settings(SystemClock.now());
     let runtime = runtime()?;
     let mut out = std::io::stdout();
-    let failures = runtime.block_on(marketcast::feed::ssi_check::run(&args, &mut out));
+    let failures = runtime.block_on(check::run(&settings, &mut out));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     if failures.is_empty() {
         println!("ssi-check passed: marketcast can stream from SSI with these settings (FEED=ssi)");

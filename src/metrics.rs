@@ -44,7 +44,7 @@ use prometheus_client::registry::Registry;
 use crate::bridge::{BrokerStatus, Role};
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
-use crate::broadcast::hub::{EndReason, HubTotals};
+use crate::broadcast::stats::{EndReason, HubTotals};
 use crate::feed::ingest::Ingest;
 use crate::feed::{FeedStats, FeedStatus};
 use crate::market::processor::ProcessorCounters;

@@ -349,7 +349,7 @@ fn stamp_foreign(body: &[u8], last_seq: u64) -> Option<(u64, i64, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broadcast::hub::HubSettings;
+    use crate::broadcast::settings::HubSettings;
 
     fn channel() -> Channel {
         Channel {

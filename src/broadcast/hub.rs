@@ -27,13 +27,10 @@ use crate::base::shutdown::{Phase, Shutdown};
 use tokio::sync::Notify;
 
 use super::frame::Tick;
+use super::outbox::ClientSlot;
+use super::settings::HubSettings;
+use super::stats::{ClientView, EndReason, HubTotals, TickTimings};
 use super::wire::Wire;
-
-// The hub's API as the rest of the server names it (`hub::HubSettings`, `hub::EndReason`, ...):
-// each item lives with its concern, and is re-exported here so callers keep one path.
-pub use super::outbox::{ClientSlot, QueueError, MAX_QUEUED_CONTROL, SLOW_CLIENT_CLOSE};
-pub use super::settings::{Greeting, HubSettings};
-pub use super::stats::{ClientCounters, ClientView, EndReason, HubTotals, TickTimings};
 
 /// Registry shards: enough that fan-out threads rarely wait for one another and that a
 /// connect or disconnect never waits for a whole tick's writes.

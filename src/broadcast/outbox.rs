@@ -392,7 +392,8 @@ impl ClientSlot {
 }
 #[cfg(test)]
 mod tests {
-    use super::super::hub::{Hub, HubSettings};
+    use super::super::hub::Hub;
+    use super::super::settings::HubSettings;
     use super::super::testing::{peer, socket_pair};
     use super::*;
     use tokio::io::AsyncReadExt;

@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::market::{AlertArgs, MarketArgs, SsiArgs};
-use super::values::{float, history_url, seconds, secret};
+use super::values::{float, history_url, list, seconds, secret};
+use crate::base::time::Timestamp;
 use crate::base::Secret;
+use crate::feed::ssi::check::CheckSettings;
 
 /// `import` settings.
 #[derive(Debug, Clone, Args)]
@@ -61,6 +63,21 @@ pub struct SsiCheckArgs {
     /// Messages to print per type.
     #[arg(long, default_value_t = 2)]
     pub messages: usize,
+}
+
+impl SsiCheckArgs {
+    /// What `ssi-check` needs, at `now` (the futures contracts it subscribes depend on the date).
+    pub fn check_settings(&self, now: Timestamp) -> CheckSettings {
+        CheckSettings {
+            ssi: self.ssi.settings(),
+            settings_problem: self.ssi.require_credentials().err(),
+            vn30_fallback: self.market.vn30(),
+            futures: self.market.futures(now),
+            channels: list(&self.ssi.ssi_channels),
+            timeout: self.timeout,
+            messages: self.messages,
+        }
+    }
 }
 
 /// `snapshot` settings.

@@ -11,8 +11,8 @@ use clap::Args;
 use super::values::{boolean, float, http_url, integer, list, seconds, secret};
 use crate::base::time::Timestamp;
 use crate::base::Secret;
-use crate::feed::simulator::front_month_contract;
-use crate::market::watchlist::{Watchlist, DEFAULT_VN30};
+use crate::market::contracts::futures_symbols;
+use crate::market::watchlist::{vn30_or_default, Watchlist};
 use crate::market::ProcessorConfig;
 
 /// Which symbols the processor follows.
@@ -97,8 +97,8 @@ pub struct SsiArgs {
     /// How channels are subscribed: `calls` (one connection, one SwitchChannels call per
     /// channel), `combined` (one call, channels joined by commas) or `connections` (one
     /// connection per channel).
-    #[arg(long, env = "SSI_SUBSCRIBE_MODE", value_enum, default_value_t = crate::feed::ssi_stream::SubscribeMode::Calls)]
-    pub ssi_subscribe_mode: crate::feed::ssi_stream::SubscribeMode,
+    #[arg(long, env = "SSI_SUBSCRIBE_MODE", value_enum, default_value_t = crate::feed::ssi::stream::SubscribeMode::Calls)]
+    pub ssi_subscribe_mode: crate::feed::ssi::stream::SubscribeMode,
     /// Channels to subscribe, comma-separated (e.g. `X:ALL,R:ALL,MI:ALL`); empty: X-TRADE,
     /// X-QUOTE and R for the VN30 (and the futures), MI for VN30 and VNINDEX.
     #[arg(long, env = "SSI_CHANNELS", default_value = "")]
@@ -135,8 +135,8 @@ impl SsiArgs {
     }
 
     /// The feed's settings.
-    pub fn settings(&self) -> crate::feed::ssi_stream::SsiSettings {
-        crate::feed::ssi_stream::SsiSettings {
+    pub fn settings(&self) -> crate::feed::ssi::stream::SsiSettings {
+        crate::feed::ssi::stream::SsiSettings {
             consumer_id: self.ssi_consumer_id.trim().to_string(),
             consumer_secret: self.ssi_consumer_secret.clone(),
             base_url: self.ssi_base_url.clone(),
@@ -153,29 +153,13 @@ impl SsiArgs {
 impl MarketArgs {
     /// The VN30 list the settings give (`VN30_SYMBOLS`, else the built-in list).
     pub fn vn30(&self) -> Vec<String> {
-        let vn30 = list(&self.vn30_symbols);
-        if vn30.is_empty() {
-            DEFAULT_VN30.iter().map(|s| s.to_string()).collect()
-        } else {
-            vn30
-        }
+        vn30_or_default(&list(&self.vn30_symbols))
     }
 
     /// The futures contracts to follow at `now`: `FUTURES_OVERRIDE`, else this month's and
     /// next month's.
     pub fn futures(&self, now: Timestamp) -> Vec<String> {
-        let forced = self.futures_override.trim().to_ascii_uppercase();
-        if !forced.is_empty() {
-            return vec![forced];
-        }
-        let today = now.0.date_naive();
-        let current = front_month_contract(today);
-        let next = front_month_contract(today + chrono::Duration::days(31));
-        if current == next {
-            vec![current]
-        } else {
-            vec![current, next]
-        }
+        futures_symbols(&self.futures_override, now)
     }
 
     /// The processor's set-up for `vn30` and the other market settings.

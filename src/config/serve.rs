@@ -20,7 +20,7 @@ use crate::base::time::Timestamp;
 use crate::base::Secret;
 use crate::bridge::{BridgeSettings, Role};
 use crate::broadcast::admission::{self, AdmissionSettings};
-use crate::broadcast::hub::{Greeting, HubSettings};
+use crate::broadcast::settings::{Greeting, HubSettings};
 use crate::broadcast::ticker::Cadence;
 use crate::feed::ingest::IngestSettings;
 use crate::feed::replay::ReplaySpeed;

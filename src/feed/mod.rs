@@ -1,23 +1,27 @@
 //! Feeds: where market events come from.
 //!
 //! Every feed produces SSI-shaped message text, so every feed exercises the same parser
-//! ([`ssi`]) on its way to the processor: the built-in [`simulator`] (the default, no
-//! credentials needed), [`replay`] of recorded messages, the live SSI FastConnect stream
-//! ([`ssi_stream`], over the classic SignalR client in [`signalr`]), and the [`ingest`]
-//! endpoints for feeds that run elsewhere. A feed never touches clients; it only updates the
-//! shared processor, and reports what it did through [`FeedStats`] (including, for live feeds,
-//! whether the upstream link is up: the server turns those changes into status messages). A
-//! malformed message is counted, remembered as the last error, and skipped: it never stops the
-//! feed. Live feeds can also keep every raw message ([`recorder`], `RECORD_FILE`).
+//! ([`ssi::parse_message`]) on its way to the processor. The feeds are the built-in
+//! [`simulator`] (the default, no credentials needed), [`replay`] of a recorded file, the live
+//! SSI FastConnect stream ([`ssi::stream`], over the classic SignalR client in
+//! [`ssi::signalr`]; `marketcast ssi-check` is [`ssi::check`]), and the [`mod@ingest`] endpoints
+//! for feeds that run elsewhere. (`FEED=static` serves a fixed snapshot and runs no feed.)
+//!
+//! A feed never touches clients; it only updates the shared processor, and reports what it did
+//! through [`FeedStats`] (including, for live feeds, whether the upstream link is up: the
+//! server turns those changes into status messages). A malformed message is counted,
+//! remembered as the last error, and skipped: it never stops the feed. Live feeds can also keep
+//! every raw message ([`recorder`], `RECORD_FILE`).
+//!
+//! Feeds take their settings as types they define themselves (`SsiSettings`, `CheckSettings`,
+//! `IngestSettings`, [`replay::ReplaySpeed`]) and market knowledge (which futures contracts trade) from [`crate::market`];
+//! `config` builds the settings, so a feed never reads one.
 
 pub mod ingest;
 pub mod recorder;
 pub mod replay;
-pub mod signalr;
 pub mod simulator;
 pub mod ssi;
-pub mod ssi_check;
-pub mod ssi_stream;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,9 +35,10 @@ use tokio::sync::watch;
 
 use crate::base::shutdown::Shutdown;
 use crate::base::time::{Clock, Timestamp};
-use crate::feed::replay::ReplaySpeed;
+use crate::market::contracts::front_month_contract;
 use crate::market::{MarketEvent, MarketProcessor, SharedMarket};
-use simulator::{front_month_contract, Simulator, SimulatorConfig};
+use replay::ReplaySpeed;
+use simulator::{Simulator, SimulatorConfig};
 use ssi::Message;
 
 /// Where a feed is in its life.

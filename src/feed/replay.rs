@@ -15,6 +15,15 @@ use std::io::BufRead;
 
 use crate::base::time::Timestamp;
 
+/// How fast a replay plays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplaySpeed {
+    /// Recorded gaps divided by this factor.
+    Factor(f64),
+    /// No waiting at all.
+    Max,
+}
+
 /// A problem with the replay file itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -118,15 +127,6 @@ impl<R: BufRead> Iterator for ReplayReader<R> {
             }
         }
     }
-}
-
-/// How fast a replay plays.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ReplaySpeed {
-    /// Recorded gaps divided by this factor.
-    Factor(f64),
-    /// No waiting at all.
-    Max,
 }
 
 #[cfg(test)]

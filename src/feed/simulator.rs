@@ -23,8 +23,10 @@
 //! * Left out: odd lots, `B` (OHLC bar) and `F` (security status) messages, order-book totals,
 //!   and real message rates (a real VN30 day is far quieter than 300 events per second).
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta, Timelike};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeDelta, Timelike};
 use std::fmt::Write as _;
+
+use crate::market::contracts::front_month_contract;
 
 /// The 30 VN30 constituents with a realistic reference price in VND.
 #[rustfmt::skip]
@@ -67,19 +69,6 @@ impl SimulatorConfig {
             futures_symbol,
         }
     }
-}
-
-/// Front-month VN30 futures symbol `VN30F` + YYMM for a date: VN30 index futures expire on the
-/// THIRD Thursday of the month; on and after that day the front month is next month (December
-/// rolls to January of next year).
-pub fn front_month_contract(date: NaiveDate) -> String {
-    let day = i64::from(date.day());
-    // Weekday of the 1st from `date` itself, so no fallible date construction is needed.
-    let first = (i64::from(date.weekday().num_days_from_monday()) - (day - 1)).rem_euclid(7);
-    let third_thursday = 1 + (3 - first).rem_euclid(7) + 14;
-    let months = date.year() * 12 + date.month0() as i32 + i32::from(day >= third_thursday);
-    let (year, month) = (months.div_euclid(12), months.rem_euclid(12) + 1);
-    format!("VN30F{:02}{:02}", year.rem_euclid(100), month)
 }
 
 /// HOSE tick size for a price in VND: < 10,000 -> 10; 10,000..49,950 -> 50; >= 50,000 -> 100.
@@ -979,17 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn front_month_rolls_on_the_third_thursday() {
-        let contract = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).map(front_month_contract);
-        let expect = |y, m, d, symbol: &str| assert_eq!(contract(y, m, d).as_deref(), Some(symbol));
-        expect(2026, 12, 16, "VN30F2612");
-        expect(2026, 12, 17, "VN30F2701"); // third Thursday of December 2026
-        expect(2026, 12, 31, "VN30F2701");
-        expect(2026, 11, 18, "VN30F2611");
-        expect(2026, 11, 19, "VN30F2612"); // third Thursday of November 2026
-        expect(2026, 10, 1, "VN30F2610"); // the 1st is a Thursday, so the third is the 15th
-        expect(2026, 10, 15, "VN30F2611");
-        expect(2099, 12, 17, "VN30F0001");
+    fn trades_the_front_month_contract_of_its_start() {
         assert_eq!(SimulatorConfig::new(1, start()).futures_symbol, "VN30F2612");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod classifier;
+pub mod contracts;
 pub mod derivatives;
 pub mod event;
 pub mod foreign;

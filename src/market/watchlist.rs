@@ -19,6 +19,15 @@ pub const DEFAULT_VN30: [&str; 30] = [
     "VJC", "VNM", "VPB", "VRE",
 ];
 
+/// The VN30 constituents to use: `configured` when it names any, else [`DEFAULT_VN30`].
+pub fn vn30_or_default(configured: &[String]) -> Vec<String> {
+    if configured.is_empty() {
+        DEFAULT_VN30.iter().map(|s| s.to_string()).collect()
+    } else {
+        configured.to_vec()
+    }
+}
+
 /// Indices always watched.
 pub const DEFAULT_INDICES: [&str; 2] = ["VN30", "VNINDEX"];
 
@@ -87,6 +96,12 @@ mod tests {
         assert!(w.allows_index("VN30"));
         assert!(w.allows_index("VNINDEX"));
         assert!(!w.allows_index("HNX30"));
+    }
+
+    #[test]
+    fn a_configured_list_wins_over_the_built_in_one() {
+        assert_eq!(vn30_or_default(&[]).len(), 30);
+        assert_eq!(vn30_or_default(&["FPT".to_string()]), ["FPT"]);
     }
 
     #[test]

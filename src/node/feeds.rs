@@ -20,7 +20,7 @@ use crate::broadcast::ticker::{SnapshotSource, StaticSnapshot};
 use crate::config::{list, FeedKind, ServeArgs};
 use crate::feed::ingest::Ingest;
 use crate::feed::recorder::Recorder;
-use crate::feed::ssi_stream::{self, SsiClient, SsiFeed};
+use crate::feed::ssi::stream::{self, SsiClient, SsiFeed};
 use crate::feed::{self, FeedState, FeedStats};
 use crate::market::SharedMarket;
 
@@ -121,12 +121,11 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
         FeedKind::Ssi => {
             let stats = Arc::new(FeedStats::new("ssi"));
             let client = ssi.context("SSI client")?;
-            let ssi_channels = match list(&args.ssi.ssi_channels) {
-                configured if configured.is_empty() => {
-                    ssi_stream::default_channels(vn30, &args.market.futures(clock.now()))
-                }
-                configured => configured,
-            };
+            let ssi_channels = stream::channels_or_default(
+                list(&args.ssi.ssi_channels),
+                vn30,
+                &args.market.futures(clock.now()),
+            );
             let feed = SsiFeed::new(
                 client,
                 market.clone(),
@@ -134,7 +133,7 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
                 recorder,
                 clock.clone(),
             );
-            ticks.spawn(ssi_stream::run(feed, ssi_channels, ticks.listener()));
+            ticks.spawn(stream::run(feed, ssi_channels, ticks.listener()));
             ticks.spawn(notices::announce_link_changes(
                 channels.clone(),
                 stats.clone(),

@@ -13,7 +13,7 @@ use crate::base::time::{Clock, Timestamp};
 use crate::broadcast::ticker::SnapshotSource;
 use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
 use crate::config::{FeedKind, ServeArgs};
-use crate::feed::ssi_stream::SsiClient;
+use crate::feed::ssi::stream::SsiClient;
 use crate::http::view::{Answer, MarketView};
 use crate::market::alerts::{Alert, AlertType, Severity};
 use crate::market::processor::ProcessorCounters;

@@ -37,7 +37,7 @@ use crate::base::time::{Clock, ManualClock, SystemClock};
 use crate::bridge::state::RemoteState;
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
-use crate::broadcast::hub::{Greeting, HubSettings};
+use crate::broadcast::settings::{Greeting, HubSettings};
 use crate::checkpoint::{self, LastSeq};
 use crate::config::{list, FeedKind, ServeArgs};
 use crate::feed::recorder::Recorder;

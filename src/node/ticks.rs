@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::adapter::{ProcessorSource, View};
 use super::role::Broker;
-use crate::base::shutdown::{Phase, Shutdown};
+use crate::base::shutdown::Phase;
 use crate::base::time::Clock;
 use crate::bridge::state::{RemoteState, StateCache};
 use crate::bridge::{edge, producer};
 use crate::broadcast::channels::Channels;
-use crate::broadcast::hub::Hub;
-use crate::broadcast::relay::Relay;
 use crate::broadcast::ticker::{self, Cadence, SnapshotSource};
 use crate::market::route_state::RouteState;
 use crate::market::SharedMarket;
@@ -74,11 +74,22 @@ pub fn start_local(local: LocalTicks<'_>, broker: Option<&Broker>, ticks: &Phase
     for (name, hub) in local.channels.iter() {
         let (source, start_seq): (Arc<dyn SnapshotSource>, u64) = match name {
             "market" => (local.source.clone(), local.start_seq),
+            // Each new alert goes out as one message, as the original did (no throttle); with
+            // no client (and no broker) the alerts are only kept for the REST route.
             ALERTS => {
-                ticks.spawn(publish_alerts(
+                let market = local.market.clone();
+                let take_alerts = move || {
+                    let fresh = market.with(|p| p.take_fresh_alerts());
+                    fresh
+                        .iter()
+                        .filter_map(|a| serde_json::to_vec(a).ok().map(Bytes::from))
+                        .collect()
+                };
+                ticks.spawn(ticker::run_events(
                     hub.clone(),
-                    local.market.clone(),
+                    take_alerts,
                     local.clock.clone(),
+                    ALERT_POLL,
                     relay_for(name),
                     ticks.listener(),
                 ));
@@ -124,52 +135,4 @@ pub fn start_edge(
         state,
         ticks.listener(),
     ));
-}
-
-/// Pushes each new alert to `/ws/alerts` as one message, as the original did (no throttle).
-/// With no client connected (and no broker to hand them to) the alerts are only kept for
-/// `GET /api/market/alerts`.
-async fn publish_alerts(
-    hub: Hub,
-    market: SharedMarket,
-    clock: Arc<dyn Clock>,
-    relay: Option<Relay>,
-    stop: Shutdown,
-) {
-    let deflater = hub
-        .settings()
-        .compression
-        .then(|| crate::broadcast::frame::SharedDeflater::new(ticker::DEFLATE_LEVEL));
-    let mut every = tokio::time::interval(ALERT_POLL);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seq = 0;
-    loop {
-        tokio::select! {
-            _ = stop.recv() => return,
-            _ = every.tick() => {}
-        }
-        let fresh = market.with(|p| p.take_fresh_alerts());
-        if fresh.is_empty() || (hub.client_count() == 0 && relay.is_none()) {
-            continue;
-        }
-        for alert in fresh {
-            let Ok(body) = serde_json::to_vec(&alert) else {
-                continue;
-            };
-            seq = match &relay {
-                Some(relay) => relay.next_seq(seq),
-                None => seq + 1,
-            };
-            let tick = Arc::new(crate::broadcast::frame::Tick::build(
-                seq,
-                clock.now().epoch_millis(),
-                &body,
-                deflater.clone(),
-            ));
-            if let Some(relay) = &relay {
-                relay.hand_on(&tick);
-            }
-            hub.publish(tick).await;
-        }
-    }
 }

@@ -8,14 +8,37 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::ssi::{self, Message};
-use super::ssi_stream::{self, SessionEvent, SsiClient, SsiStreamError};
+use super::stream::{self, SessionEvent, SsiClient, SsiSettings, SsiStreamError};
+use super::{parse_message, Message};
 use crate::base::time::{Clock, SystemClock};
-use crate::config::SsiCheckArgs;
+
+/// What the check is told. The feed defines it and the command line builds it, so the check
+/// walks the same path as `FEED=ssi` with the same settings without knowing where they came
+/// from.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// The stream's settings, exactly as `FEED=ssi` would get them.
+    pub ssi: SsiSettings,
+    /// What the settings lack (a missing credential, say), as the settings' own validation
+    /// put it (`what: fix`): reported as the only failure, before anything is asked of SSI.
+    pub settings_problem: Option<String>,
+    /// The VN30 list to fall back on when SSI's cannot be fetched (`VN30_SYMBOLS`, else the
+    /// built-in list).
+    pub vn30_fallback: Vec<String>,
+    /// The futures contracts to follow (`FUTURES_OVERRIDE`, else the front months).
+    pub futures: Vec<String>,
+    /// The configured channels (`SSI_CHANNELS`, split); empty: the default channels.
+    pub channels: Vec<String>,
+    /// How long to wait for stream messages.
+    pub timeout: Duration,
+    /// Messages to print per type.
+    pub messages: usize,
+}
 
 /// One thing that went wrong, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,15 +95,15 @@ fn message_type(text: &str) -> String {
 }
 
 /// Runs the check, printing to `out`; returns the failures.
-pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
+pub async fn run(args: &CheckSettings, out: &mut impl Write) -> Vec<Failure> {
     let mut failures = Vec::new();
     let _ = writeln!(out, "marketcast ssi-check: SSI FastConnect Data");
-    if let Err(e) = args.ssi.require_credentials() {
-        let (what, fix) = e.split_once(": ").unwrap_or((&e, "set it"));
+    if let Some(e) = &args.settings_problem {
+        let (what, fix) = e.split_once(": ").unwrap_or((e, "set it"));
         failures.push(failure(what, fix));
         return failures;
     }
-    let settings = args.ssi.settings();
+    let settings = args.ssi.clone();
     let _ = writeln!(
         out,
         "  REST {}  stream {}  subscribe mode {:?}",
@@ -97,7 +120,7 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
     // 1. Token.
     match client.token().await {
         Ok(jwt) => {
-            let left = ssi_stream::jwt_expiry(&jwt).map(|exp| {
+            let left = stream::jwt_expiry(&jwt).map(|exp| {
                 let now = SystemClock.now().0.timestamp().max(0) as u64;
                 exp.saturating_sub(now)
             });
@@ -138,18 +161,13 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
                     e.advice()
                 ),
             ));
-            args.market.vn30()
+            args.vn30_fallback.clone()
         }
     };
 
     // 3. Stream and subscriptions.
-    let channels = match crate::config::list(&args.ssi.ssi_channels) {
-        list if list.is_empty() => {
-            ssi_stream::default_channels(&vn30, &args.market.futures(SystemClock.now()))
-        }
-        list => list,
-    };
-    let plan = ssi_stream::plan_connections(&channels, args.ssi.ssi_subscribe_mode);
+    let channels = stream::channels_or_default(args.channels.clone(), &vn30, &args.futures);
+    let plan = stream::plan_connections(&channels, client.settings().subscribe_mode);
     // Every call's answer is waited for too (SSI's answer to SwitchChannels is undocumented).
     let mut answers_due: usize = plan.iter().map(Vec::len).sum();
     let (tx, mut rx) = mpsc::channel::<Result<SessionEvent, String>>(1024);
@@ -216,7 +234,7 @@ pub async fn run(args: &SsiCheckArgs, out: &mut impl Write) -> Vec<Failure> {
                     let n = seen.entry(kind.clone()).or_default();
                     *n += 1;
                     if *n <= args.messages {
-                        let decoded = match ssi::parse_message(&m) {
+                        let decoded = match parse_message(&m) {
                             Ok(Message::Event(e)) => format!("{e:?}"),
                             Ok(Message::Skipped { rtype }) => format!("(type {rtype}: not used)"),
                             Err(e) => format!("(cannot be read: {e})"),

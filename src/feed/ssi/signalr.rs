@@ -5,7 +5,7 @@
 //! the part we need is small: three URLs, one JSON reply, one invocation shape and five server
 //! frame shapes. This module is that part, as plain functions with no I/O, so it is unit-tested
 //! on the exact bytes of `shared/reference/ssi-fastconnect-streaming.md` (§2 and §5). The
-//! WebSocket itself is a library's (`tokio-tungstenite`), driven by [`super::ssi_stream`].
+//! WebSocket itself is a library's (`tokio-tungstenite`), driven by [`super::stream`].
 //!
 //! * [`endpoint`] builds `negotiate`, `connect` and `start` URLs with `clientProtocol` and the
 //!   percent-encoded `connectionData` (the server re-reads it on every request) and
