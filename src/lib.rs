@@ -15,9 +15,16 @@
 //!   wire format. No I/O, no clock of its own.
 //! * [`broadcast`] moves bytes, not market types: each tick's snapshot is serialised, stamped
 //!   and framed once, and the same frame (plain or compressed) goes to every client.
-//! * [`http`], [`config`] and [`server`] sit at the edge: routes, settings, start-up and
-//!   shutdown; [`checkpoint`] keeps the session's state on disk across restarts, and [`tls`]
-//!   terminates TLS when a certificate is configured.
+//! * [`bridge`] carries the ticks' bytes between nodes through Redis; [`history`] keeps the
+//!   market's records in a database; [`checkpoint`] keeps the session's state on disk across
+//!   restarts; [`tls`] terminates TLS when a certificate is configured.
+//! * [`base`] holds the small values every layer shares (time, secrets, backoff, shutdown
+//!   phases), knowing none of them.
+//! * [`config`], [`http`] and [`node`] sit at the edge: settings, routes, and the composition
+//!   root that wires the parts for the node's role and stops them in order.
+//!
+//! `ARCHITECTURE.md` at the repository's root is the map: every module, the arrows between
+//! them, and the rules that keep them one way.
 
 pub mod assets;
 pub mod base;

@@ -27,9 +27,8 @@ use super::state::StateCache;
 use super::{connect, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
 use crate::base::shutdown::Shutdown;
 use crate::base::Backoff;
-use crate::broadcast::frame::{SharedDeflater, Tick};
+use crate::broadcast::frame::{SharedDeflater, Tick, DEFLATE_LEVEL};
 use crate::broadcast::hub::Hub;
-use crate::broadcast::ticker::DEFLATE_LEVEL;
 
 /// How often the subscription is checked with a PING, and how long the answer may take.
 const PING_EVERY: Duration = Duration::from_secs(1);

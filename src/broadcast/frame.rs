@@ -123,6 +123,10 @@ impl Deflater {
     }
 }
 
+/// Compression level of the shared deflate frame: level 1 keeps per-tick CPU low while JSON
+/// snapshots still shrink several times (measured in BENCHMARKS.md).
+pub const DEFLATE_LEVEL: u32 = 1;
+
 /// The broadcast loop's compressor, shared with the ticks it builds so that whichever thread
 /// first needs a tick compressed can do it. One tick is compressed at a time in practice (the
 /// next tick is built a whole interval later), so the lock is never contended for long.

@@ -13,10 +13,9 @@
 
 use std::sync::Arc;
 
-use super::frame::{SharedDeflater, Tick};
+use super::frame::{SharedDeflater, Tick, DEFLATE_LEVEL};
 use super::hub::Hub;
 use super::relay::Relay;
-use super::ticker::DEFLATE_LEVEL;
 
 /// Numbers, builds and publishes one channel's messages.
 pub struct Publisher {

@@ -26,10 +26,6 @@ use super::relay::Relay;
 use crate::base::shutdown::Shutdown;
 use crate::base::time::{Clock, Timestamp};
 
-/// Compression level of the shared deflate frame: level 1 keeps per-tick CPU low while JSON
-/// snapshots still shrink several times (measured in BENCHMARKS.md).
-pub const DEFLATE_LEVEL: u32 = 1;
-
 /// Something that can produce the snapshot JSON body (a JSON object) for a tick.
 pub trait SnapshotSource: Send + Sync + 'static {
     /// The body for a tick taken at `now`.

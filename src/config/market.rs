@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::values::{boolean, float, http_url, integer, list, seconds, secret};
+use super::values::{boolean, float, http_url, integer, list, minutes, seconds, secret};
 use crate::base::time::Timestamp;
 use crate::base::Secret;
 use crate::market::contracts::futures_symbols;
@@ -39,8 +39,8 @@ pub struct AlertArgs {
     #[arg(long, env = "ALERT_VOLUME_SPIKE_RATIO", default_value = "3.0", value_parser = float("ALERT_VOLUME_SPIKE_RATIO", 1.0, 1000.0))]
     pub volume_spike_ratio: f64,
     /// The volume-spike averaging window, minutes.
-    #[arg(long, env = "ALERT_VOLUME_WINDOW_MINUTES", default_value = "20", value_parser = float("ALERT_VOLUME_WINDOW_MINUTES", 0.1, 360.0))]
-    pub volume_window_minutes: f64,
+    #[arg(long = "volume-window-minutes", env = "ALERT_VOLUME_WINDOW_MINUTES", default_value = "20", value_parser = minutes("ALERT_VOLUME_WINDOW_MINUTES", 0.1, 360.0))]
+    pub volume_window: Duration,
     /// Earlier trades needed in the window before a spike can be called.
     #[arg(long, env = "ALERT_VOLUME_MIN_TRADES", default_value_t = 10, value_parser = integer("ALERT_VOLUME_MIN_TRADES", 1, 10_000))]
     pub volume_min_trades: u64,
@@ -51,11 +51,11 @@ pub struct AlertArgs {
     #[arg(long, env = "ALERT_FOREIGN_MIN_NET_VALUE", default_value = "1000000000", value_parser = float("ALERT_FOREIGN_MIN_NET_VALUE", 0.0, 1e15))]
     pub foreign_min_net_value: f64,
     /// The foreign acceleration window, minutes.
-    #[arg(long, env = "ALERT_FOREIGN_WINDOW_MINUTES", default_value = "5", value_parser = float("ALERT_FOREIGN_WINDOW_MINUTES", 0.1, 360.0))]
-    pub foreign_window_minutes: f64,
+    #[arg(long = "foreign-window-minutes", env = "ALERT_FOREIGN_WINDOW_MINUTES", default_value = "5", value_parser = minutes("ALERT_FOREIGN_WINDOW_MINUTES", 0.1, 360.0))]
+    pub foreign_window: Duration,
     /// Seconds during which a second alert of the same type and symbol is dropped.
-    #[arg(long, env = "ALERT_COOLDOWN_SECONDS", default_value = "60", value_parser = float("ALERT_COOLDOWN_SECONDS", 0.0, 86_400.0))]
-    pub cooldown_seconds: f64,
+    #[arg(long = "cooldown-seconds", env = "ALERT_COOLDOWN_SECONDS", default_value = "60", value_parser = seconds("ALERT_COOLDOWN_SECONDS", 0.0, 86_400.0))]
+    pub cooldown: Duration,
 }
 
 impl AlertArgs {
@@ -63,15 +63,20 @@ impl AlertArgs {
     pub fn config(&self) -> crate::market::alerts::AlertConfig {
         crate::market::alerts::AlertConfig {
             volume_spike_ratio: self.volume_spike_ratio,
-            volume_window_secs: (self.volume_window_minutes * 60.0).round() as i64,
+            volume_window_secs: whole_seconds(self.volume_window),
             volume_min_samples: self.volume_min_trades as usize,
             foreign_change: self.foreign_change,
             foreign_min_net: self.foreign_min_net_value,
-            foreign_window_secs: (self.foreign_window_minutes * 60.0).round() as i64,
-            cooldown_secs: self.cooldown_seconds.round() as i64,
+            foreign_window_secs: whole_seconds(self.foreign_window),
+            cooldown_secs: whole_seconds(self.cooldown),
             ..Default::default()
         }
     }
+}
+
+/// A duration in whole seconds, rounded (the detector counts in seconds of event time).
+fn whole_seconds(d: Duration) -> i64 {
+    d.as_secs_f64().round() as i64
 }
 
 /// SSI FastConnect Data settings (`FEED=ssi` and `marketcast ssi-check`).

@@ -144,6 +144,15 @@ pub(super) fn prefix(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Minutes, fractions allowed (`ALERT_*_WINDOW_MINUTES`), as a [`Duration`].
+pub(super) fn minutes(
+    name: &'static str,
+    min: f64,
+    max: f64,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |s| float(name, min, max)(s).map(|m| Duration::from_secs_f64(m * 60.0))
+}
+
 /// Milliseconds as a whole number (`WS_THROTTLE_INTERVAL_MS`, `REDIS_LEASE_MS`), as a
 /// [`Duration`].
 pub(super) fn millis(

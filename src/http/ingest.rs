@@ -1,7 +1,7 @@
 //! The ingest doors: `POST /api/ingest` and `GET /ws/ingest` (when `INGEST_TOKEN` is set), for
 //! SSI messages pushed by a feed that runs elsewhere; bearer-token protected and size-bounded.
 //!
-//! The lines go to [`crate::feed::ingest`], which applies them off the async workers. The
+//! The lines go to [`mod@crate::feed::ingest`], which applies them off the async workers. The
 //! ingest WebSocket is served by tungstenite: it is not the fan-out's hot path, so a library's
 //! frame reader is the right one there (the channels' doors are in [`super::upgrade`]).
 

@@ -3,7 +3,7 @@
 //! Written out instead of `axum::serve` for two limits that function does not expose: the
 //! time a client may take to send its request head (`WS_HANDSHAKE_TIMEOUT`: a client that
 //! trickles a handshake is cut off instead of holding a descriptor forever) and the size of
-//! that head ([`MAX_REQUEST_HEAD`]). Each connection is served with upgrades on, so the
+//! that head (`MAX_REQUEST_HEAD`). Each connection is served with upgrades on, so the
 //! WebSocket doors can take the socket over.
 
 use std::sync::Arc;
