@@ -130,8 +130,7 @@ pub async fn ws_ingest(
     let Some(ingest) = app.ingest.clone() else {
         return ingest_off();
     };
-    let hub = app.channels.primary().clone();
-    if !hub.is_accepting() {
+    if app.clients.is_ending() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     if let Some(refusal) = ingest_refusal(&ingest, req.headers(), q.token.as_deref(), peer) {
@@ -142,9 +141,9 @@ pub async fn ws_ingest(
         Err(e) => return handshake_refusal(&e),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let shutdown = hub.closing();
-    let heartbeat = hub.settings().heartbeat_interval;
-    hub.spawn_client(async move {
+    let shutdown = app.clients.listener();
+    let heartbeat = app.channels.primary().settings().heartbeat_interval;
+    app.clients.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

@@ -34,6 +34,7 @@ use axum::Router;
 use bytes::Bytes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::base::shutdown::Phase;
 use crate::base::time::Clock;
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// Every channel's hub, by name (`market`, `foreign`, `index`, `alerts`); the first is
     /// `/ws/market`'s.
     pub channels: Channels,
+    /// The phase of shutdown that client connections belong to (the ingest bridges' too).
+    pub clients: Phase,
     /// The market as the REST routes read it (this node's processor, or the producer's state).
     pub view: Arc<dyn MarketView>,
     /// This node's own processor, for `/metrics` (none on an edge).

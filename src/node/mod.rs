@@ -4,9 +4,9 @@
 //! Nothing here is domain work; each step names the module that does it:
 //!
 //! * [`role`]: what this node is (standalone, producer, edge), decided once;
-//! * [`local`] and [`remote`]: the market it serves, its own processor or the producer's state,
-//!   behind one [`MarketView`] for the REST routes; [`adapter`]: the processor's state as the
-//!   channels' bytes;
+//! * [`side`]: the market it serves, its own processor ([`local`]) or the producer's state
+//!   ([`remote`]), behind one [`crate::http::MarketView`] for the REST routes; [`adapter`]: the processor's
+//!   state as the channels' bytes;
 //! * [`feeds`]: the source of market events; [`ticks`]: the source of each channel's ticks
 //!   (the processor or the broker); [`notices`]: the feed's state told to clients;
 //! * [`accept`]: the accept loop; [`lifecycle`]: the phases of shutdown every task belongs to.
@@ -19,6 +19,7 @@ pub mod local;
 pub mod notices;
 pub mod remote;
 pub mod role;
+pub mod side;
 pub mod ticks;
 
 use std::net::SocketAddr;
@@ -26,28 +27,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use bytes::Bytes;
 
 use self::lifecycle::Lifecycle;
-use self::local::{LocalMarket, LocalView};
-use self::remote::RemoteView;
+use self::local::LocalMarket;
 use self::role::NodeRole;
-use self::ticks::{LocalTicks, ALERTS, CHANNELS};
+use self::side::{Side, Wiring};
+use self::ticks::CHANNELS;
 use crate::base::time::{Clock, ManualClock, SystemClock};
 use crate::bridge::state::RemoteState;
 use crate::broadcast::admission::Admission;
 use crate::broadcast::channels::Channels;
-use crate::broadcast::settings::{Greeting, HubSettings};
+use crate::broadcast::settings::HubSettings;
 use crate::checkpoint::{self, LastSeq};
 use crate::config::{list, FeedKind, ServeArgs};
 use crate::feed::recorder::Recorder;
-use crate::feed::{FeedState, FeedStats};
 use crate::history::History;
-use crate::http::{self, AppState, MarketView};
-use crate::market::alerts::Alert;
-
-/// Alerts a newly connected `/ws/alerts` client gets at once (the page's own REST limit).
-const RECENT_ALERTS: usize = 50;
+use crate::http::{self, AppState};
 
 /// A node bound to its address, ready to run.
 pub struct Node {
@@ -109,48 +104,16 @@ impl Node {
         let view = side.view(&channels, &clock);
         let admission = admission(&args);
 
-        let (feed, ingest) = match &side {
-            Side::Local(local) => {
-                let parts = feeds::FeedParts {
-                    args: &args,
-                    market: &local.market,
-                    ssi: local.ssi.clone(),
-                    vn30: &local.vn30,
-                    channels: &channels,
-                    recorder: recorder.clone(),
-                    clock: clock.clone(),
-                };
-                let feed = feeds::start(parts, &life.ticks)?;
-                let ingest =
-                    feeds::ingest(&args, &local.market, &feed, recorder.clone(), clock.clone());
-                ticks::start_local(
-                    LocalTicks {
-                        channels: &channels,
-                        market: &local.market,
-                        source: local.source.clone(),
-                        processor_channels: args.feed != FeedKind::Static,
-                        clock: clock.clone(),
-                        cadence: args.cadence(),
-                        start_seq: local.start_seq,
-                    },
-                    match &role {
-                        NodeRole::Producer(broker) => Some(broker),
-                        _ => None,
-                    },
-                    &life.ticks,
-                );
-                (feed, ingest)
-            }
-            Side::Remote(state) => {
-                if let NodeRole::Edge(broker) = &role {
-                    ticks::start_edge(&channels, broker, state.clone(), &life.ticks);
-                }
-                // An edge runs no feed: its ticks come from the broker.
-                let stats = Arc::new(FeedStats::new("edge"));
-                stats.set_state(FeedState::None, None);
-                (stats, None)
-            }
-        };
+        let started = side.start(
+            &role,
+            Wiring {
+                args: &args,
+                channels: &channels,
+                recorder: recorder.clone(),
+                clock: clock.clone(),
+            },
+            &life.ticks,
+        )?;
         let last_seq: LastSeq = {
             let hub = channels.primary().clone();
             Arc::new(move || hub.last_seq())
@@ -181,12 +144,13 @@ impl Node {
 
         let state = AppState {
             channels: channels.clone(),
+            clients: life.clients.clone(),
             view,
             market: side.local().map(|l| l.market.clone()),
             history,
             clock: clock.clone(),
-            feed,
-            ingest,
+            feed: started.feed,
+            ingest: started.ingest,
             recorder: recorder.clone(),
             auth_token: Arc::from(args.auth_token.expose()),
             admission,
@@ -234,69 +198,6 @@ impl Node {
             rec.finish();
         }
         Ok(())
-    }
-}
-
-/// The market a node serves, by role: built before the channels (their greetings read it),
-/// read through a [`MarketView`] after.
-enum Side {
-    /// This node's own processor (standalone, producer).
-    Local(LocalMarket),
-    /// The producer's state in Redis (edge).
-    Remote(Arc<RemoteState<crate::market::route_state::RouteState>>),
-}
-
-impl Side {
-    fn local(&self) -> Option<&LocalMarket> {
-        match self {
-            Side::Local(l) => Some(l),
-            Side::Remote(_) => None,
-        }
-    }
-
-    /// What a new client of `channel` gets first: on `/ws/alerts` the recent alerts, newest
-    /// first, as one array (the original sent nothing; its page's hook takes an array as well
-    /// as a single alert, and drops ids it has seen); elsewhere the latest tick (a processor
-    /// makes one at once when it is stale; an edge has only the last it relayed).
-    fn greeting(&self, channel: &str) -> Greeting {
-        let recent: Arc<dyn Fn() -> Vec<Alert> + Send + Sync> = match (self, channel) {
-            (Side::Local(l), ALERTS) => {
-                let market = l.market.clone();
-                Arc::new(move || market.with(|p| p.alerts().recent(RECENT_ALERTS, None, None)))
-            }
-            (Side::Remote(state), ALERTS) => {
-                let state = state.clone();
-                Arc::new(move || {
-                    state
-                        .cached()
-                        .map(|s| s.recent_alerts(RECENT_ALERTS, None, None))
-                        .unwrap_or_default()
-                })
-            }
-            (Side::Local(_), _) => return Greeting::Latest,
-            (Side::Remote(_), _) => return Greeting::Last,
-        };
-        Greeting::Made(Arc::new(move || {
-            let recent = recent();
-            (!recent.is_empty())
-                .then(|| serde_json::to_vec(&recent).ok().map(Bytes::from))
-                .flatten()
-        }))
-    }
-
-    /// The market as the REST routes read it.
-    fn view(&self, channels: &Channels, clock: &Arc<dyn Clock>) -> Arc<dyn MarketView> {
-        match self {
-            Side::Local(l) => Arc::new(LocalView {
-                market: l.market.clone(),
-                source: l.source.clone(),
-                clock: clock.clone(),
-            }),
-            Side::Remote(state) => Arc::new(RemoteView {
-                state: state.clone(),
-                market_channel: channels.primary().clone(),
-            }),
-        }
     }
 }
 
