@@ -15,6 +15,7 @@
 //! seconds): each phase is given what is left of it, so a slow database costs the history
 //! writer its last batch, never the exit.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -46,6 +47,8 @@ pub struct Lifecycle {
     pub ticks: Phase,
     /// The history writer.
     pub history: Phase,
+    /// When the signal came: the budget counts from it.
+    signalled: Arc<OnceLock<Instant>>,
 }
 
 impl Lifecycle {
@@ -57,13 +60,18 @@ impl Lifecycle {
     /// Steps 1-2 begin: no new upgrades, and every client is told to close. Called at the
     /// signal, before the accept loop winds down.
     pub fn stop_accepting(&self) {
+        let _ = self.signalled.set(Instant::now());
         tracing::info!("shutting down: closing clients with 1001");
         self.clients.begin_end();
     }
 
     /// Steps 2-4, after the accept loop has ended: waits for the clients, stops the ticks,
-    /// lets history drain; each within what is left of the budget counted from `signalled`.
-    pub async fn wind_down(&self, signalled: Instant) {
+    /// lets history drain; each within what is left of the budget counted from the signal.
+    pub async fn wind_down(&self) {
+        if !self.clients.is_ending() {
+            self.stop_accepting();
+        }
+        let signalled = *self.signalled.get_or_init(Instant::now);
         let deadline = signalled + SHUTDOWN_BUDGET - RESERVE;
         let left = |until: Instant| until.saturating_duration_since(Instant::now());
 
@@ -105,7 +113,7 @@ mod tests {
         life.history.spawn(std::future::pending::<()>());
         let signalled = Instant::now();
         life.stop_accepting();
-        life.wind_down(signalled).await;
+        life.wind_down().await;
         assert!(signalled.elapsed() <= SHUTDOWN_BUDGET);
         assert_eq!(*order.lock().unwrap(), ["clients", "ticks", "history"]);
     }

@@ -171,11 +171,9 @@ impl Node {
         };
         log_listening(&self.listener, self.tls.is_some(), args.feed)?;
 
-        let signalled = Arc::new(std::sync::OnceLock::new());
-        let (closing, mark) = (life.clone(), signalled.clone());
+        let closing = life.clone();
         let stop_accepting = async move {
             shutdown.await;
-            let _ = mark.set(tokio::time::Instant::now());
             closing.stop_accepting();
         };
         accept::serve_http(
@@ -186,11 +184,7 @@ impl Node {
             stop_accepting,
         )
         .await;
-        let signalled = signalled
-            .get()
-            .copied()
-            .unwrap_or_else(tokio::time::Instant::now);
-        life.wind_down(signalled).await;
+        life.wind_down().await;
         if let Some((cps, market, status)) = &checkpoints {
             checkpoint::write_now(cps, market, &last_seq, clock.as_ref(), status).await;
         }
