@@ -3,6 +3,9 @@
 //! SSI messages, client frames, the upgrade handshake and permessage-deflate offers. Arbitrary
 //! input must give a result or a typed refusal, never a panic; well-formed input must round-trip.
 
+mod common;
+
+use common::client_frame;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use marketcast::broadcast::connection::read_client_frame;
 use marketcast::broadcast::handshake;
@@ -10,24 +13,6 @@ use marketcast::feed::ssi::{parse_message, Message};
 use proptest::prelude::*;
 
 const TRADE: &str = r#"{"DataType":"X-TRADE","Content":"{\"RType\":\"X-TRADE\",\"TradingDate\":\"14/08/2023\",\"Time\":\"14:07:53\",\"Symbol\":\"ACB\",\"Ceiling\":24500.0,\"Floor\":21300.0,\"RefPrice\":22900.0,\"LastPrice\":22950.0,\"LastVol\":100.0,\"TotalVal\":201713015000.0,\"TotalVol\":8797700.0,\"TradingSession\":\"LO\",\"Side\":\"SD\"}"}"#;
-
-fn masked_frame(first: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![first];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 65535 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
@@ -89,7 +74,7 @@ proptest! {
         split in 0usize..70_010,
     ) {
         let first = if fin { 0x81 } else { 0x01 };
-        let frame = masked_frame(first, mask, &payload);
+        let frame = client_frame(first, Some(mask), &payload);
         let split = split.min(frame.len());
         // Any prefix asks for more; the whole frame reads back exactly.
         if split < frame.len() {
