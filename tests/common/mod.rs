@@ -210,16 +210,15 @@ impl HttpResponse {
 /// `n` simulator messages in the replay format (receive time, tab, SSI envelope), from `seed`
 /// and a fixed start (the same arguments give the same day).
 pub fn simulated_day(n: usize, seed: u64) -> Vec<String> {
+    simulate(&["--events", &n.to_string(), "--seed", &seed.to_string()])
+}
+
+/// `marketcast simulate` with `args` from the same fixed start as [`simulated_day`].
+pub fn simulate(args: &[&str]) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args([
-            "simulate",
-            "--events",
-            &n.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--start",
-            "2026-11-26T09:15:00+07:00",
-        ])
+        .arg("simulate")
+        .args(args)
+        .args(["--start", "2026-11-26T09:15:00+07:00"])
         .output()
         .expect("run marketcast simulate");
     assert!(out.status.success());
