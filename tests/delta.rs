@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::Duration;
 
 use common::*;
@@ -24,20 +23,6 @@ fn moving_market(extra: &[(&str, &str)]) -> ServerProcess {
     ];
     env.extend_from_slice(extra);
     ServerProcess::start(&env)
-}
-
-fn seq_of(message: &[u8]) -> Option<u64> {
-    let rest = message.strip_prefix(b"{\"seq\":")?;
-    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
-    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
-}
-
-fn inflate(payload: &[u8]) -> Vec<u8> {
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::new();
-    let _ = flate2::read::DeflateDecoder::new(&input[..]).read_to_end(&mut out);
-    out
 }
 
 /// What a delta client saw.

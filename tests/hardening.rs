@@ -357,22 +357,8 @@ async fn try_write_raw(
     masked: bool,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut f = vec![first];
-    let m = if masked { 0x80 } else { 0 };
-    if payload.len() < 126 {
-        f.push(m | payload.len() as u8);
-    } else {
-        f.push(m | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    if masked {
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    } else {
-        f.extend_from_slice(payload);
-    }
-    s.write_all(&f).await
+    let mask = masked.then_some([0x37, 0xfa, 0x21, 0x3d]);
+    s.write_all(&client_frame(first, mask, payload)).await
 }
 
 /// Reads frames until a text frame that is not a snapshot, or a control frame of `opcode`.

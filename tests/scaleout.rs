@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
@@ -43,25 +42,6 @@ fn edge(redis: &RedisServer, prefix: &str, extra: &[(&str, &str)]) -> ServerProc
     ServerProcess::start(&env)
 }
 
-/// The `seq` a message starts with.
-fn seq_of(text: &[u8]) -> u64 {
-    let rest = text
-        .strip_prefix(b"{\"seq\":")
-        .expect("a message starts with its seq");
-    let end = rest.iter().position(|b| !b.is_ascii_digit()).unwrap();
-    std::str::from_utf8(&rest[..end]).unwrap().parse().unwrap()
-}
-
-fn inflate(payload: &[u8]) -> Vec<u8> {
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(&input[..])
-        .read_to_end(&mut out)
-        .ok();
-    out
-}
-
 /// The next `n` messages of `path` on `server` as raw frame payloads (compressed when
 /// `deflate`), in order, with their seq.
 async fn raw_messages(
@@ -85,8 +65,8 @@ async fn raw_messages(
             .expect("a frame in time")
             .expect("a frame");
         match first {
-            0x81 => out.push((seq_of(&payload), payload)),
-            0xC1 => out.push((seq_of(&inflate(&payload)), payload)),
+            0x81 => out.push((leading_seq(&payload), payload)),
+            0xC1 => out.push((leading_seq(&inflate(&payload)), payload)),
             0x89 => continue,
             other => panic!("unexpected frame {other:#x}"),
         }
@@ -338,7 +318,7 @@ async fn edges_ride_out_a_redis_restart_and_keep_their_clients() {
     assert!(strictly_increasing(&producer_seqs), "{producer_seqs:?}");
     while let Ok(msg) = tokio::time::timeout(Duration::from_millis(300), on_edge.next()).await {
         match msg {
-            Some(Ok(Message::Text(t))) => edge_seqs.push(seq_of(t.as_bytes())),
+            Some(Ok(Message::Text(t))) => edge_seqs.push(leading_seq(t.as_bytes())),
             Some(Ok(Message::Ping(_))) => {}
             other => panic!("the edge's client must stay connected, got {other:?}"),
         }
@@ -562,7 +542,7 @@ async fn read_for(ws: &mut Ws, wait: Duration, seqs: &mut Vec<u64>) {
     let until = Instant::now() + wait;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => seqs.push(seq_of(t.as_bytes())),
+            Ok(Some(Ok(Message::Text(t)))) => seqs.push(leading_seq(t.as_bytes())),
             Ok(Some(Ok(_))) => {}
             Ok(other) => panic!("the client must stay connected, got {other:?}"),
             Err(_) => return,

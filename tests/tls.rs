@@ -62,12 +62,6 @@ async fn presented_cert(server: &ServerProcess, ca: &TestCa) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-fn seq_of(text: &str) -> u64 {
-    serde_json::from_str::<serde_json::Value>(text).unwrap()["seq"]
-        .as_u64()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_https_serve_the_market_and_plain_http_gets_nothing() {
     let ca = TestCa::new("serve");
@@ -80,7 +74,7 @@ async fn wss_and_https_serve_the_market_and_plain_http_gets_nothing() {
     while seqs.len() < 5 {
         let (text, v) = next_json(&mut ws, Duration::from_secs(10)).await;
         assert!(v["quotes"].is_object(), "{text:.200}");
-        seqs.push(seq_of(&text));
+        seqs.push(leading_seq(text.as_bytes()));
     }
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 
@@ -107,7 +101,7 @@ async fn wss_and_https_serve_the_market_and_plain_http_gets_nothing() {
 
     // The client kept receiving all along.
     let (text, _) = next_json(&mut ws, Duration::from_secs(10)).await;
-    assert!(seq_of(&text) > *seqs.last().unwrap());
+    assert!(leading_seq(text.as_bytes()) > *seqs.last().unwrap());
     ws.close(None).await.unwrap();
 }
 
@@ -118,7 +112,7 @@ async fn a_renewed_certificate_is_presented_without_a_restart_and_old_clients_ke
     let first = presented_cert(&server, &ca).await;
     let mut ws = wss(&server, &ca, "/ws/market").await;
     let (text, _) = next_json(&mut ws, Duration::from_secs(10)).await;
-    let before = seq_of(&text);
+    let before = leading_seq(text.as_bytes());
 
     // Renewed in place, as certbot does: certificate, then key, each renamed over the old.
     let renewed = ca.issue("server");
@@ -149,7 +143,7 @@ async fn a_renewed_certificate_is_presented_without_a_restart_and_old_clients_ke
     let mut last = before;
     for _ in 0..3 {
         let (text, _) = next_json(&mut ws, Duration::from_secs(10)).await;
-        let seq = seq_of(&text);
+        let seq = leading_seq(text.as_bytes());
         assert!(seq > last);
         last = seq;
     }
@@ -170,7 +164,7 @@ async fn a_renewed_certificate_is_presented_without_a_restart_and_old_clients_ke
     }
     assert_eq!(presented_cert(&server, &ca).await, renewed.der.to_vec());
     let (text, _) = next_json(&mut ws, Duration::from_secs(10)).await;
-    assert!(seq_of(&text) > last);
+    assert!(leading_seq(text.as_bytes()) > last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

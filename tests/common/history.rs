@@ -12,19 +12,7 @@ pub const DAY: &str = "2026-11-26";
 
 /// 20,000 simulator messages at 15 a second: 22 minutes of a morning, in the replay format.
 pub fn simulated_morning() -> Vec<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args([
-            "simulate", "--events", "20000", "--seed", "7", "--rate", "15",
-        ])
-        .args(["--start", "2026-11-26T09:15:00+07:00"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    super::simulate(&["--events", "20000", "--seed", "7", "--rate", "15"])
 }
 
 /// Runs `marketcast import --replay file` into `DATABASE_URL` (empty: SQLite in `data_dir`);
@@ -157,19 +145,22 @@ pub async fn served_candles(server: &ServerProcess, symbol: &str) -> BTreeMap<St
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            (
-                c["timestamp"].as_str().unwrap().to_string(),
-                Ohlcv {
-                    open: c["open"].as_f64().unwrap(),
-                    high: c["high"].as_f64().unwrap(),
-                    low: c["low"].as_f64().unwrap(),
-                    close: c["close"].as_f64().unwrap(),
-                    volume: c["volume"].as_i64().unwrap(),
-                },
-            )
-        })
+        .map(candle_row)
         .collect()
+}
+
+/// A candle row of the history API: its minute and its numbers.
+fn candle_row(c: &Value) -> (String, Ohlcv) {
+    (
+        c["timestamp"].as_str().unwrap().to_string(),
+        Ohlcv {
+            open: c["open"].as_f64().unwrap(),
+            high: c["high"].as_f64().unwrap(),
+            low: c["low"].as_f64().unwrap(),
+            close: c["close"].as_f64().unwrap(),
+            volume: c["volume"].as_i64().unwrap(),
+        },
+    )
 }
 
 /// The test PostgreSQL server's URL (`scripts/test` starts one and sets it).
@@ -243,16 +234,7 @@ pub async fn check_candles(day: &Imported, server: &ServerProcess) {
                 let buy = c["active_buy_vol"].as_i64().unwrap();
                 let sell = c["active_sell_vol"].as_i64().unwrap();
                 assert!(buy + sell <= c["volume"].as_i64().unwrap());
-                (
-                    c["timestamp"].as_str().unwrap().to_string(),
-                    Ohlcv {
-                        open: c["open"].as_f64().unwrap(),
-                        high: c["high"].as_f64().unwrap(),
-                        low: c["low"].as_f64().unwrap(),
-                        close: c["close"].as_f64().unwrap(),
-                        volume: c["volume"].as_i64().unwrap(),
-                    },
-                )
+                candle_row(c)
             })
             .collect();
         assert_eq!(got, expected, "{symbol}");

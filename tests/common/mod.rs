@@ -210,16 +210,15 @@ impl HttpResponse {
 /// `n` simulator messages in the replay format (receive time, tab, SSI envelope), from `seed`
 /// and a fixed start (the same arguments give the same day).
 pub fn simulated_day(n: usize, seed: u64) -> Vec<String> {
+    simulate(&["--events", &n.to_string(), "--seed", &seed.to_string()])
+}
+
+/// `marketcast simulate` with `args` from the same fixed start as [`simulated_day`].
+pub fn simulate(args: &[&str]) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
-        .args([
-            "simulate",
-            "--events",
-            &n.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--start",
-            "2026-11-26T09:15:00+07:00",
-        ])
+        .arg("simulate")
+        .args(args)
+        .args(["--start", "2026-11-26T09:15:00+07:00"])
         .output()
         .expect("run marketcast simulate");
     assert!(out.status.success());
@@ -372,22 +371,82 @@ pub async fn read_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((h[0], payload))
 }
 
+/// A client frame's bytes: `first` (FIN, RSV and opcode bits) as given, the length in the
+/// shortest of RFC 6455's three forms, and the payload masked with `mask`, or sent as it is
+/// (and the mask bit clear) when `mask` is `None`.
+pub fn client_frame(first: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(m | n as u8),
+        n if n <= 65535 => {
+            f.push(m | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(m | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(mask) => {
+            f.extend_from_slice(&mask);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        None => f.extend_from_slice(payload),
+    }
+    f
+}
+
 /// Writes one masked client frame.
 pub async fn write_frame(s: &mut TcpStream, first: u8, payload: &[u8]) {
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![first];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else if payload.len() <= 65535 {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    let frame = client_frame(first, Some([0x12, 0x34, 0x56, 0x78]), payload);
+    s.write_all(&frame).await.unwrap();
+}
+
+/// The `seq` a message starts with (`{"seq":N,...`, as every tick message does); `None` for
+/// any other message (a status message, say).
+pub fn seq_of(message: &[u8]) -> Option<u64> {
+    let rest = message.strip_prefix(b"{\"seq\":")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// The `seq` of a message that must be a tick message.
+pub fn leading_seq(message: &[u8]) -> u64 {
+    seq_of(message).expect("a message starts with its seq")
+}
+
+/// The message in a permessage-deflate payload (RFC 7692: raw deflate, with the
+/// `00 00 ff ff` the sender took off its end put back). Panics on a payload that is not a
+/// deflate stream.
+pub fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut d = flate2::Decompress::new(false);
+    let mut out = Vec::with_capacity(payload.len() * 8 + 4096);
+    loop {
+        let (read, made) = (d.total_in(), d.total_out());
+        let status = d
+            .decompress_vec(
+                &input[read as usize..],
+                &mut out,
+                flate2::FlushDecompress::Sync,
+            )
+            .expect("a permessage-deflate payload");
+        let all_read = d.total_in() as usize == input.len();
+        if status == flate2::Status::StreamEnd || (all_read && out.len() < out.capacity()) {
+            return out;
+        }
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity());
+            continue;
+        }
+        assert!(
+            d.total_in() != read || d.total_out() != made,
+            "the deflate stream stopped short"
+        );
     }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&f).await.unwrap();
 }
 
 /// Posts NDJSON lines to `/api/ingest` with the bearer `token`.
