@@ -13,7 +13,7 @@ use marketcast::bridge::envelope;
 use marketcast::broadcast::connection::read_client_frame;
 use marketcast::broadcast::delta::{self, Rebuilder};
 use marketcast::broadcast::handshake;
-use marketcast::feed::signalr;
+use marketcast::feed::ssi::signalr;
 use marketcast::feed::ssi::{parse_message, Message};
 use proptest::prelude::*;
 
@@ -451,7 +451,7 @@ proptest! {
     }
 }
 
-// SignalR frames from SSI's stream (`feed::signalr`): any text gives a frame or a typed error,
+// SignalR frames from SSI's stream (`feed::ssi::signalr`): any text gives a frame or a typed error,
 // never a panic; frames of SignalR's shapes read back as what they carry.
 
 /// Any JSON value, a few levels deep.
