@@ -30,22 +30,28 @@
 //! bearer token is only ever put in an `Authorization` header.
 //!
 //! The stream is laid out by step: [`settings`] (what the feed is told, and the channel list),
-//! [`error`] (what went wrong and what to do), `auth` (the token), `rest` (the client handle
-//! and the VN30 list), [`session`] (one SignalR connection), and [`supervisor`] (the running
-//! feed and its reconnects). Each step can be read, and tested, without the ones after it.
+//! [`error`] (what went wrong and what to do), `http` (the shared HTTP plumbing), `token` (the
+//! token as a value), `client` (the handle, [`SsiClient`]), `auth` (fetching and renewing the
+//! token), `rest` (the VN30 list), [`session`] (one SignalR connection), and [`supervisor`] (the
+//! running feed and its reconnects). Each step can be read, and tested, without the ones after
+//! it: imports among these files run one way, in that order.
 
 mod auth;
+mod client;
 pub mod error;
+mod http;
 mod rest;
 pub mod session;
 pub mod settings;
 pub mod supervisor;
+mod token;
 
-pub use auth::jwt_expiry;
+pub use client::SsiClient;
 pub use error::SsiStreamError;
-pub use rest::{parse_index_components, SsiClient};
+pub use rest::parse_index_components;
 pub use session::{Session, SessionEvent, HUB, HUB_PATH};
 pub use settings::{
     channels_or_default, default_channels, plan_connections, SsiSettings, SubscribeMode,
 };
 pub use supervisor::{run, SsiFeed};
+pub use token::jwt_expiry;

@@ -18,8 +18,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::rest::{network, read_text, redact_query, REQUEST_TIMEOUT};
-use super::{SsiClient, SsiStreamError};
+use super::client::SsiClient;
+use super::http::{join_url, network, read_text, redact_query, REQUEST_TIMEOUT};
+use super::SsiStreamError;
 use crate::feed::ssi::signalr::{self, Negotiation, ServerFrame, Verb};
 
 /// The hub SSI's data stream lives on.
@@ -32,6 +33,11 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 impl SsiClient {
+    /// The hub URL, `<SSI_STREAM_URL>v2.0/signalr`.
+    pub fn hub_url(&self) -> String {
+        join_url(&self.settings.stream_url, HUB_PATH)
+    }
+
     /// Opens a stream session and subscribes `calls` (one `SwitchChannels` each).
     pub async fn open_session(&self, calls: &[String]) -> Result<Session, SsiStreamError> {
         let token = self.token().await?;
