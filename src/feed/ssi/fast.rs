@@ -112,7 +112,7 @@ pub(super) fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
         let end = start
             + b[start..]
                 .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+                .position(|&c| ENDS_STRING[usize::from(c)])?;
         if !is_quote(end) {
             return None;
         }
@@ -161,21 +161,7 @@ pub(super) fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
                 }
                 b'-' | b'0'..=b'9' => {
                     let start = i;
-                    while i < b.len()
-                        && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                    {
-                        i += 1;
-                    }
-                    let token = &b[start..i];
-                    // An exponent or a very long number may overflow an f64, which serde_json
-                    // refuses and `str::parse` reads as infinity: the general path reads those
-                    // (SSI writes neither).
-                    if !is_json_number(token)
-                        || token.len() > LONGEST_PLAIN_NUMBER
-                        || token.iter().any(|&c| c == b'e' || c == b'E')
-                    {
-                        return None;
-                    }
+                    i += plain_number_len(&b[start..])?;
                     Value::NumberText(text.get(start..i)?)
                 }
                 _ => return None,
@@ -196,46 +182,64 @@ pub(super) fn scan_flat(text: &str, escaped: bool) -> Option<Content<'_>> {
     (i == b.len()).then_some(c)
 }
 
+/// The bytes that end a string's body for the scanner: its closing quote, an escape (which
+/// declines), and the control characters JSON does not allow raw (which decline too). A table,
+/// so the scan stays one load and one test per byte.
+const ENDS_STRING: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = true;
+        c += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// The longest number token the scanner reads itself: 300 digits stay below `f64::MAX`
 /// (about 1.8e308), so no token it reads can overflow.
 const LONGEST_PLAIN_NUMBER: usize = 300;
 
-/// True when `token` is a number as JSON writes it, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-/// The scanner takes any run of number characters; a run serde_json would refuse (`01`, `1-2`,
-/// `1.`) must be refused here too, or the fast path would read a message the general path
-/// rejects.
-fn is_json_number(token: &[u8]) -> bool {
+/// The length of the number at the start of `b`, when it is one as JSON writes it without an
+/// exponent (`-?(0|[1-9][0-9]*)(\.[0-9]+)?`) and at most [`LONGEST_PLAIN_NUMBER`] long; `None`
+/// for anything else, which the general path then reads or refuses.
+///
+/// Checked in the one pass that finds the number's end: a run serde_json would refuse (`01`,
+/// `1-2`, `1.`) must be refused here too, or the fast path would read a message the general
+/// path rejects; an exponent or a very long number may overflow an f64, which serde_json
+/// refuses and `str::parse` reads as infinity (SSI writes neither).
+fn plain_number_len(b: &[u8]) -> Option<usize> {
     let digits = |i: &mut usize| {
         let start = *i;
-        while token.get(*i).is_some_and(u8::is_ascii_digit) {
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
             *i += 1;
         }
         *i > start
     };
-    let mut i = usize::from(token.first() == Some(&b'-'));
-    match token.get(i) {
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => {
             digits(&mut i);
         }
-        _ => return false,
+        _ => return None,
     }
-    if token.get(i) == Some(&b'.') {
+    if b.get(i) == Some(&b'.') {
         i += 1;
         if !digits(&mut i) {
-            return false;
+            return None;
         }
     }
-    if matches!(token.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(token.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        if !digits(&mut i) {
-            return false;
-        }
+    // What follows must end the number: another number character means an exponent, or a
+    // run that is not a JSON number (`01`, `1-2`, `1.2.3`, `0+`).
+    if matches!(
+        b.get(i),
+        Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+    ) {
+        return None;
     }
-    i == token.len()
+    (i <= LONGEST_PLAIN_NUMBER).then_some(i)
 }
 
 #[cfg(test)]
@@ -244,16 +248,31 @@ mod tests {
 
     #[test]
     fn number_tokens_are_checked_as_json_does() {
-        for token in [
-            "0", "-0", "22950.0", "1.03", "-12.6", "1e5", "1.5E-3", "2e+10",
-        ] {
-            assert!(is_json_number(token.as_bytes()), "{token}");
+        // Read here: plain JSON numbers, whole, up to the character that ends them.
+        for token in ["0", "-0", "22950.0", "1.03", "-12.6"] {
             assert!(serde_json::from_str::<f64>(token).is_ok(), "{token}");
+            for end in ["", ",", "}", " "] {
+                let text = format!("{token}{end}");
+                assert_eq!(
+                    plain_number_len(text.as_bytes()),
+                    Some(token.len()),
+                    "{text}"
+                );
+            }
         }
+        // Left to the general path: numbers JSON allows but that may overflow an f64 read
+        // here (exponents, very long ones)...
+        for token in ["1e5", "1.5E-3", "2e+10"] {
+            assert!(serde_json::from_str::<f64>(token).is_ok(), "{token}");
+            assert_eq!(plain_number_len(token.as_bytes()), None, "{token}");
+        }
+        assert_eq!(plain_number_len("9".repeat(301).as_bytes()), None);
+        assert_eq!(plain_number_len("9".repeat(300).as_bytes()), Some(300));
+        // ...and every run that is not a JSON number, which serde_json refuses too.
         for token in [
             "01", "00.0", "-", "1.", "1e", "1-2", "0+", "--1", "1.2.3", "1e5e5", "",
         ] {
-            assert!(!is_json_number(token.as_bytes()), "{token}");
+            assert_eq!(plain_number_len(token.as_bytes()), None, "{token}");
             assert!(serde_json::from_str::<f64>(token).is_err(), "{token}");
         }
     }
