@@ -2,7 +2,7 @@
 //! settings that must never be printed, the reconnect backoff, and the phases of shutdown.
 //!
 //! It exists so that the layers above (`market`, `broadcast`, `feed`, `bridge`, `history`) can
-//! agree on these types without importing each other or the edges (`config`, `server`,
+//! agree on these types without importing each other or the edges (`config`, `node`,
 //! `http`): an arrow into `base` never runs against the flow. Nothing here does I/O of its own.
 
 pub mod backoff;

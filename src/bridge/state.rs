@@ -22,9 +22,12 @@ const STATE_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The producer's state document, to the bridge: JSON it can parse, and events it can fold in.
 pub trait StateDoc: DeserializeOwned + Clone + Send + Sync + 'static {
-    /// Folds in an event the edge just relayed on the events channel (an alert), so readers
-    /// have it before the producer's next state. A payload that is not an event is ignored.
-    fn add_event(&mut self, payload: &[u8]);
+    /// An event of the events channel (an alert), as JSON.
+    type Event: DeserializeOwned;
+
+    /// Folds in an event the edge just relayed, so readers have it before the producer's next
+    /// state.
+    fn add_event(&mut self, event: Self::Event);
 }
 
 /// What the edge's relay loop needs of a [`RemoteState`], whatever its document.
@@ -133,9 +136,13 @@ impl<D: StateDoc> StateCache for RemoteState<D> {
     }
 
     fn push_event(&self, payload: &[u8]) {
+        // A payload that is not an event is ignored before anything is copied.
+        let Ok(event) = serde_json::from_slice::<D::Event>(payload) else {
+            return;
+        };
         let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
         if let Some((_, state)) = latest.as_mut() {
-            Arc::make_mut(state).add_event(payload);
+            Arc::make_mut(state).add_event(event);
         }
     }
 }

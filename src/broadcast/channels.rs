@@ -8,7 +8,7 @@
 //! every channel.
 //!
 //! The names are strings, not market types: what a channel carries is decided where it is
-//! created (src/server.rs), through a [`super::ticker::SnapshotSource`] for a snapshot channel
+//! created (the composition root, `crate::node`), through a [`super::ticker::SnapshotSource`] for a snapshot channel
 //! ([`super::ticker::run`]) or the events an events channel takes
 //! ([`super::ticker::run_events`]).
 

@@ -21,7 +21,7 @@
 //!   its socket could not take at once, over a plain or TLS socket ([`wire`]).
 //!
 //! It depends only on `crate::base` (time, shutdown phases) beneath it, never on `market`,
-//! `config`, `server` or `http`.
+//! `config`, `node` or `http`.
 
 pub mod admission;
 pub mod channels;

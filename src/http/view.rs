@@ -48,8 +48,4 @@ pub trait MarketView: Send + Sync + 'static {
     /// The processor's counters for `/health`, without waiting (an edge: the producer's, as of
     /// its last state; default before there is one).
     fn counters(&self) -> ProcessorCounters;
-
-    /// The newest `limit` alerts, newest first, without waiting: what a new `/ws/alerts`
-    /// client is greeted with.
-    fn recent_alerts(&self, limit: usize) -> Vec<Alert>;
 }

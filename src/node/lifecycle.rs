@@ -3,7 +3,9 @@
 //! Every task the node starts belongs to one [`Phase`], and the phases end in this order:
 //!
 //! 1. **Accepting** stops at the signal: the accept loop ends, in-flight HTTP requests get
-//!    [`HTTP_GRACE`], and new upgrades are refused with 503 (the clients' phase is ending).
+//!    [`HTTP_GRACE`], and new upgrades are refused with 503 (the clients' phase is ending). The
+//!    **broker** link is let go at the signal too: a leading producer gives up its lease at
+//!    once, so a standby takes over without waiting for the lease to run out.
 //! 2. **Clients** get Close 1001 at the signal and until [`CLIENT_GRACE`] after it to finish
 //!    their closing handshakes (WebSocket clients of every channel and ingest bridges).
 //! 3. **Ticks**: the feed, the tick loops, the bridge, the status notices, the certificate
@@ -41,6 +43,8 @@ const TICKS_GRACE: Duration = Duration::from_millis(100);
 /// The phases of shutdown the node's tasks belong to.
 #[derive(Clone, Debug, Default)]
 pub struct Lifecycle {
+    /// The Redis bridge (a producer's publishing and lease, an edge's relay).
+    pub broker: Phase,
     /// Client connections (WebSocket clients of every channel, ingest bridges).
     pub clients: Phase,
     /// The feed, the tick loops, the bridge, notices, the TLS watcher, the checkpoint loop.
@@ -62,6 +66,7 @@ impl Lifecycle {
     pub fn stop_accepting(&self) {
         let _ = self.signalled.set(Instant::now());
         tracing::info!("shutting down: closing clients with 1001");
+        self.broker.begin_end();
         self.clients.begin_end();
     }
 
@@ -79,6 +84,7 @@ impl Lifecycle {
         if stragglers > 0 {
             tracing::warn!("{stragglers} clients did not finish closing in time");
         }
+        self.broker.end(left(deadline).min(TICKS_GRACE)).await;
         self.ticks.end(left(deadline).min(TICKS_GRACE)).await;
         if self.history.end(left(deadline)).await > 0 {
             tracing::warn!(
@@ -102,6 +108,7 @@ mod tests {
             (&life.history, "history"),
             (&life.ticks, "ticks"),
             (&life.clients, "clients"),
+            (&life.broker, "broker"),
         ] {
             let (stop, order) = (phase.listener(), order.clone());
             phase.spawn(async move {
@@ -115,6 +122,10 @@ mod tests {
         life.stop_accepting();
         life.wind_down().await;
         assert!(signalled.elapsed() <= SHUTDOWN_BUDGET);
-        assert_eq!(*order.lock().unwrap(), ["clients", "ticks", "history"]);
+        let order = order.lock().unwrap().clone();
+        // The broker and the clients hear the signal at once; then the ticks, then history.
+        assert_eq!(order.len(), 4);
+        assert!(order[..2].contains(&"broker") && order[..2].contains(&"clients"));
+        assert_eq!(order[2..], ["ticks", "history"]);
     }
 }

@@ -69,10 +69,6 @@ impl MarketView for LocalView {
     fn counters(&self) -> ProcessorCounters {
         self.market.with(|p| p.counters())
     }
-
-    fn recent_alerts(&self, limit: usize) -> Vec<Alert> {
-        self.market.with(|p| p.alerts().recent(limit, None, None))
-    }
 }
 
 /// A node's own market: the processor, restored from the checkpoint when there is one of

@@ -86,7 +86,6 @@ impl Node {
         let clock = clock(&args);
         let recorder = recorder(&args)?;
         let role = NodeRole::new(args.role, args.bridge_settings())?;
-        let history = open_history(&args, &role)?;
 
         // The market this node serves: its own processor, or the producer's through Redis.
         let side = match &role {
@@ -94,8 +93,9 @@ impl Node {
                 broker.client.clone(),
                 &broker.settings,
             ))),
-            _ => Side::Local(LocalMarket::open(&args, clock.as_ref(), history.is_some()).await?),
+            _ => Side::Local(LocalMarket::open(&args, clock.as_ref(), args.history).await?),
         };
+        let history = open_history(&args, &role)?;
         let hub_settings = args.hub_settings();
         let channels = Channels::new(&CHANNELS, &life.clients, |name| HubSettings {
             greeting: side.greeting(name),
@@ -112,7 +112,7 @@ impl Node {
                 recorder: recorder.clone(),
                 clock: clock.clone(),
             },
-            &life.ticks,
+            &life,
         )?;
         let last_seq: LastSeq = {
             let hub = channels.primary().clone();

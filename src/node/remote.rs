@@ -21,10 +21,9 @@ use crate::market::route_state::RouteState;
 use crate::market::snapshot::{BasisPoint, ForeignInvestorData, ForeignSummary, SessionStats};
 
 impl StateDoc for RouteState {
-    fn add_event(&mut self, payload: &[u8]) {
-        let Ok(alert) = serde_json::from_slice::<Alert>(payload) else {
-            return;
-        };
+    type Event = Alert;
+
+    fn add_event(&mut self, alert: Alert) {
         if !self.alerts.iter().any(|a| a.id == alert.id) {
             self.alerts.push(alert);
         }
@@ -82,12 +81,5 @@ impl MarketView for RemoteView {
 
     fn counters(&self) -> ProcessorCounters {
         self.state.cached().map(|s| s.counters).unwrap_or_default()
-    }
-
-    fn recent_alerts(&self, limit: usize) -> Vec<Alert> {
-        self.state
-            .cached()
-            .map(|s| s.recent_alerts(limit, None, None))
-            .unwrap_or_default()
     }
 }

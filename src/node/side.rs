@@ -10,11 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::feeds;
+use super::lifecycle::Lifecycle;
 use super::local::{LocalMarket, LocalView};
 use super::remote::RemoteView;
 use super::role::NodeRole;
 use super::ticks::{self, LocalTicks, ALERTS};
-use crate::base::shutdown::Phase;
 use crate::base::time::Clock;
 use crate::bridge::state::RemoteState;
 use crate::broadcast::channels::Channels;
@@ -107,14 +107,16 @@ impl Side {
         }
     }
 
-    /// Starts where the ticks come from, as tasks of `ticks`: the feed, the processor's tick
-    /// loops (and, on a producer, the hand-off to Redis); or, on an edge, the relay from Redis.
+    /// Starts where the ticks come from, as tasks of the ticks' phase: the feed and the
+    /// processor's tick loops (and, on a producer, the hand-off to Redis, in the broker's
+    /// phase); or, on an edge, the relay from Redis (the broker's phase).
     pub fn start(
         &self,
         role: &NodeRole,
         wiring: Wiring<'_>,
-        ticks: &Phase,
+        life: &Lifecycle,
     ) -> anyhow::Result<Started> {
+        let ticks = &life.ticks;
         let Wiring {
             args,
             channels,
@@ -147,12 +149,12 @@ impl Side {
                     cadence: args.cadence(),
                     start_seq: local.start_seq,
                 };
-                ticks::start_local(local_ticks, broker, ticks);
+                ticks::start_local(local_ticks, broker, ticks, &life.broker);
                 Ok(Started { feed, ingest })
             }
             Side::Remote(state) => {
                 if let NodeRole::Edge(broker) = role {
-                    ticks::start_edge(channels, broker, state.clone(), ticks);
+                    ticks::start_edge(channels, broker, state.clone(), &life.broker);
                 }
                 // An edge runs no feed: its ticks come from the broker.
                 let feed = Arc::new(FeedStats::new("edge"));

@@ -1,9 +1,11 @@
 //! Where each channel's ticks come from: the processor (standalone and producer) or the
 //! broker (edge).
 //!
-//! On a node with a processor, every channel has a tick loop ([`ticker::run`]) that reads its
-//! view of the processor, and `/ws/alerts` a publisher that pushes each new alert; a producer
-//! also hands every tick to the Redis bridge. On an edge one bridge task relays every
+//! On a node with a processor, `/ws/market` has a tick loop ([`ticker::run`]) over the
+//! processor's snapshot (or a static file's), `/ws/foreign` and `/ws/index` one each over their
+//! view of the processor (none with a static file), and `/ws/alerts` a publisher that pushes
+//! each new alert ([`ticker::run_events`]); a producer also hands every tick to the Redis
+//! bridge. On an edge one bridge task relays every
 //! channel's ticks from Redis, byte for byte. Either way the hubs see only bytes.
 
 use std::sync::Arc;
@@ -46,8 +48,8 @@ pub struct LocalTicks<'a> {
 }
 
 /// Starts every channel's tick loop as tasks of `ticks`; with a `broker` (a producer) every
-/// channel's ticks also go to Redis.
-pub fn start_local(local: LocalTicks<'_>, broker: Option<&Broker>, ticks: &Phase) {
+/// channel's ticks also go to Redis, through a task of `link`.
+pub fn start_local(local: LocalTicks<'_>, broker: Option<&Broker>, ticks: &Phase, link: &Phase) {
     // A producer hands every channel's ticks to Redis, whether it has clients or not.
     let relays = match broker {
         Some(broker) => {
@@ -57,14 +59,14 @@ pub fn start_local(local: LocalTicks<'_>, broker: Option<&Broker>, ticks: &Phase
                 let state = m.with(|p| RouteState::of(p, c.now()));
                 serde_json::to_vec(&state).unwrap_or_default()
             });
-            ticks.spawn(producer::run(
+            link.spawn(producer::run(
                 broker.client.clone(),
                 broker.settings.clone(),
                 broker.status.clone(),
                 rx,
                 relays.clone(),
                 state,
-                ticks.listener(),
+                link.listener(),
             ));
             relays
         }
@@ -115,24 +117,24 @@ pub fn start_local(local: LocalTicks<'_>, broker: Option<&Broker>, ticks: &Phase
 }
 
 /// Starts the edge's bridge, which relays every channel's ticks from Redis, as a task of
-/// `ticks`.
+/// `link`.
 pub fn start_edge(
     channels: &Channels,
     broker: &Broker,
     state: Arc<RemoteState<RouteState>>,
-    ticks: &Phase,
+    link: &Phase,
 ) {
     let hubs = channels
         .iter()
         .map(|(name, hub)| (name.to_string(), hub.clone()))
         .collect();
     let state: Arc<dyn StateCache> = state;
-    ticks.spawn(edge::run(
+    link.spawn(edge::run(
         broker.client.clone(),
         broker.settings.clone(),
         broker.status.clone(),
         hubs,
         state,
-        ticks.listener(),
+        link.listener(),
     ));
 }
