@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};
 
 /// The raw parameters of a request (last occurrence wins), and the errors found so far.
@@ -122,12 +122,28 @@ impl Params {
         None
     }
 
-    /// A required date: `YYYY-MM-DD`, or a date-time at exactly midnight.
+    /// A required date: `YYYY-MM-DD`, or a date-time at exactly midnight, in Python's range
+    /// of years (1 to 9999; chrono would take `+262142-12-31`, whose next day overflows).
     pub fn date(&mut self, name: &str) -> Option<NaiveDate> {
         let Some(raw) = self.values.get(name).cloned() else {
             self.missing(name);
             return None;
         };
+        let date = self.any_date(name, &raw)?;
+        if (1..=9999).contains(&date.year()) {
+            return Some(date);
+        }
+        self.errors.push(json!({
+            "type": "date_from_datetime_parsing",
+            "loc": ["query", name],
+            "msg": "Input should be a valid date or datetime, year out of range (1 to 9999)",
+            "input": raw,
+        }));
+        None
+    }
+
+    /// A date as chrono reads it, or the error FastAPI gives.
+    fn any_date(&mut self, name: &str, raw: &str) -> Option<NaiveDate> {
         let s = raw.trim();
         if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
             return Some(d);
@@ -172,6 +188,20 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_outside_pythons_years_are_422s_not_overflows() {
+        // The query string's `%2B` is `+`: chrono alone would read the year 262142.
+        let mut p = Params::parse(Some("start=%2B262142-12-31&end=10000-01-01&ok=9999-12-31"));
+        assert_eq!(p.date("start"), None);
+        assert_eq!(p.date("end"), None);
+        assert_eq!(p.date("ok"), NaiveDate::from_ymd_opt(9999, 12, 31));
+        let f = p.failure().unwrap();
+        for (i, name) in ["start", "end"].iter().enumerate() {
+            assert_eq!(f["detail"][i]["type"], "date_from_datetime_parsing");
+            assert_eq!(f["detail"][i]["loc"][1], *name);
+        }
+    }
 
     #[test]
     fn integers_defaults_bounds_and_the_last_occurrence() {

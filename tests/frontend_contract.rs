@@ -261,6 +261,18 @@ async fn pages_read_what_they_need_and_rest_fallbacks_agree() {
     assert_eq!(server.get("/api/history/candles/FPT").await.status, 404);
 }
 
+/// `CORS_ORIGINS='*'`, as the README documents it: any origin may read the REST routes (the
+/// server once panicked at start-up on it).
+#[tokio::test]
+async fn cors_origins_star_lets_any_origin_read() {
+    let server = start_frozen("cors-any", &[("CORS_ORIGINS", "*")]).await;
+    for origin in ["http://localhost:5173", "https://anything.example"] {
+        let r = http_get(server.addr, "/api/market/snapshot", &[("Origin", origin)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    }
+}
+
 #[tokio::test]
 async fn token_in_the_hook_url_and_cors_for_the_dev_server() {
     let server = start_frozen(

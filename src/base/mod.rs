@@ -11,5 +11,5 @@ pub mod shutdown;
 pub mod time;
 
 pub use backoff::Backoff;
-pub use secret::Secret;
+pub use secret::{redact_url, Secret};
 pub use shutdown::Phase;

@@ -33,7 +33,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::base::Backoff;
+use crate::base::{redact_url, Backoff};
 
 /// How long a Redis command may take before the connection counts as broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,12 +94,12 @@ pub enum BridgeError {
 pub fn client(settings: &BridgeSettings) -> Result<redis::Client, BridgeError> {
     let url = settings.url.trim();
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        return Err(BridgeError::Url(redact(url)));
+        return Err(BridgeError::Url(redact_url(url)));
     }
     let redact_err = |e: redis::RedisError| {
         BridgeError::Url(format!(
             "{} ({})",
-            redact(url),
+            redact_url(url),
             e.detail().unwrap_or("invalid")
         ))
     };
@@ -125,18 +125,6 @@ pub fn client(settings: &BridgeSettings) -> Result<redis::Client, BridgeError> {
             )
             .map_err(redact_err)
         }
-    }
-}
-
-/// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(unparseable)".into(),
     }
 }
 
@@ -318,7 +306,7 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            redact("redis://user:secret@h:1/0"),
+            redact_url("redis://user:secret@h:1/0"),
             "redis://user:***@h:1/0"
         );
         let mut s = settings("rediss://h:1");

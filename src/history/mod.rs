@@ -27,7 +27,7 @@ use sqlx::AnyPool;
 
 use crate::base::shutdown::Shutdown;
 use crate::base::time::Clock;
-use crate::base::Backoff;
+use crate::base::{redact_url, Backoff};
 use crate::market::history::{Candle, CandleBuilder, HistoryRecord, IndexCandle};
 use crate::market::SharedMarket;
 use store::Engine;
@@ -95,7 +95,7 @@ impl History {
     pub fn new(url: &str) -> Result<Arc<History>, store::StoreError> {
         Ok(Arc::new(History {
             engine: Engine::of(url)?,
-            url_redacted: store::redact(url),
+            url_redacted: redact_url(url),
             pool: RwLock::new(None),
             connected: AtomicBool::new(false),
             writer: AtomicBool::new(false),

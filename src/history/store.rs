@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::base::redact_url;
 use crate::market::classifier::TradeType;
 use crate::market::history::{Candle, HistoryRecord, IndexCandle};
 
@@ -43,7 +44,7 @@ impl Engine {
         } else {
             Err(StoreError::Url(format!(
                 "{} is neither sqlite: nor postgres(ql)://",
-                redact(url)
+                redact_url(url)
             )))
         }
     }
@@ -54,17 +55,6 @@ impl Engine {
             Engine::Sqlite => "sqlite",
             Engine::Postgres => "postgres",
         }
-    }
-}
-
-/// A URL with its password replaced, for logs and errors.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.into()
-        }
-        _ => url.to_string(),
     }
 }
 

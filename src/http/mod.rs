@@ -79,12 +79,18 @@ pub struct AppState {
 
 /// Builds the router.
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
-    let origins: Vec<HeaderValue> = cors_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+    // `*` means any origin (as the README says); tower-http refuses `*` inside a list.
+    let allow_origin = if cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::OPTIONS])
         .allow_headers(tower_http::cors::Any);
     let api = Router::new()

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::base::redact_url;
 use crate::bridge::{self, producer, BridgeSettings, BrokerStatus, Role};
 
 /// A Redis connection's settings, client and status, for a producer or an edge.
@@ -39,7 +40,7 @@ impl NodeRole {
         let status = Arc::new(BrokerStatus::new(role, producer::node_name()));
         tracing::info!(
             role = ?role,
-            redis = %bridge::redact(&settings.url),
+            redis = %redact_url(&settings.url),
             prefix = %settings.prefix,
             "scale-out through Redis"
         );

@@ -404,6 +404,15 @@ pub async fn check_routes(day: &Imported, server: &ServerProcess, engine: &str) 
             "/api/history/FPT/candles?start=2026-11-26T10:00:00&end=2026-11-26".to_string(),
             "date_from_datetime_inexact",
         ),
+        // A year chrono reads and Python does not: once a panic that dropped the connection.
+        (
+            "/api/history/FPT/candles?start=2020-01-01&end=%2B262142-12-31".to_string(),
+            "date_from_datetime_parsing",
+        ),
+        (
+            format!("/api/history/FPT/ticks?start=10000-01-01&end={DAY}"),
+            "date_from_datetime_parsing",
+        ),
         (
             format!("/api/history/FPT/ticks?start={DAY}&end={DAY}&limit=50001"),
             "less_than_equal",
