@@ -318,24 +318,47 @@ fn drain(wire: &Wire) -> io::Result<usize> {
     wire.try_read(&mut sink)
 }
 
-/// Close codes a peer may send (RFC 6455 section 7.4).
+/// Close codes a peer may send (RFC 6455 section 7.4, and IANA's registry: 1012 service
+/// restart, 1013 try again later, 1014 bad gateway).
 fn valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// The first output buffer of [`inflate`]: a few times the input, grown as needed, so a short
+/// message does not allocate the whole `WS_MAX_MESSAGE_SIZE`.
+const INFLATE_FIRST: usize = 256;
+
 /// Inflates one client message compressed without context takeover, refusing output over
-/// `limit` bytes (a small message may inflate to a large one).
+/// `limit` bytes (a small message may inflate to a large one). The output grows by doubling
+/// up to `limit + 1` bytes, never past it.
 fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, End> {
     let mut input = Vec::with_capacity(payload.len() + 4);
     input.extend_from_slice(payload);
     input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
     let mut d = Decompress::new(false);
-    let mut out = Vec::with_capacity(limit + 1);
-    match d.decompress_vec(&input, &mut out, FlushDecompress::Sync) {
-        Ok(Status::Ok | Status::StreamEnd | Status::BufError) => {}
-        Err(_) => return Err(End::Violation(1007, "invalid compressed message")),
+    let first = payload.len().saturating_mul(4).max(INFLATE_FIRST);
+    let mut out = Vec::with_capacity(first.min(limit + 1));
+    loop {
+        let (consumed, produced) = (d.total_in() as usize, out.len());
+        match d.decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync) {
+            Ok(Status::Ok | Status::StreamEnd | Status::BufError) => {}
+            Err(_) => return Err(End::Violation(1007, "invalid compressed message")),
+        }
+        if out.len() > limit {
+            return Err(End::Violation(1009, "message too big"));
+        }
+        let progressed = d.total_in() as usize > consumed || out.len() > produced;
+        let full = out.len() == out.capacity();
+        // Done when all the input is in and the output had room to spare (nothing pending).
+        if !progressed || (d.total_in() as usize >= input.len() && !full) {
+            break;
+        }
+        if full {
+            let grown = (out.capacity() * 2).min(limit + 1);
+            out.reserve_exact(grown - out.len());
+        }
     }
-    if out.len() > limit || (d.total_in() as usize) < input.len() {
+    if (d.total_in() as usize) < input.len() {
         return Err(End::Violation(1009, "message too big"));
     }
     Ok(out)
@@ -549,7 +572,7 @@ mod tests {
 
     #[test]
     fn close_codes_a_client_may_send() {
-        for ok in [1000, 1001, 1003, 1008, 1011, 3000, 4999] {
+        for ok in [1000, 1001, 1003, 1008, 1011, 1012, 1013, 1014, 3000, 4999] {
             assert!(valid_close_code(ok), "{ok}");
         }
         for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
@@ -571,6 +594,31 @@ mod tests {
         assert!(matches!(
             inflate(b"\xff\xff\xff", 4096),
             Err(End::Violation(1007, _))
+        ));
+    }
+
+    #[test]
+    fn inflate_grows_its_buffer_only_as_the_message_needs() {
+        let mut d = frame::Deflater::new(9);
+        let limit = 1 << 20;
+        // A short message under a large limit: a small buffer, not the limit's.
+        let short = d.compress_message(b"{\"type\":\"ping\"}").unwrap();
+        let out = inflate(&short, limit).map_err(|_| ()).unwrap();
+        assert_eq!(out, b"{\"type\":\"ping\"}");
+        assert!(out.capacity() <= INFLATE_FIRST, "{}", out.capacity());
+        // A message that inflates far past its compressed size still comes out whole...
+        let text: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 7) as u8).collect();
+        let packed = d.compress_message(&text).unwrap();
+        assert!(packed.len() * 4 < text.len());
+        assert_eq!(inflate(&packed, limit).map_err(|_| ()).unwrap(), text);
+        // ...and exactly at the limit it fits, one byte over it does not.
+        assert_eq!(
+            inflate(&packed, text.len()).map_err(|_| ()).unwrap().len(),
+            text.len()
+        );
+        assert!(matches!(
+            inflate(&packed, text.len() - 1),
+            Err(End::Violation(1009, _))
         ));
     }
 }
