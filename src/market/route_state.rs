@@ -52,6 +52,20 @@ impl RouteState {
         derivatives::trend_of(self.basis.iter(), minutes, now)
     }
 
+    /// Adds an alert an edge relayed before the producer's next state has it: once, and the
+    /// log stays at the size a processor keeps (the oldest go first).
+    pub fn add_alert(&mut self, alert: Alert) {
+        if self.alerts.iter().any(|a| a.id == alert.id) {
+            return;
+        }
+        self.alerts.push(alert);
+        let keep = alerts::AlertConfig::default().capacity.max(1);
+        if self.alerts.len() > keep {
+            let excess = self.alerts.len() - keep;
+            self.alerts.drain(..excess);
+        }
+    }
+
     /// `alerts`, as a processor answers it.
     pub fn recent_alerts(
         &self,
@@ -74,19 +88,25 @@ mod tests {
         serde_json::to_string(v).unwrap()
     }
 
-    #[test]
-    fn answers_as_the_processor_does_after_a_round_trip() {
+    /// A processor after `messages` simulated messages, and the time of the last.
+    fn traded(messages: usize) -> (MarketProcessor, Timestamp) {
         let start = Timestamp::parse_rfc3339("2026-11-26T09:15:00+07:00").unwrap();
         let mut sim = Simulator::new(SimulatorConfig::new(5, start.0));
         let mut p = MarketProcessor::default();
         let mut now = start;
-        for _ in 0..40_000 {
+        for _ in 0..messages {
             let (t, text) = sim.next_message();
             now = Timestamp(t);
             if let Ok(Message::Event(e)) = parse_message(&text) {
                 p.apply(&e, now);
             }
         }
+        (p, now)
+    }
+
+    #[test]
+    fn answers_as_the_processor_does_after_a_round_trip() {
+        let (p, now) = traded(40_000);
         let state = RouteState::of(&p, now);
         let bytes = serde_json::to_vec(&state).unwrap();
         let back: RouteState = serde_json::from_slice(&bytes).unwrap();
@@ -109,5 +129,35 @@ mod tests {
             assert!(!ours.is_empty());
             assert_eq!(json(&ours), json(&p.alerts().recent(limit, kind, severity)));
         }
+    }
+
+    #[test]
+    fn a_relayed_alert_joins_once_and_the_log_keeps_its_size() {
+        let (p, now) = traded(20_000);
+        let mut state = RouteState::of(&p, now);
+        let one = state
+            .alerts
+            .first()
+            .cloned()
+            .expect("simulated trading raises alerts");
+        let before = state.alerts.len();
+        state.add_alert(one.clone());
+        assert_eq!(
+            state.alerts.len(),
+            before,
+            "an alert already in the log is not added again"
+        );
+        let keep = alerts::AlertConfig::default().capacity;
+        for i in 0..keep + 10 {
+            let mut new = one.clone();
+            new.id = format!("relayed-{i}");
+            state.add_alert(new);
+        }
+        assert_eq!(state.alerts.len(), keep);
+        assert_eq!(
+            state.alerts.last().unwrap().id,
+            format!("relayed-{}", keep + 9)
+        );
+        assert_eq!(state.alerts.first().unwrap().id, "relayed-10");
     }
 }

@@ -24,9 +24,7 @@ impl StateDoc for RouteState {
     type Event = Alert;
 
     fn add_event(&mut self, alert: Alert) {
-        if !self.alerts.iter().any(|a| a.id == alert.id) {
-            self.alerts.push(alert);
-        }
+        self.add_alert(alert);
     }
 }
 
