@@ -133,10 +133,20 @@ impl Params {
         if (1..=9999).contains(&date.year()) {
             return Some(date);
         }
+        self.date_error(
+            "date_from_datetime_parsing",
+            name,
+            "Input should be a valid date or datetime, year out of range (1 to 9999)",
+            &raw,
+        )
+    }
+
+    /// Records a date parameter's error as FastAPI words it; always `None`.
+    fn date_error(&mut self, kind: &str, name: &str, msg: &str, raw: &str) -> Option<NaiveDate> {
         self.errors.push(json!({
-            "type": "date_from_datetime_parsing",
+            "type": kind,
             "loc": ["query", name],
-            "msg": "Input should be a valid date or datetime, year out of range (1 to 9999)",
+            "msg": msg,
             "input": raw,
         }));
         None
@@ -158,24 +168,18 @@ impl Params {
             });
         match datetime {
             Some(dt) if dt.time() == chrono::NaiveTime::MIN => Some(dt.date()),
-            Some(_) => {
-                self.errors.push(json!({
-                    "type": "date_from_datetime_inexact",
-                    "loc": ["query", name],
-                    "msg": "Datetimes provided to dates should have zero time - e.g. be exact dates",
-                    "input": raw,
-                }));
-                None
-            }
-            None => {
-                self.errors.push(json!({
-                    "type": "date_from_datetime_parsing",
-                    "loc": ["query", name],
-                    "msg": "Input should be a valid date or datetime, invalid date separator",
-                    "input": raw,
-                }));
-                None
-            }
+            Some(_) => self.date_error(
+                "date_from_datetime_inexact",
+                name,
+                "Datetimes provided to dates should have zero time - e.g. be exact dates",
+                raw,
+            ),
+            None => self.date_error(
+                "date_from_datetime_parsing",
+                name,
+                "Input should be a valid date or datetime, invalid date separator",
+                raw,
+            ),
         }
     }
 
