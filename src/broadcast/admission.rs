@@ -28,6 +28,8 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::base::addr::canonical;
+
 /// The admission limits.
 #[derive(Debug, Clone)]
 pub struct AdmissionSettings {
@@ -234,14 +236,6 @@ impl Admission {
         } else {
             Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
         }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) count as the IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
