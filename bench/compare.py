@@ -183,7 +183,7 @@ def server_command(name: str, port: int, snapshot: Path, args: argparse.Namespac
         # second: the per-address and connection-rate limits are off, as the peers have none.
         env.update(APP_PORT=str(port), FEED="static", SNAPSHOT_FILE=str(snapshot),
                    WS_BROADCAST_INTERVAL="1", LOG_LEVEL="warning",
-                   WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0")
+                   WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_CONNECT_RATE_TOTAL="0")
         return [args.marketcast, "serve"], env
     common = ["--port", str(port), "--snapshot", str(snapshot), "--interval", "1"]
     if name == "seed":

@@ -68,7 +68,7 @@ def main() -> int:
     env = dict(os.environ)
     env.update(APP_PORT=str(port), FEED="simulator", SIM_BACKFILL=str(args.backfill), SIM_RATE="300",
                WS_BROADCAST_INTERVAL="1", LOG_LEVEL="warning", HISTORY="false", CHECKPOINT_INTERVAL="0",
-               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0",
+               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_CONNECT_RATE_TOTAL="0",
                DATA_DIR=f"/tmp/marketcast-delta-bench-{port}")
     server = compare.Server("marketcast", port, [args.marketcast, "serve"], env)
     rows = []

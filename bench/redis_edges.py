@@ -103,7 +103,7 @@ def node(args, role: str, redis_port: int, snapshot: Path) -> compare.Server:
     env = dict(os.environ)
     env.update(APP_PORT=str(port), ROLE=role, REDIS_URL=f"redis://127.0.0.1:{redis_port}",
                REDIS_CHANNEL_PREFIX="bench", LOG_LEVEL="warning", HISTORY="false",
-               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_BROADCAST_INTERVAL="1",
+               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_CONNECT_RATE_TOTAL="0", WS_BROADCAST_INTERVAL="1",
                DATA_DIR=f"/tmp/marketcast-redis-bench-{port}")
     if role in ("producer", "standalone"):
         env.update(FEED="static", SNAPSHOT_FILE=str(snapshot))

@@ -160,7 +160,7 @@ def main() -> int:
     port = free_port()
     data = tempfile.mkdtemp(prefix="marketcast-soak-")
     env = dict(os.environ, APP_PORT=str(port), FEED="simulator", WS_BROADCAST_INTERVAL="0.5",
-               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_QUEUE_SIZE="8",
+               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_CONNECT_RATE_TOTAL="0", WS_QUEUE_SIZE="8",
                WS_SLOW_CLIENT_TIMEOUT="2", DATA_DIR=data, LOG_LEVEL="warning")
     server = subprocess.Popen([args.server_bin, "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

@@ -81,7 +81,7 @@ def run(binary, env, tls, args, certs):
     env = dict(os.environ, **env, APP_PORT="0", LOG_LEVEL="warning", NO_COLOR="1",
                FEED="static", SNAPSHOT_FILE=str(ROOT / f"fixtures/snapshot-{args.size}.json"),
                WS_BROADCAST_INTERVAL=str(args.interval), WS_COMPRESSION="false",
-               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0",
+               WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_CONNECT_RATE_TOTAL="0",
                LOG_FORMAT="text", DATA_DIR=tempfile.mkdtemp())
     env["LOG_LEVEL"] = "info"
     if tls:

@@ -15,7 +15,8 @@
 //!   `slow_client_closes`, `heartbeat_timeouts`, `ticks`, `snapshot_bytes` (the latest
 //!   message's body), `delta_clients`, and the histograms `encode_seconds`, `tick_seconds` and
 //!   `delta_seconds`;
-//! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`);
+//! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`, `rate_total`,
+//!   `unauthorized`: a missing or wrong token, on any guarded route);
 //! - the feed: `feed_messages`, `feed_events` by `type`, `feed_skipped`, `feed_errors` by
 //!   `reason`, `feed_stale`, `feed_connected` (live feeds), `feed_last_message_age_seconds`,
 //!   `feed_reconnects`, `feed_upstream_errors`;
@@ -104,7 +105,7 @@ struct IngestFigures {
 #[derive(Debug)]
 struct Scrape {
     channels: Vec<ChannelFigures>,
-    refused: [(&'static str, u64); 3],
+    refused: [(&'static str, u64); 5],
     feed: FeedStatus,
     events_by_type: Vec<(&'static str, u64)>,
     processor: ProcessorCounters,
@@ -137,6 +138,8 @@ pub fn render(src: &Sources<'_>) -> String {
             ("per_ip", load(&refused.per_ip)),
             ("full", load(&refused.full)),
             ("rate", load(&refused.rate)),
+            ("rate_total", load(&refused.rate_total)),
+            ("unauthorized", load(&refused.unauthorized)),
         ],
         feed: src.feed.status(),
         events_by_type: src.feed.events_by_type().collect(),
@@ -271,7 +274,7 @@ impl Collector for Scrape {
         counters(
             e,
             "connections_refused",
-            "WebSocket upgrades refused by an admission limit (429 or 503).",
+            "Requests refused at the door: WebSocket upgrades by an admission limit (429 or 503), and any guarded route for a missing or wrong token (401).",
             &refused,
         )?;
         counters(

@@ -40,7 +40,7 @@ async fn start_frozen(name: &str, extra: &[(&str, &str)]) -> ServerProcess {
     let server = ServerProcess::start(&env);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let h = server.get("/health").await.json();
+        let h = server.health().await;
         if h["feed"]["state"] == "finished" {
             assert_eq!(h["feed"]["malformed"], 0);
             break;
@@ -295,18 +295,45 @@ async fn token_in_the_hook_url_and_cors_for_the_dev_server() {
     let frames = hook_receive(&mut ws, 1).await;
     assert!(frames[0]["quotes"].is_object());
 
+    // The REST data takes the same token (WS_AUTH_TOKEN guards the data, #20); the dev server's
+    // pages read the answer, and a refusal, across origins.
+    let with_token = "/api/market/snapshot?token=a%20b%26c%2F%C3%A9";
     for origin in ["http://localhost:5173", "http://dash.example"] {
+        let r = http_get(server.addr, with_token, &[("Origin", origin)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("access-control-allow-origin"), Some(origin));
         let r = http_get(server.addr, "/api/market/snapshot", &[("Origin", origin)]).await;
+        assert_eq!(r.status, 401, "{}", r.body);
         assert_eq!(r.header("access-control-allow-origin"), Some(origin));
     }
     let r = http_get(
         server.addr,
-        "/api/market/snapshot",
+        with_token,
         &[("Origin", "http://evil.example")],
     )
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), None);
+    // A preflight for the bearer header is answered without a token, and allows the header.
+    let r = common::http_request(
+        server.addr,
+        "OPTIONS",
+        "/api/market/snapshot",
+        &[
+            ("Origin", "http://dash.example"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-headers")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("authorization")
+    );
 }
 
 #[tokio::test]

@@ -81,7 +81,8 @@ async fn a_token_is_taken_from_the_query_or_a_bearer_header_and_refusals_say_why
     let mut ws = bystander;
     next_json(&mut ws, SECOND * 5).await;
     let logs = server.drain_logs().join("\n");
-    assert!(logs.contains("wrong or missing token"), "{logs}");
+    // One line a second per address, with a count (#20): the first refusal's.
+    assert!(logs.contains("WebSocket refused: missing token"), "{logs}");
     assert!(!logs.contains("s3cret-token"), "the token is never logged");
 }
 
@@ -376,7 +377,11 @@ async fn next_reply(s: &mut TcpStream, opcode: u8) -> Vec<u8> {
 
 #[tokio::test]
 async fn bad_frames_are_answered_by_the_rfc_and_the_others_carry_on() {
-    let server = ServerProcess::start(&[("WS_BROADCAST_INTERVAL", "0.1")]);
+    let server = ServerProcess::start(&[
+        ("WS_BROADCAST_INTERVAL", "0.1"),
+        // A connection per case, from one address, faster than its connect rate (#20).
+        ("WS_CONNECT_RATE", "0"),
+    ]);
     let bystander = Bystander::start(&server).await;
     // (what, frames as (first byte, masked, payload), the close code expected)
     let close_with_code = |code: u16, reason: &[u8]| {
@@ -505,7 +510,9 @@ async fn a_client_that_never_reads_among_200_is_closed_and_the_readers_keep_thei
         ("WS_BROADCAST_INTERVAL", "0.05"),
         ("WS_QUEUE_SIZE", "50"),
         ("WS_SLOW_CLIENT_TIMEOUT", "2"),
+        // 201 clients from one address at once: past the per-address connect rate (#20).
         ("WS_MAX_CONNECTIONS_PER_IP", "0"),
+        ("WS_CONNECT_RATE", "0"),
         ("WS_COMPRESSION", "false"),
     ]);
     let mut readers = Vec::new();

@@ -111,3 +111,29 @@ fn log_format_json_writes_one_json_object_per_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("LOG_FORMAT") && err.contains("json"), "{err}");
 }
+
+#[test]
+fn the_access_settings_name_themselves_when_invalid() {
+    for (name, value, says) in [
+        (
+            "WS_CONNECT_RATE_TOTAL",
+            "-1",
+            "WS_CONNECT_RATE_TOTAL must be a number from 0 to 1000000",
+        ),
+        (
+            "WS_CONNECT_RATE",
+            "fast",
+            "WS_CONNECT_RATE must be a number from 0 to 1000000",
+        ),
+        ("PUBLIC_REST", "maybe", "PUBLIC_REST must be true or false"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+            .env(name, value)
+            .env("APP_PORT", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}={value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{name}={value}: {err}");
+    }
+}

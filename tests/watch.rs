@@ -123,7 +123,7 @@ async fn once_prints_the_board_and_the_token_gets_through() {
     assert!(text.contains("basis"), "{text}");
     assert!(text.contains("foreign  buy"), "{text}");
     // The board: a header, then one row per VN30 symbol, each with a price.
-    let snapshot = server.get("/api/market/snapshot").await.json();
+    let snapshot = server.get("/api/market/snapshot?token=s3cret").await.json();
     let symbols = snapshot["prices"].as_object().unwrap();
     assert_eq!(symbols.len(), 30);
     for (symbol, p) in symbols {

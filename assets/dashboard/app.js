@@ -11,6 +11,9 @@
 (() => {
   const $ = (sel) => document.querySelector(sel);
   const token = new URLSearchParams(location.search).get('token');
+  // The REST data takes the same token as the socket (WS_AUTH_TOKEN), as a bearer header.
+  const authorized = (init = {}) =>
+    token ? { ...init, headers: { ...init.headers, Authorization: 'Bearer ' + token } } : init;
   const EXCHANGE_TZ = 'Asia/Ho_Chi_Minh';
   const RECONNECT_MIN_MS = 1000;
   const RECONNECT_MAX_MS = 30000;
@@ -95,7 +98,7 @@
   }
   async function loadBasisTrend() {
     try {
-      const r = await fetch('/api/market/basis-trend?minutes=120');
+      const r = await fetch('/api/market/basis-trend?minutes=120', authorized());
       if (!r.ok) return;
       const points = await r.json();
       basis.xs = []; basis.ys = [];
@@ -317,7 +320,7 @@
   }
   async function poll() {
     try {
-      const r = await fetch('/api/market/snapshot', { cache: 'no-store' });
+      const r = await fetch('/api/market/snapshot', authorized({ cache: 'no-store' }));
       if (r.ok && !conn.ws?.readyState) onSnapshot(await r.json(), true);
       if (conn.pollTimer && conn.state !== 'live') setState('polling');
     } catch (_) {

@@ -105,10 +105,15 @@ pub struct ServeArgs {
     /// limit less a margin, so the process never runs out of descriptors.
     #[arg(long, env = "WS_MAX_CONNECTIONS", value_parser = integer("WS_MAX_CONNECTIONS", 0, 10_000_000))]
     pub max_connections: Option<u64>,
-    /// New WebSocket connections accepted per second (a reconnect storm is spread out); 0:
-    /// unlimited.
-    #[arg(long, env = "WS_CONNECT_RATE", default_value = "1000", value_parser = float("WS_CONNECT_RATE", 0.0, 1_000_000.0))]
+    /// New WebSocket connections accepted per second from one address (one second's worth
+    /// saved up), so one client connecting in a loop cannot use up the process's rate; a wrong
+    /// token spends one too. 0: unlimited.
+    #[arg(long, env = "WS_CONNECT_RATE", default_value = "20", value_parser = float("WS_CONNECT_RATE", 0.0, 1_000_000.0))]
     pub connect_rate: f64,
+    /// New WebSocket connections accepted per second in the whole process (a reconnect storm
+    /// is spread out); 0: unlimited.
+    #[arg(long, env = "WS_CONNECT_RATE_TOTAL", default_value = "1000", value_parser = float("WS_CONNECT_RATE_TOTAL", 0.0, 1_000_000.0))]
+    pub connect_rate_total: f64,
     /// Proxies whose `X-Forwarded-For` names the client (addresses or CIDR blocks,
     /// comma-separated); empty: none.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "127.0.0.0/8,::1", value_parser = networks)]
@@ -136,6 +141,20 @@ pub struct ServeArgs {
         value_parser = secret
     )]
     pub auth_token: Secret,
+    /// Token for the operators' details (`/health?clients=true` and the rest of `/health`
+    /// beyond its plain status, `/metrics`); empty: they take `WS_AUTH_TOKEN`.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        default_value = "",
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub admin_token: Secret,
+    /// Serve the REST data routes without `WS_AUTH_TOKEN`, as the original did (its frontend
+    /// sends a token only on the WebSocket).
+    #[arg(long, env = "PUBLIC_REST", default_value = "false", value_parser = boolean("PUBLIC_REST"))]
+    pub public_rest: bool,
     /// Log lines: `text` (human-readable) or `json` (one JSON object per line, for a log
     /// collector).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -329,6 +348,7 @@ impl ServeArgs {
             max_per_ip: self.max_connections_per_ip as usize,
             max_total,
             connect_rate: self.connect_rate,
+            connect_rate_total: self.connect_rate_total,
             trusted_proxies: self.trusted_proxies.0.clone(),
         }
     }

@@ -17,6 +17,7 @@
 //! Handlers are small: state comes in through [`AppState`], the work happens in the market,
 //! broadcast and feed modules.
 
+pub mod denials;
 pub mod guard;
 pub mod ingest;
 pub mod operations;
@@ -32,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::base::shutdown::Phase;
 use crate::base::time::Clock;
@@ -43,7 +44,8 @@ use crate::feed::recorder::Recorder;
 use crate::feed::FeedStats;
 use crate::market::SharedMarket;
 
-pub use guard::OriginPolicy;
+pub use denials::Denials;
+pub use guard::{OriginPolicy, Tokens};
 pub use view::MarketView;
 
 /// Everything a handler may need; cheap to clone.
@@ -65,7 +67,12 @@ pub struct AppState {
     /// The ingest endpoints, when `INGEST_TOKEN` is set.
     pub ingest: Option<Arc<Ingest>>,
     pub recorder: Option<Arc<Recorder>>,
-    pub auth_token: Arc<str>,
+    /// The tokens the doors take (`WS_AUTH_TOKEN`, `ADMIN_TOKEN`, `PUBLIC_REST`).
+    pub tokens: Arc<Tokens>,
+    /// Refused tokens, for the warning logged at most once a second per address.
+    pub denials: Arc<Denials>,
+    /// This node's role (`standalone`, `producer`, `edge`), for `/health`.
+    pub role: &'static str,
     /// Who may open a WebSocket, and how many.
     pub admission: Arc<Admission>,
     /// The checkpoint writer's record, when checkpoints are on.
@@ -89,10 +96,12 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
                 .filter_map(|o| HeaderValue::from_str(o).ok()),
         )
     };
+    // The headers a page asks to send are mirrored back: a wildcard would not cover
+    // `Authorization`, which browsers never send under `*`.
     let cors = CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::OPTIONS])
-        .allow_headers(tower_http::cors::Any);
+        .allow_headers(AllowHeaders::mirror_request());
     let api = Router::new()
         .route("/api/market/snapshot", get(rest::snapshot))
         .route("/api/market/foreign-detail", get(rest::foreign_detail))
@@ -105,6 +114,12 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             "/api/history",
             crate::history::api::router(state.history.clone()),
         )
+        // The token first, CORS around it: a refusal carries CORS headers, a preflight is
+        // answered without a token.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::data_routes,
+        ))
         .layer(cors);
     let mut router = Router::new();
     for (name, _) in state.channels.iter() {

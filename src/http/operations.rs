@@ -3,14 +3,21 @@
 //!
 //! They read counters at request time and add nothing to the hot path: every figure is kept by
 //! the part it describes (hubs, admission, feed, broker, history) and only gathered here.
+//!
+//! Who may read what: `/health` without a token answers the plain status a load balancer needs
+//! (status, role, the feed's state) and nothing about clients, addresses or databases. The
+//! details and `/metrics` need the operators' token when one is set ([`Door::Operations`]).
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::guard::{client_ip, refuse, request_token, Door, Verdict};
 use super::{plain, AppState};
 
 #[derive(Deserialize)]
@@ -19,8 +26,49 @@ pub struct HealthQuery {
     clients: bool,
 }
 
-/// `GET /health[?clients=true]`.
-pub async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -> Response {
+/// `GET /health[?clients=true]`: the details with the operators' token (or when none is set),
+/// the plain status without one, 401 for a wrong token or for `?clients=true` without one.
+pub async fn health(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<HealthQuery>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let given = request_token(&headers, query.as_deref());
+    match app.tokens.judge(Door::Operations, given.as_deref()) {
+        Verdict::Open | Verdict::Granted => health_details(&app, q.clients),
+        Verdict::Missing if !q.clients => plain_health(&app),
+        verdict => refuse(
+            &app,
+            Door::Operations,
+            verdict,
+            client_ip(&app.admission, Some(peer), &headers),
+        ),
+    }
+}
+
+/// What anyone may read: whether the node serves, its role, and its feed's state.
+fn plain_health(app: &AppState) -> Response {
+    let feed = app.feed.status();
+    Json(json!({
+        "status": status(app),
+        "role": app.role,
+        "feed": { "kind": feed.kind, "state": feed.state, "connected": feed.connected },
+    }))
+    .into_response()
+}
+
+fn status(app: &AppState) -> &'static str {
+    if app.channels.primary().is_accepting() {
+        "ok"
+    } else {
+        "shutting_down"
+    }
+}
+
+/// Everything: clients, channels, counters, history, broker (`clients`: every client's row).
+fn health_details(app: &AppState, clients: bool) -> Response {
     let hub = app.channels.primary();
     let totals = hub.totals();
     let last_tick = hub
@@ -42,7 +90,8 @@ pub async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -
         })
         .collect();
     let mut body = json!({
-        "status": if hub.is_accepting() { "ok" } else { "shutting_down" },
+        "status": status(app),
+        "role": app.role,
         "clients": app.channels.totals().clients,
         "channels": channels,
         "last_tick": last_tick,
@@ -89,14 +138,26 @@ pub async fn health(State(app): State<AppState>, Query(q): Query<HealthQuery>) -
         });
     }
     // Per-client counters only on request (`/health?clients=true`): 19,000 rows otherwise.
-    if q.clients {
+    if clients {
         body["client_list"] = json!(hub.clients());
     }
     Json(body).into_response()
 }
 
-/// `GET /metrics`: OpenMetrics text, gathered at scrape time.
-pub async fn metrics(State(app): State<AppState>) -> Response {
+/// `GET /metrics`: OpenMetrics text, gathered at scrape time; with the operators' token when
+/// one is set (Prometheus sends it as a bearer token).
+pub async fn metrics(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let given = request_token(&headers, query.as_deref());
+    let verdict = app.tokens.judge(Door::Operations, given.as_deref());
+    if !matches!(verdict, Verdict::Open | Verdict::Granted) {
+        let client = client_ip(&app.admission, Some(peer), &headers);
+        return refuse(&app, Door::Operations, verdict, client);
+    }
     let text = crate::metrics::render(&crate::metrics::Sources {
         channels: &app.channels,
         admission: &app.admission,

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
-use super::guard::{bearer, same_token};
+use super::guard::{bearer, refuse, too_many, Door, Verdict};
 use super::{plain, AppState};
 use crate::broadcast::connection;
 use crate::broadcast::handshake;
@@ -58,18 +58,11 @@ fn ws_channel(
     if !channel.is_accepting() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
-    if !app.auth_token.is_empty() {
-        let given = bearer(req.headers()).or(q.token.as_deref()).unwrap_or("");
-        if !same_token(given, &app.auth_token) {
-            tracing::warn!(%peer, "WebSocket refused: wrong or missing token");
-            let mut resp = plain(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong token: send ?token=<WS_AUTH_TOKEN> or Authorization: Bearer <WS_AUTH_TOKEN>",
-            );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return resp;
-        }
+    let client_ip = app.admission.client_ip(peer, req.headers());
+    let given = bearer(req.headers()).or(q.token.as_deref());
+    match app.tokens.judge(Door::Socket, given) {
+        Verdict::Open | Verdict::Granted => {}
+        verdict => return refuse(&app, Door::Socket, verdict, client_ip),
     }
     if let Err(why) = app.origins.check(req.headers()) {
         tracing::warn!(%peer, "WebSocket refused: {why}");
@@ -83,19 +76,11 @@ fn ws_channel(
         Ok(h) => h,
         Err(e) => return handshake_refusal(&e),
     };
-    let client_ip = app.admission.client_ip(peer, req.headers());
     let permit = match app.admission.admit(client_ip) {
         Ok(p) => p,
         Err(refusal) => {
             tracing::info!(%peer, client = %client_ip, "WebSocket refused: {refusal}");
-            let status =
-                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-            let mut resp = plain(status, &refusal.to_string());
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(refusal.retry_after_secs()),
-            );
-            return resp;
+            return too_many(&refusal);
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);

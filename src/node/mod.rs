@@ -42,7 +42,7 @@ use crate::checkpoint::{self, LastSeq};
 use crate::config::{list, FeedKind, ServeArgs};
 use crate::feed::recorder::Recorder;
 use crate::history::History;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Tokens};
 
 /// A node bound to its address, ready to run.
 pub struct Node {
@@ -152,7 +152,13 @@ impl Node {
             feed: started.feed,
             ingest: started.ingest,
             recorder: recorder.clone(),
-            auth_token: Arc::from(args.auth_token.expose()),
+            tokens: Arc::new(Tokens {
+                data: args.auth_token.expose().to_owned(),
+                admin: args.admin_token.expose().to_owned(),
+                public_rest: args.public_rest,
+            }),
+            denials: Arc::default(),
+            role: role.name(),
             admission,
             checkpoint: checkpoints.as_ref().map(|(_, _, status)| status.clone()),
             origins: Arc::new(args.origin_policy()),

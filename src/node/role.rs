@@ -55,6 +55,15 @@ impl NodeRole {
         })
     }
 
+    /// `standalone`, `producer` or `edge`, as `/health` says it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeRole::Standalone => "standalone",
+            NodeRole::Producer(_) => "producer",
+            NodeRole::Edge(_) => "edge",
+        }
+    }
+
     /// True for an edge: no feed, no processor of its own.
     pub fn is_edge(&self) -> bool {
         matches!(self, NodeRole::Edge(_))

@@ -33,6 +33,8 @@ pub struct ServerProcess {
     early: std::cell::RefCell<Vec<String>>,
     /// This server's own `DATA_DIR` (unless the test gave one), removed when it is dropped.
     own_data_dir: Option<std::path::PathBuf>,
+    /// The token `/health`'s details take (`ADMIN_TOKEN`, else `WS_AUTH_TOKEN`), when set.
+    pub admin_token: Option<String>,
 }
 
 impl ServerProcess {
@@ -79,6 +81,13 @@ impl ServerProcess {
                 let _ = tx2.send(line);
             }
         });
+        let setting = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, v)| *k == name && !v.is_empty())
+                .map(|(_, v)| v.to_string())
+        };
+        let admin_token = setting("ADMIN_TOKEN").or_else(|| setting("WS_AUTH_TOKEN"));
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut early = Vec::new();
         loop {
@@ -100,6 +109,7 @@ impl ServerProcess {
                     logs: rx,
                     early: std::cell::RefCell::new(early),
                     own_data_dir,
+                    admin_token,
                 };
             }
             early.push(line);
@@ -163,7 +173,7 @@ impl ServerProcess {
     ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let h = self.get("/health").await.json();
+            let h = self.health().await;
             if what(&h) {
                 return h;
             }
@@ -175,6 +185,29 @@ impl ServerProcess {
     /// `GET path` over HTTP/1.1; returns status, headers (lower-cased names) and body.
     pub async fn get(&self, path: &str) -> HttpResponse {
         http_get(self.addr, path, &[]).await
+    }
+
+    /// `/health` with its details: with the operators' token when the server has one.
+    pub async fn health(&self) -> serde_json::Value {
+        // As `?token=`, percent-encoded: a token may hold what a header cannot.
+        let path = match &self.admin_token {
+            Some(t) => {
+                let encoded: String = t
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                format!("/health?token={encoded}")
+            }
+            None => "/health".to_string(),
+        };
+        let r = self.get(&path).await;
+        assert_eq!(r.status, 200, "/health: {}", r.body);
+        r.json()
     }
 }
 
@@ -247,7 +280,42 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let s = TcpStream::connect(addr).await.unwrap();
+    http_request_on(s, addr, method, path, headers, body).await
+}
+
+/// A TCP connection to `addr` from the loopback address `local` (127.0.0.2, ...), so a test can
+/// be several clients as the server's per-address limits count them.
+pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = match local {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// [`http_get`] from the loopback address `local`.
+pub async fn http_get_from(
+    local: std::net::IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let s = connect_from(local, addr).await;
+    http_request_on(s, addr, "GET", path, headers, b"").await
+}
+
+/// A minimal HTTP/1.1 request on a connection already open to `addr`.
+pub async fn http_request_on(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -334,7 +402,27 @@ pub async fn next_json(ws: &mut Ws, timeout: Duration) -> (String, serde_json::V
 
 /// A raw WebSocket client over TCP: does the handshake, then exposes the socket.
 pub async fn raw_connect(addr: SocketAddr, path: &str, extra_headers: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let s = TcpStream::connect(addr).await.unwrap();
+    raw_connect_on(s, addr, path, extra_headers).await
+}
+
+/// [`raw_connect`] from the loopback address `local`.
+pub async fn raw_connect_from(
+    local: std::net::IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    extra_headers: &str,
+) -> (TcpStream, String) {
+    let s = connect_from(local, addr).await;
+    raw_connect_on(s, addr, path, extra_headers).await
+}
+
+async fn raw_connect_on(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    extra_headers: &str,
+) -> (TcpStream, String) {
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
     );
