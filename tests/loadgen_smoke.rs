@@ -14,6 +14,8 @@ fn loadgen_counts_every_message_of_a_short_run() {
         ("FEED", "static"),
         ("SNAPSHOT_FILE", &fixture("snapshot-small.json")),
         ("WS_BROADCAST_INTERVAL", "0.2"),
+        // A load test from one host: 40 clients at 200 a second, past one address's rate.
+        ("WS_CONNECT_RATE", "0"),
     ]);
     let out_dir = std::env::temp_dir().join(format!("marketcast-loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
