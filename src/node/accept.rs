@@ -80,7 +80,10 @@ pub async fn serve_http(
             Ok(permit) => permit,
             Err(refusal) => {
                 tracing::debug!(%peer, "connection refused: {refusal}");
-                gate.answer_refusal(tcp, &refusal);
+                // A TLS client could not read a plain-text answer: it is just closed.
+                if tls.is_none() {
+                    gate.answer_refusal(tcp, &refusal);
+                }
                 continue;
             }
         };

@@ -18,9 +18,10 @@
 //! admission's to count, so 19,000 WebSocket clients from one load generator are held by
 //! `WS_MAX_CONNECTIONS_PER_IP`, never by this gate. Nothing here runs per tick.
 //!
-//! A refused connection gets a short plain-text HTTP answer written on the socket by
-//! [`answer_refusal`], in a task of its own and within [`REFUSAL_BUDGET`], so the accept loop
-//! never waits on a client.
+//! A refused plain connection gets a short plain-text HTTP answer written on the socket by
+//! [`Gate::answer_refusal`], in a task of its own and within [`REFUSAL_BUDGET`], so the accept
+//! loop never waits on a client (a refused TLS connection is closed: its client could not read
+//! plain text).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -195,8 +196,8 @@ impl Gate {
     }
 
     /// Answers a refused connection without hyper and closes it, in a task of its own that
-    /// lasts at most [`REFUSAL_BUDGET`]. When [`REFUSALS_IN_FLIGHT`] are being answered already,
-    /// the connection is closed at once.
+    /// lasts at most [`REFUSAL_BUDGET`]. When `REFUSALS_IN_FLIGHT` (256) are being answered
+    /// already, the connection is closed at once.
     pub fn answer_refusal(&self, tcp: TcpStream, refusal: &GateRefusal) {
         let Ok(slot) = self.refusing.clone().try_acquire_owned() else {
             return;
