@@ -15,8 +15,9 @@
 //!   `slow_client_closes`, `heartbeat_timeouts`, `ticks`, `snapshot_bytes` (the latest
 //!   message's body), `delta_clients`, and the histograms `encode_seconds`, `tick_seconds` and
 //!   `delta_seconds`;
-//! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`, `rate_total`,
-//!   `unauthorized`: a missing or wrong token, on any guarded route);
+//! - `connections_refused` by `reason` (`per_ip`, `full`, `rate`, `rate_total`, `http_per_ip`:
+//!   a connection in its HTTP phase past `HTTP_MAX_CONNECTIONS_PER_IP`, `unauthorized`: a
+//!   missing or wrong token, on any guarded route);
 //! - the feed: `feed_messages`, `feed_events` by `type`, `feed_skipped`, `feed_errors` by
 //!   `reason`, `feed_stale`, `feed_connected` (live feeds), `feed_last_message_age_seconds`,
 //!   `feed_reconnects`, `feed_upstream_errors`;
@@ -105,7 +106,7 @@ struct IngestFigures {
 #[derive(Debug)]
 struct Scrape {
     channels: Vec<ChannelFigures>,
-    refused: [(&'static str, u64); 5],
+    refused: [(&'static str, u64); 6],
     feed: FeedStatus,
     events_by_type: Vec<(&'static str, u64)>,
     processor: ProcessorCounters,
@@ -139,6 +140,7 @@ pub fn render(src: &Sources<'_>) -> String {
             ("full", load(&refused.full)),
             ("rate", load(&refused.rate)),
             ("rate_total", load(&refused.rate_total)),
+            ("http_per_ip", load(&refused.http_per_ip)),
             ("unauthorized", load(&refused.unauthorized)),
         ],
         feed: src.feed.status(),
@@ -274,7 +276,7 @@ impl Collector for Scrape {
         counters(
             e,
             "connections_refused",
-            "Requests refused at the door: WebSocket upgrades by an admission limit (429 or 503), and any guarded route for a missing or wrong token (401).",
+            "Connections and requests refused at the door: WebSocket upgrades by an admission limit (429 or 503), connections by the HTTP limits (429 or 503), and any guarded route for a missing or wrong token (401).",
             &refused,
         )?;
         counters(

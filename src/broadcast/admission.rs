@@ -95,6 +95,9 @@ pub struct RefusalCounters {
     pub full: AtomicU64,
     pub rate: AtomicU64,
     pub rate_total: AtomicU64,
+    /// Connections turned away in their HTTP phase by the accept loop's per-address limit
+    /// (`HTTP_MAX_CONNECTIONS_PER_IP`; its process-full refusals count as `full`).
+    pub http_per_ip: AtomicU64,
     /// Requests with a missing or wrong token (WebSockets, and REST data and operations routes).
     pub unauthorized: AtomicU64,
 }

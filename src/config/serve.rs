@@ -122,6 +122,26 @@ pub struct ServeArgs {
     /// handshake trickled in byte by byte) is disconnected.
     #[arg(long, env = "WS_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = seconds("WS_HANDSHAKE_TIMEOUT", 0.1, 3600.0))]
     pub handshake_timeout: Duration,
+    /// Open HTTP connections per client address, WebSocket upgrades not yet done included;
+    /// more get 429. Not applied to TRUSTED_PROXIES (their clients are told apart per request).
+    /// 0: unlimited.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS_PER_IP", default_value_t = 100, value_parser = integer("HTTP_MAX_CONNECTIONS_PER_IP", 0, 10_000_000))]
+    pub http_max_connections_per_ip: u64,
+    /// Seconds a response may wait for the client to read it before the connection is cut
+    /// (HTTP only; a WebSocket's slow client is WS_SLOW_CLIENT_TIMEOUT's).
+    #[arg(long, env = "HTTP_WRITE_TIMEOUT", default_value = "30", value_parser = seconds("HTTP_WRITE_TIMEOUT", 0.1, 3600.0))]
+    pub http_write_timeout: Duration,
+    /// TLS handshakes in progress at once; a connection that finds them all taken waits up to
+    /// two seconds for one.
+    #[arg(long, env = "TLS_MAX_HANDSHAKES", default_value_t = 256, value_parser = integer("TLS_MAX_HANDSHAKES", 1, 100_000))]
+    pub tls_max_handshakes: u64,
+    /// TLS handshakes in progress at once from one client address; 0: unlimited.
+    #[arg(long, env = "TLS_MAX_HANDSHAKES_PER_IP", default_value_t = 8, value_parser = integer("TLS_MAX_HANDSHAKES_PER_IP", 0, 100_000))]
+    pub tls_max_handshakes_per_ip: u64,
+    /// Seconds a new TLS connection may take to send its first byte (the ClientHello's); a
+    /// silent one is closed.
+    #[arg(long, env = "TLS_FIRST_BYTE_TIMEOUT", default_value = "5", value_parser = seconds("TLS_FIRST_BYTE_TIMEOUT", 0.1, 3600.0))]
+    pub tls_first_byte_timeout: Duration,
     /// PEM certificate chain: with `TLS_KEY`, the port speaks `https://` and `wss://` only.
     /// A changed file is picked up without a restart.
     #[arg(long, env = "TLS_CERT")]

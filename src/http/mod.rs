@@ -13,6 +13,8 @@
 //!   and its assets.
 //! * [`guard`]: the token and origin checks every door shares; [`view`]: the market as the
 //!   routes read it, local or remote, so no handler branches on the node's role.
+//! * [`write_timeout`]: the IO every HTTP connection is served on, which cuts a response the
+//!   client does not read within `HTTP_WRITE_TIMEOUT` (and is taken off again at an upgrade).
 //!
 //! Handlers are small: state comes in through [`AppState`], the work happens in the market,
 //! broadcast and feed modules.
@@ -24,6 +26,7 @@ pub mod operations;
 pub mod rest;
 pub mod upgrade;
 pub mod view;
+pub mod write_timeout;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -12,11 +12,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::net::TcpStream;
 
 use super::guard::{bearer, refuse, too_many, Door, Verdict};
+use super::write_timeout::{PlainIo, TlsIo};
 use super::{plain, AppState};
 use crate::broadcast::connection;
 use crate::broadcast::handshake;
@@ -110,20 +109,21 @@ fn ws_channel(
 
 /// Takes the socket (and its TLS state) back from hyper after an upgrade, with a copy of what
 /// hyper read past the handshake (usually nothing). hyper's read buffer is let go: kept, it
-/// would pin several KiB per connection for the connection's life.
+/// would pin several KiB per connection for the connection's life; so is the HTTP phase's
+/// [`WriteTimeout`](super::write_timeout::WriteTimeout): the fan-out gets the bare socket.
 fn into_wire(upgraded: hyper::upgrade::Upgraded) -> Option<(Wire, Vec<u8>)> {
     use hyper_util::server::conn::auto::upgrade::downcast;
-    let upgraded = match downcast::<TokioIo<TcpStream>>(upgraded) {
+    let upgraded = match downcast::<PlainIo>(upgraded) {
         Ok(parts) => {
             let leftover = parts.read_buf.to_vec();
-            return Some((Wire::Plain(parts.io.into_inner()), leftover));
+            return Some((Wire::Plain(parts.io.into_inner().into_inner()), leftover));
         }
         Err(other) => other,
     };
-    match downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>(upgraded) {
+    match downcast::<TlsIo>(upgraded) {
         Ok(parts) => {
             let leftover = parts.read_buf.to_vec();
-            let (tcp, conn) = parts.io.into_inner().into_inner();
+            let (tcp, conn) = parts.io.into_inner().into_inner().into_inner();
             Some((Wire::tls(tcp, conn), leftover))
         }
         Err(_) => None,

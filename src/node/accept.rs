@@ -5,26 +5,48 @@
 //! trickles a handshake is cut off instead of holding a descriptor forever) and the size of
 //! that head (`MAX_REQUEST_HEAD`). Each connection is served with upgrades on, so the
 //! WebSocket doors can take the socket over.
+//!
+//! The loop itself stays a loop: who may connect is the [`gate`](super::gate)'s to say, TLS
+//! handshake slots are [`tls_slots`](super::tls_slots)', and the response write timeout is
+//! [`WriteTimeout`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::gate::Gate;
 use super::lifecycle::HTTP_GRACE;
-
-/// TLS handshakes in progress at once, at most.
-const MAX_TLS_HANDSHAKES: usize = 256;
+use super::tls_slots::HandshakeSlots;
+use crate::http::write_timeout::WriteTimeout;
 
 /// The most a request line and headers may take; more gets 431 (or 414 for the line).
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
+/// The accept loop's timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// The request head, and with TLS the handshake (`WS_HANDSHAKE_TIMEOUT`).
+    pub handshake: Duration,
+    /// A response waiting for the client to read it (`HTTP_WRITE_TIMEOUT`).
+    pub write: Duration,
+    /// A new TLS connection's first byte (`TLS_FIRST_BYTE_TIMEOUT`).
+    pub tls_first_byte: Duration,
+}
+
+/// TLS on the listener: the acceptor and its handshake slots.
+pub struct Tls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub slots: HandshakeSlots,
+}
+
 /// Accepts connections and serves HTTP/1.1 on them until `stop` resolves, then gives in-flight
 /// requests [`HTTP_GRACE`]. A failed `accept` (out of descriptors, say) is retried after a
-/// pause instead of ending the server.
+/// pause instead of ending the server. Every connection passes the [`Gate`] first.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    handshake_timeout: Duration,
+    gate: Arc<Gate>,
+    tls: Option<Tls>,
+    timeouts: Timeouts,
     stop: impl std::future::Future<Output = ()>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,16 +56,12 @@ pub async fn serve_http(
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
+        .header_read_timeout(timeouts.handshake)
         .max_buf_size(MAX_REQUEST_HEAD);
     // Shared, and borrowed inside each connection's task: a connection that owned a copy of the
     // builder would keep about 1.4 KB per WebSocket client alive for the client's whole life.
     let http = Arc::new(http.http1_only().clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // TLS handshakes in progress at once: each costs a signature, and a flood of ClientHellos
-    // must not take the cores the clients already connected need. Past the bound a new
-    // connection is closed at once (the client retries).
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_TLS_HANDSHAKES));
     tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -56,6 +74,18 @@ pub async fn serve_http(
                     continue;
                 }
             },
+        };
+        // Held by the connection's task while it speaks HTTP; an upgrade ends that task.
+        let permit = match gate.admit(peer) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                tracing::debug!(%peer, "connection refused: {refusal}");
+                // A TLS client could not read a plain-text answer: it is just closed.
+                if tls.is_none() {
+                    gate.answer_refusal(tcp, &refusal);
+                }
+                continue;
+            }
         };
         let router = app.clone();
         let service =
@@ -72,37 +102,58 @@ pub async fn serve_http(
         match &tls {
             None => {
                 tokio::spawn(async move {
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    let _permit = permit;
+                    let io = TokioIo::new(WriteTimeout::new(tcp, timeouts.write));
+                    let conn = http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, "HTTP connection ended: {e}");
                     }
                 });
             }
-            Some(acceptor) => {
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "too many TLS handshakes in progress; closing");
-                    continue;
-                };
-                let acceptor = acceptor.clone();
+            Some(tls) => {
+                let (acceptor, slots) = (tls.acceptor.clone(), tls.slots.clone());
+                // `permit` is the task's until it ends, as in the plain one.
                 tokio::spawn(async move {
-                    // The TLS handshake has its own WS_HANDSHAKE_TIMEOUT, before the one on the
+                    // A connection that says nothing takes no handshake slot, and is closed
+                    // after TLS_FIRST_BYTE_TIMEOUT: idle sockets cannot keep others out.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(timeouts.tls_first_byte, tcp.peek(&mut first)).await
+                    {
+                        Ok(Ok(1..)) => {}
+                        Ok(_) => return,
+                        Err(_) => {
+                            tracing::debug!(%peer, "no ClientHello in time; closing");
+                            return;
+                        }
+                    }
+                    let slot = match slots.acquire(permit.address()).await {
+                        Ok(slot) => slot,
+                        Err(e) => {
+                            tracing::debug!(%peer, "closing: {e}");
+                            return;
+                        }
+                    };
+                    // The handshake has its own WS_HANDSHAKE_TIMEOUT, before the one on the
                     // request head: a client that trickles its ClientHello is dropped too.
-                    let stream =
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => {
-                                drop(permit);
-                                stream
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let stream = match tokio::time::timeout(
+                        timeouts.handshake,
+                        acceptor.accept(tcp),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    drop(slot);
+                    let io = TokioIo::new(WriteTimeout::new(stream, timeouts.write));
+                    let conn = http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, "HTTPS connection ended: {e}");
                     }

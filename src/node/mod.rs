@@ -9,11 +9,14 @@
 //!   state as the channels' bytes;
 //! * [`feeds`]: the source of market events; [`ticks`]: the source of each channel's ticks
 //!   (the processor or the broker); [`notices`]: the feed's state told to clients;
-//! * [`accept`]: the accept loop; [`lifecycle`]: the phases of shutdown every task belongs to.
+//! * [`accept`]: the accept loop; [`gate`]: how many connections may be in their HTTP phase,
+//!   per address and in all; [`tls_slots`]: the TLS handshakes in progress, per address and in
+//!   all; [`lifecycle`]: the phases of shutdown every task belongs to.
 
 pub mod accept;
 pub mod adapter;
 pub mod feeds;
+pub mod gate;
 pub mod lifecycle;
 pub mod local;
 pub mod notices;
@@ -21,6 +24,7 @@ pub mod remote;
 pub mod role;
 pub mod side;
 pub mod ticks;
+pub mod tls_slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,11 +32,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use self::gate::{Gate, GateSettings};
 use self::lifecycle::Lifecycle;
 use self::local::LocalMarket;
 use self::role::NodeRole;
 use self::side::{Side, Wiring};
 use self::ticks::CHANNELS;
+use self::tls_slots::{HandshakeSlots, SlotSettings};
 use crate::base::time::{Clock, ManualClock, SystemClock};
 use crate::bridge::state::RemoteState;
 use crate::broadcast::admission::Admission;
@@ -103,6 +109,7 @@ impl Node {
         });
         let view = side.view(&channels, &clock);
         let admission = admission(&args);
+        let gate = gate(&args, &admission);
 
         let started = side.start(
             &role,
@@ -159,19 +166,25 @@ impl Node {
             }),
             denials: Arc::default(),
             role: role.name(),
-            admission,
+            admission: admission.clone(),
             checkpoint: checkpoints.as_ref().map(|(_, _, status)| status.clone()),
             origins: Arc::new(args.origin_policy()),
             broker: role.broker_status(),
             started: Instant::now(),
         };
         let app = http::router(state, &list(&args.cors_origins));
-        let acceptor = match &self.tls {
+        let tls = match &self.tls {
             Some(store) => {
                 let config = store.server_config().context("TLS configuration")?;
                 life.ticks
                     .spawn(crate::tls::watch(store.clone(), life.ticks.listener()));
-                Some(tokio_rustls::TlsAcceptor::from(config))
+                Some(accept::Tls {
+                    acceptor: tokio_rustls::TlsAcceptor::from(config),
+                    slots: HandshakeSlots::new(SlotSettings {
+                        max_total: args.tls_max_handshakes as usize,
+                        max_per_ip: args.tls_max_handshakes_per_ip as usize,
+                    }),
+                })
             }
             None => None,
         };
@@ -182,14 +195,12 @@ impl Node {
             shutdown.await;
             closing.stop_accepting();
         };
-        accept::serve_http(
-            self.listener,
-            app,
-            acceptor,
-            args.handshake_timeout,
-            stop_accepting,
-        )
-        .await;
+        let timeouts = accept::Timeouts {
+            handshake: args.handshake_timeout,
+            write: args.http_write_timeout,
+            tls_first_byte: args.tls_first_byte_timeout,
+        };
+        accept::serve_http(self.listener, app, gate, tls, timeouts, stop_accepting).await;
         life.wind_down().await;
         if let Some((cps, market, status)) = &checkpoints {
             checkpoint::write_now(cps, market, &last_seq, clock.as_ref(), status).await;
@@ -245,6 +256,22 @@ fn admission(args: &ServeArgs) -> Arc<Admission> {
         "WebSocket admission limits (0: unlimited)"
     );
     Admission::new(settings)
+}
+
+/// How many connections may be in their HTTP phase: per address (`HTTP_MAX_CONNECTIONS_PER_IP`,
+/// trusted proxies aside) and, with the admitted WebSockets, in all (`WS_MAX_CONNECTIONS`).
+fn gate(args: &ServeArgs, admission: &Arc<Admission>) -> Arc<Gate> {
+    let settings = GateSettings {
+        max_per_ip: args.http_max_connections_per_ip as usize,
+        max_total: admission.settings().max_total,
+        trusted_proxies: args.trusted_proxies.0.clone(),
+    };
+    tracing::info!(
+        http_max_per_ip = settings.max_per_ip,
+        write_timeout = ?args.http_write_timeout,
+        "HTTP connection limits (0: unlimited)"
+    );
+    Gate::new(settings, admission.clone())
 }
 
 fn log_listening(
