@@ -92,6 +92,7 @@ impl Node {
             NodeRole::Edge(broker) => Side::Remote(Arc::new(RemoteState::new(
                 broker.client.clone(),
                 &broker.settings,
+                broker.status.clone(),
             ))),
             _ => Side::Local(LocalMarket::open(&args, clock.as_ref(), args.history).await?),
         };
