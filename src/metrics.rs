@@ -21,7 +21,7 @@
 //!   `feed_reconnects`, `feed_upstream_errors`;
 //! - the processor: `processor_out_of_order`, `processor_filtered`, `processor_session_resets`;
 //! - ingest (when on): `ingest_messages`, `ingest_events`, `ingest_errors`, `ingest_batches`,
-//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`);
+//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`, `busy`);
 //! - the Redis bridge (`ROLE=producer` or `edge`), labelled by `role`: `redis_connected`,
 //!   `redis_ticks` (published, or received and fanned out), `redis_reconnects`; a producer's
 //!   `redis_leader`, `redis_takeovers`, `redis_fenced` (refused by the lease or the seq
@@ -102,6 +102,7 @@ struct IngestFigures {
     batches: u64,
     unauthorized: u64,
     too_large: u64,
+    busy: u64,
 }
 
 /// Every figure, read once per scrape.
@@ -155,6 +156,7 @@ pub fn render(src: &Sources<'_>) -> String {
                 batches: load(&c.batches),
                 unauthorized: load(&c.rejected_unauthorized),
                 too_large: load(&c.rejected_too_large),
+                busy: load(&c.rejected_busy),
             }
         }),
         broker: src.broker.map(|b| BrokerFigures {
@@ -470,6 +472,7 @@ impl Collector for Scrape {
                 &[
                     (vec![("reason", "unauthorized")], i.unauthorized),
                     (vec![("reason", "too_large")], i.too_large),
+                    (vec![("reason", "busy")], i.busy),
                 ],
             )?;
         }

@@ -191,6 +191,10 @@ pub struct ServeArgs {
     /// Largest single ingested SSI message, in bytes (larger: that line is refused).
     #[arg(long, env = "INGEST_MAX_MESSAGE_SIZE", default_value_t = 64 << 10, value_parser = integer("INGEST_MAX_MESSAGE_SIZE", 256, 16 << 20))]
     pub ingest_max_message_size: u64,
+    /// Ingest batches in flight at once (POSTs past it get 429 with `Retry-After`; a
+    /// WebSocket's next message waits for a turn).
+    #[arg(long, env = "INGEST_MAX_CONCURRENT", default_value_t = 4, value_parser = integer("INGEST_MAX_CONCURRENT", 1, 1024))]
+    pub ingest_max_concurrent: u64,
     /// Folder for the session checkpoint and the embedded history database (created when
     /// missing).
     #[arg(long, env = "DATA_DIR", default_value = "data")]
@@ -377,6 +381,7 @@ impl ServeArgs {
             token: self.ingest_token.clone(),
             max_body: self.ingest_max_body_size as usize,
             max_message: self.ingest_max_message_size as usize,
+            max_concurrent: self.ingest_max_concurrent as usize,
         }
     }
 
