@@ -315,6 +315,7 @@ async fn the_readme_acl_lets_producers_publish_and_edges_only_read() {
     for acl in [
         "ACL SETUSER mc-producer on >producer-secret resetkeys ~marketcast:* resetchannels &marketcast:* -@all +ping +get +set +del +pexpire +hget +hset +hgetall +publish +eval +evalsha +script|load",
         "ACL SETUSER mc-edge on >edge-secret resetkeys %R~marketcast:* resetchannels &marketcast:* -@all +ping +get +mget +subscribe",
+        "ACL SETUSER default off",
     ] {
         let mut c = conn.clone();
         let args: Vec<&str> = acl.split(' ').collect();
@@ -359,6 +360,25 @@ async fn the_readme_acl_lets_producers_publish_and_edges_only_read() {
         .query_async(&mut as_edge)
         .await;
     assert!(refused.is_err(), "an edge's user must not write");
+    // Nor may anyone without a user.
+    let anonymous = async {
+        let mut c = redis::Client::open(redis.url())
+            .ok()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()?;
+        redis::cmd("PUBLISH")
+            .arg("marketcast:market")
+            .arg("{}")
+            .query_async::<i64>(&mut c)
+            .await
+            .ok()
+    };
+    assert_eq!(
+        anonymous.await,
+        None,
+        "an anonymous client must not publish"
+    );
     let h = edge.get("/health").await.json();
     assert_eq!(h["redis"], "connected", "{h}");
 }
