@@ -148,4 +148,9 @@ fn broker_and_ingest_limits_name_their_setting() {
         "{err}"
     );
     assert!(!err.contains("a-long-enough-signing-key"), "{err}");
+    let err = refused_with(&[("INGEST_MAX_CONCURRENT", "0")]);
+    assert!(
+        err.contains("INGEST_MAX_CONCURRENT must be a whole number from 1 to 1024"),
+        "{err}"
+    );
 }
