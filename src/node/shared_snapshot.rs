@@ -7,7 +7,8 @@
 //! the plain snapshot JSON (no `seq`, `ts`, deflate or delta: those are added after, by the
 //! publisher and the hub).
 //!
-//! A kept body is served while it is at most one tick period old. Older (no tick runs: a
+//! A kept body is served while it is at most one and a half tick periods old (a tick a little
+//! late is no reason to build one more). Older (no tick runs: a
 //! standalone node without WebSocket clients has no tick loop working) or outdated by a write
 //! a caller will read back ([`SharedSnapshot::outdate`], after a `POST /api/ingest` batch), one
 //! request builds a new body and every request that arrived meanwhile takes the same one: a
@@ -33,7 +34,7 @@ struct Built {
 /// The processor's snapshot source, keeping the last body for the REST route.
 pub struct SharedSnapshot {
     source: Arc<dyn SnapshotSource>,
-    /// How long a body serves (the tick period).
+    /// How long a body serves (one and a half tick periods).
     fresh_for: Duration,
     latest: Mutex<Option<Built>>,
     /// Bumped by [`SharedSnapshot::outdate`]: bodies of an earlier generation are not served.
@@ -47,7 +48,7 @@ impl SharedSnapshot {
     pub fn new(source: Arc<dyn SnapshotSource>, period: Duration) -> SharedSnapshot {
         SharedSnapshot {
             source,
-            fresh_for: period,
+            fresh_for: period + period / 2,
             latest: Mutex::new(None),
             generation: AtomicU64::new(0),
             building: tokio::sync::Mutex::new(()),
