@@ -23,12 +23,13 @@
 //!   `feed_reconnects`, `feed_upstream_errors`;
 //! - the processor: `processor_out_of_order`, `processor_filtered`, `processor_session_resets`;
 //! - ingest (when on): `ingest_messages`, `ingest_events`, `ingest_errors`, `ingest_batches`,
-//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`);
+//!   `ingest_refused` by `reason` (`unauthorized`, `too_large`, `busy`);
 //! - the Redis bridge (`ROLE=producer` or `edge`), labelled by `role`: `redis_connected`,
 //!   `redis_ticks` (published, or received and fanned out), `redis_reconnects`; a producer's
 //!   `redis_leader`, `redis_takeovers`, `redis_fenced` (refused by the lease or the seq
 //!   check), `redis_dropped` (not sent: queue full or Redis away); an edge's `redis_malformed`
-//!   (messages that were not a tick), `redis_conflated` (snapshots skipped for a newer one while
+//!   (messages that were not a tick), `redis_unsigned`, `redis_forged` and `redis_foreign`
+//!   (dropped: see `REDIS_SIGNING_KEY` and `REDIS_ACCEPT_FOREIGN`), `redis_conflated` (snapshots skipped for a newer one while
 //!   the edge was behind), `redis_gaps` and `redis_missed` (seq skipped), and the
 //!   histogram `redis_hop_seconds` (producer `ts` to the edge's fan-out).
 
@@ -77,6 +78,9 @@ struct BrokerFigures {
     fenced: u64,
     dropped: u64,
     malformed: u64,
+    unsigned: u64,
+    forged: u64,
+    foreign: u64,
     conflated: u64,
     gaps: u64,
     missed: u64,
@@ -100,6 +104,7 @@ struct IngestFigures {
     batches: u64,
     unauthorized: u64,
     too_large: u64,
+    busy: u64,
 }
 
 /// Every figure, read once per scrape.
@@ -156,6 +161,7 @@ pub fn render(src: &Sources<'_>) -> String {
                 batches: load(&c.batches),
                 unauthorized: load(&c.rejected_unauthorized),
                 too_large: load(&c.rejected_too_large),
+                busy: load(&c.rejected_busy),
             }
         }),
         broker: src.broker.map(|b| BrokerFigures {
@@ -168,6 +174,9 @@ pub fn render(src: &Sources<'_>) -> String {
             fenced: load(&b.fenced),
             dropped: load(&b.dropped),
             malformed: load(&b.malformed),
+            unsigned: load(&b.unsigned),
+            forged: load(&b.forged),
+            foreign: load(&b.foreign),
             conflated: load(&b.conflated),
             gaps: load(&b.gaps),
             missed: load(&b.missed),
@@ -468,6 +477,7 @@ impl Collector for Scrape {
                 &[
                     (vec![("reason", "unauthorized")], i.unauthorized),
                     (vec![("reason", "too_large")], i.too_large),
+                    (vec![("reason", "busy")], i.busy),
                 ],
             )?;
         }
@@ -526,6 +536,24 @@ impl Collector for Scrape {
                         "redis_malformed",
                         "Messages on a channel that were not a tick, dropped.",
                         &row(b.malformed),
+                    )?;
+                    counters(
+                        e,
+                        "redis_unsigned",
+                        "Messages without a signature while REDIS_SIGNING_KEY is set, dropped.",
+                        &row(b.unsigned),
+                    )?;
+                    counters(
+                        e,
+                        "redis_forged",
+                        "Envelopes and state documents whose signature is not REDIS_SIGNING_KEY's, dropped.",
+                        &row(b.forged),
+                    )?;
+                    counters(
+                        e,
+                        "redis_foreign",
+                        "JSON bodies from a publisher other than a producer, dropped (REDIS_ACCEPT_FOREIGN is off).",
+                        &row(b.foreign),
                     )?;
                     counters(
                         e,

@@ -359,4 +359,11 @@ fn the_dashboards_applier_in_chromium_rebuilds_every_message() {
     );
     assert_eq!(v["reconnects"], 1, "{v}");
     assert_eq!(v["firstAfterReconnect"], "full", "{v}");
+    // A declared size far above what the base and the delta could make is refused.
+    assert!(
+        v["oversize"]
+            .as_str()
+            .is_some_and(|e| e.contains("result too large")),
+        "{v}"
+    );
 }

@@ -288,3 +288,118 @@ async fn a_silent_bridge_is_pinged_then_closed() {
     assert!(pinged);
     assert_eq!(code, Some(CloseCode::Error));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_is_applied_whole_while_rest_requests_are_answered() {
+    // A stopped clock, so the reference below gives the same snapshot byte for byte.
+    let big = [
+        ("INGEST_MAX_BODY_SIZE", "134217728"),
+        ("CLOCK_FIXED_AT", "2026-11-26T14:00:00+07:00"),
+    ];
+    let server = ingest_server(&big);
+    let lines = simulated_day(40_000, 8);
+    let body = lines.join("\n");
+    let posting = post(&server, "/api/ingest", Some(TOKEN), &body);
+    tokio::pin!(posting);
+    // Snapshot requests go on for as long as the batch is being applied.
+    let mut answered = 0;
+    let result = loop {
+        tokio::select! {
+            r = &mut posting => break r,
+            r = server.get("/api/market/snapshot") => {
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert!(r.json()["quotes"].is_object());
+                answered += 1;
+            }
+        }
+    };
+    assert_eq!(result.status, 200, "{}", result.body);
+    let v = result.json();
+    assert_eq!(v["received"], 40_000, "{v}");
+    assert_eq!(v["rejected"], 0, "{v}");
+    assert_eq!(
+        v["applied"].as_u64().unwrap() + v["skipped"].as_u64().unwrap(),
+        40_000
+    );
+    println!("{answered} snapshot requests answered while the batch was applied");
+    // Everything is in the snapshot as soon as the POST has answered.
+    let h = server.get("/health").await.json();
+    assert_eq!(h["ingest"]["messages"]["messages"], 40_000, "{h}");
+    let snap = server.get("/api/market/snapshot").await.json();
+    let traded: i64 = snap["quotes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|q| q["total_volume"].as_i64().unwrap())
+        .sum();
+    // The same batch into a fresh server in one go, as a reference: the same session.
+    let reference = ingest_server(&big);
+    assert_eq!(
+        post(&reference, "/api/ingest", Some(TOKEN), &body)
+            .await
+            .status,
+        200
+    );
+    let expected = reference.get("/api/market/snapshot").await.json();
+    let expected_traded: i64 = expected["quotes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|q| q["total_volume"].as_i64().unwrap())
+        .sum();
+    assert!(traded > 0);
+    assert_eq!(traded, expected_traded);
+    assert_eq!(snap, expected, "the batch applied in chunks, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_past_the_concurrency_limit_get_429_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+    let server = ingest_server(&[("INGEST_MAX_CONCURRENT", "1")]);
+    let good = simulated_day(50, 9).join("\n");
+    // A POST that sends its head and half its body, and holds the one turn while it waits.
+    let mut held = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (first, rest) = good.as_bytes().split_at(good.len() / 2);
+    let head = format!(
+        "POST /api/ingest HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        good.len()
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(first).await.unwrap();
+    // Once the held request has its turn, another POST is refused at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let r = post(&server, "/api/ingest", Some(TOKEN), "").await;
+        if r.status == 429 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        refused.body.contains("INGEST_MAX_CONCURRENT"),
+        "{}",
+        refused.body
+    );
+    // The held request, finished, is applied; then the next one has a turn again.
+    held.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut held, &mut answer)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"received\":50"), "{answer}");
+    let again = post(&server, "/api/ingest", Some(TOKEN), &good).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let h = server.get("/health").await.json();
+    assert!(
+        h["ingest"]["endpoints"]["rejected_busy"].as_u64() >= Some(1),
+        "{h}"
+    );
+    let m = server.get("/metrics").await.body;
+    assert!(m.contains("reason=\"busy\"}"), "{m}");
+}

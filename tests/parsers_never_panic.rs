@@ -610,7 +610,7 @@ proptest! {
         let mut payload = vec![b'{'];
         payload.extend_from_slice(&body);
         payload.push(b'}');
-        let sent = envelope::Envelope { epoch, seq, ts_ms, payload: &payload, deflated: deflated.as_deref() };
+        let sent = envelope::Envelope { epoch, seq, ts_ms, payload: &payload, deflated: deflated.as_deref(), seal: None };
         let bytes = sent.encode();
         prop_assert_eq!(envelope::decode(&bytes), Ok(envelope::Incoming::Envelope(sent)));
         // An envelope cut inside its message is refused, never read as a shorter one.

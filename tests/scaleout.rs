@@ -228,7 +228,8 @@ async fn edges_send_the_producers_bytes_for_every_seq() {
 async fn an_edge_stamps_foreign_bodies_and_counts_what_is_not_a_tick() {
     let redis = RedisServer::shared();
     let p = prefix("foreign");
-    let node = edge(&redis, &p, &[]);
+    // Off by default (tests/broker_signing.rs): this edge takes other publishers' bodies.
+    let node = edge(&redis, &p, &[("REDIS_ACCEPT_FOREIGN", "true")]);
     node.wait_health(|h| h["redis"] == "connected").await;
     assert_eq!(
         node.get("/api/market/snapshot").await.status,

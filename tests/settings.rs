@@ -112,6 +112,20 @@ fn log_format_json_writes_one_json_object_per_line() {
     assert!(err.contains("LOG_FORMAT") && err.contains("json"), "{err}");
 }
 
+/// Start-up with `env` (in a folder without `.env`) fails; its error output.
+fn refused_with(env: &[(&str, &str)]) -> String {
+    let dir = dir_with_env("broker", "");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_marketcast"));
+    cmd.current_dir(&dir).env("APP_PORT", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{env:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn the_access_settings_name_themselves_when_invalid() {
     for (name, value, says) in [
@@ -127,13 +141,36 @@ fn the_access_settings_name_themselves_when_invalid() {
         ),
         ("PUBLIC_REST", "maybe", "PUBLIC_REST must be true or false"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
-            .env(name, value)
-            .env("APP_PORT", "0")
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{name}={value} was accepted");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_with(&[(name, value)]);
         assert!(err.contains(says), "{name}={value}: {err}");
     }
+}
+
+#[test]
+fn broker_and_ingest_limits_name_their_setting() {
+    let err = refused_with(&[("REDIS_SIGNING_KEY", "short-secret")]);
+    assert!(
+        err.contains("REDIS_SIGNING_KEY must be 16 to 1024 characters"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("short-secret"),
+        "the key is never shown: {err}"
+    );
+    let err = refused_with(&[("REDIS_ACCEPT_FOREIGN", "perhaps")]);
+    assert!(err.contains("REDIS_ACCEPT_FOREIGN"), "{err}");
+    let err = refused_with(&[
+        ("REDIS_ACCEPT_FOREIGN", "true"),
+        ("REDIS_SIGNING_KEY", "a-long-enough-signing-key"),
+    ]);
+    assert!(
+        err.contains("REDIS_ACCEPT_FOREIGN=true cannot go with REDIS_SIGNING_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("a-long-enough-signing-key"), "{err}");
+    let err = refused_with(&[("INGEST_MAX_CONCURRENT", "0")]);
+    assert!(
+        err.contains("INGEST_MAX_CONCURRENT must be a whole number from 1 to 1024"),
+        "{err}"
+    );
 }

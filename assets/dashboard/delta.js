@@ -10,6 +10,11 @@ const MarketcastDelta = (() => {
   const DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~';
   const VALUE = new Int8Array(128).fill(-1);
   const MAX_OUTPUT = 64 * 1024 * 1024; // a market message is under 1 MB
+  // The most a message may outgrow its base per byte of delta. A message is its base's bytes
+  // rearranged plus the delta's literals: a tick is about its base's size, and even a repeated
+  // copy costs at least four bytes of delta. A declared size past this is refused before
+  // anything is allocated, so a bad delta cannot make the page reserve 64 MB.
+  const GROWTH_PER_DELTA_BYTE = 64;
   for (let i = 0; i < DIGITS.length; i++) VALUE[DIGITS.charCodeAt(i)] = i;
 
   /** Applies a Fossil delta (Uint8Array) to base (Uint8Array); throws on a bad delta. */
@@ -25,7 +30,8 @@ const MarketcastDelta = (() => {
       return n;
     };
     const size = number();
-    if (size > MAX_OUTPUT) throw new Error('delta: result too large');
+    const largest = Math.min(MAX_OUTPUT, base.length + GROWTH_PER_DELTA_BYTE * delta.length);
+    if (size > largest) throw new Error(`delta: result too large (${size} bytes declared, at most ${largest})`);
     if (delta[at++] !== 0x0a) throw new Error('delta: no size line');
     const out = new Uint8Array(size);
     let len = 0;

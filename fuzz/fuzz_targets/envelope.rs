@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         ts_ms: i64::from_be_bytes(word(16)),
         payload: &payload,
         deflated: (!deflated.is_empty()).then_some(deflated),
+        seal: None,
     };
     assert_eq!(
         envelope::decode(&sent.encode()),

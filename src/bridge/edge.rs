@@ -10,6 +10,13 @@
 //! to the newest snapshot of a channel instead of queueing the ones between (counted as
 //! `conflated`); alerts are events, and each one goes out.
 //!
+//! What is relayed is only what a producer published, as far as the settings can tell: with
+//! `REDIS_SIGNING_KEY`, envelopes whose tag is right (checked once per message, for all the
+//! edge's clients); without one, envelopes, and bodies of another publisher only with
+//! `REDIS_ACCEPT_FOREIGN`. The rest is dropped and counted. Without a key a message can still be
+//! forged, but none can wedge a channel: a `seq` absurdly far from the last one starts a new
+//! count instead of being a future every later tick must wait for.
+//!
 //! Redis going away is noticed by the stream ending or by a PING (every second) going
 //! unanswered. The hubs keep their latest tick and their clients meanwhile; the edge
 //! reconnects with backoff and carries on from each channel's last message.
@@ -23,8 +30,9 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use super::envelope::{self, Incoming};
+use super::signing::SigningKey;
 use super::state::StateCache;
-use super::{connect, BridgeSettings, BrokerStatus, CONNECT_TIMEOUT};
+use super::{connect, BridgeSettings, BrokerStatus, Refusal, CONNECT_TIMEOUT};
 use crate::base::shutdown::Shutdown;
 use crate::base::Backoff;
 use crate::broadcast::frame::{SharedDeflater, Tick, DEFLATE_LEVEL};
@@ -40,9 +48,24 @@ const BATCH: usize = 64;
 /// The channel whose messages are events, never conflated.
 const EVENTS: &str = "alerts";
 
+/// Without a signing key, a `seq` further than this from a channel's last one (either way)
+/// starts a new count. No producer jumps that far (a day at 100 ticks a second is about two
+/// million, a takeover's margin a few thousand), so it only ever meets a message that would
+/// otherwise wedge the channel: `{"seq":18446744073709551615}` published by anyone would make
+/// every later tick look old. With a key nobody else can publish, and `seq` order is strict.
+const SEQ_WINDOW: u64 = 10_000_000;
+
+/// What an edge relays: the settings that decide whose messages count.
+struct Gate {
+    key: Option<SigningKey>,
+    accept_foreign: bool,
+}
+
 /// One channel as the edge serves it.
 struct Channel {
     name: String,
+    /// The pub/sub channel (with the prefix): what a signed envelope's tag covers.
+    pubsub: String,
     hub: Hub,
     deflater: Option<SharedDeflater>,
     /// Whether anything was handed to the hub yet, and the last `seq`, `epoch` and era.
@@ -70,6 +93,7 @@ pub async fn run(
                 .then(|| SharedDeflater::new(DEFLATE_LEVEL));
             let ch = Channel {
                 name: name.clone(),
+                pubsub: settings.channel(&name),
                 hub,
                 deflater,
                 seen: false,
@@ -81,11 +105,16 @@ pub async fn run(
         })
         .collect();
     let mut backoff = super::backoff();
+    let gate = Gate {
+        key: settings.signing_key.clone(),
+        accept_foreign: settings.accept_foreign && settings.signing_key.is_none(),
+    };
     let mut link = Link {
         client: &client,
         settings: &settings,
         status: &status,
         remote: &remote,
+        gate: &gate,
         ever_connected: false,
     };
     loop {
@@ -107,6 +136,7 @@ struct Link<'a> {
     settings: &'a BridgeSettings,
     status: &'a Arc<BrokerStatus>,
     remote: &'a Arc<dyn StateCache>,
+    gate: &'a Gate,
     ever_connected: bool,
 }
 
@@ -154,7 +184,15 @@ impl Link<'_> {
         self.ever_connected = true;
         for (name, last) in names.iter().zip(lasts) {
             if let (Some(bytes), Some(ch)) = (last, channels.get_mut(name)) {
-                relay_one(ch, &bytes, self.status, self.remote, Delivery::CatchUp).await;
+                relay_one(
+                    ch,
+                    &bytes,
+                    self.status,
+                    self.remote,
+                    self.gate,
+                    Delivery::CatchUp,
+                )
+                .await;
             }
         }
         self.remote.clone().refresh_in_background();
@@ -185,8 +223,15 @@ impl Link<'_> {
                         let superseded = ch.name != EVENTS
                             && batch[i + 1..].iter().any(|m| m.get_channel_name() == name);
                         let delivery = if superseded { Delivery::Skip } else { Delivery::Live };
-                        relay_one(ch, msg.get_payload_bytes(), self.status, self.remote, delivery)
-                            .await;
+                        relay_one(
+                            ch,
+                            msg.get_payload_bytes(),
+                            self.status,
+                            self.remote,
+                            self.gate,
+                            delivery,
+                        )
+                        .await;
                     }
                 }
                 _ = pings.tick() => {
@@ -227,11 +272,23 @@ async fn relay_one(
     message: &[u8],
     status: &BrokerStatus,
     remote: &Arc<dyn StateCache>,
+    gate: &Gate,
     delivery: Delivery,
 ) {
+    let window = gate.key.is_none();
     let tick = match envelope::decode(message) {
         Ok(Incoming::Envelope(e)) => {
-            let Some(era) = accept(ch, Some(e.epoch), e.seq, status) else {
+            if let Some(key) = &gate.key {
+                if e.seal.is_none() {
+                    status.refuse(Refusal::Unsigned, &ch.pubsub);
+                    return;
+                }
+                if !e.verify(key, &ch.pubsub) {
+                    status.refuse(Refusal::Forged, &ch.pubsub);
+                    return;
+                }
+            }
+            let Some(era) = accept(ch, Some(e.epoch), e.seq, status, window) else {
                 return;
             };
             if delivery == Delivery::Skip {
@@ -247,6 +304,14 @@ async fn relay_one(
                 ch.deflater.clone(),
             )
         }
+        Ok(Incoming::Json(_)) if gate.key.is_some() => {
+            status.refuse(Refusal::Unsigned, &ch.pubsub);
+            return;
+        }
+        Ok(Incoming::Json(_)) if !gate.accept_foreign => {
+            status.refuse(Refusal::Foreign, &ch.pubsub);
+            return;
+        }
         Ok(Incoming::Json(body)) => {
             let Some((seq, ts, stamped)) = stamp_foreign(body, ch.last_seq) else {
                 status.malformed.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +321,7 @@ async fn relay_one(
                 );
                 return;
             };
-            let Some(era) = accept(ch, None, seq, status) else {
+            let Some(era) = accept(ch, None, seq, status, window) else {
                 return;
             };
             if delivery == Delivery::Skip {
@@ -292,9 +357,25 @@ async fn relay_one(
 /// A `seq` at or below the last one is a message already had, unless the count started again:
 /// for a producer's envelope, when its `epoch` changed (Redis lost its record); for a body
 /// from another publisher, when the `seq` is lower (it restarted). Then the era goes up and
-/// clients take the new count from there.
-fn accept(ch: &mut Channel, epoch: Option<u64>, seq: u64, status: &BrokerStatus) -> Option<u64> {
-    if ch.seen && seq <= ch.last_seq {
+/// clients take the new count from there. With `window` (no signing key), a `seq` more than
+/// [`SEQ_WINDOW`] from the last, either way, is a new count too: whoever published it, no later
+/// tick has to climb past it.
+fn accept(
+    ch: &mut Channel,
+    epoch: Option<u64>,
+    seq: u64,
+    status: &BrokerStatus,
+    window: bool,
+) -> Option<u64> {
+    if window && ch.seen && seq.abs_diff(ch.last_seq) > SEQ_WINDOW {
+        ch.era += 1;
+        tracing::debug!(
+            channel = ch.name,
+            from = ch.last_seq,
+            to = seq,
+            "a seq too far from the last one: a new count"
+        );
+    } else if ch.seen && seq <= ch.last_seq {
         let new_count = match epoch {
             Some(e) => ch.last_epoch.is_some_and(|last| last != e),
             None => seq < ch.last_seq,
@@ -353,6 +434,7 @@ mod tests {
     fn channel() -> Channel {
         Channel {
             name: "market".into(),
+            pubsub: "mc:market".into(),
             hub: Hub::new(HubSettings::default()),
             deflater: None,
             seen: false,
@@ -404,32 +486,82 @@ mod tests {
         let status = BrokerStatus::new(super::super::Role::Edge, String::new());
         let mut ch = channel();
         assert_eq!(
-            accept(&mut ch, Some(1), 10, &status),
+            accept(&mut ch, Some(1), 10, &status, false),
             Some(0),
             "the first tick"
         );
-        assert_eq!(accept(&mut ch, Some(1), 11, &status), Some(0));
-        assert_eq!(accept(&mut ch, Some(1), 11, &status), None, "a duplicate");
-        assert_eq!(accept(&mut ch, Some(1), 9, &status), None, "an old one");
-        assert_eq!(accept(&mut ch, Some(1), 14, &status), Some(0));
+        assert_eq!(accept(&mut ch, Some(1), 11, &status, false), Some(0));
+        assert_eq!(
+            accept(&mut ch, Some(1), 11, &status, false),
+            None,
+            "a duplicate"
+        );
+        assert_eq!(
+            accept(&mut ch, Some(1), 9, &status, false),
+            None,
+            "an old one"
+        );
+        assert_eq!(accept(&mut ch, Some(1), 14, &status, false), Some(0));
         assert_eq!(status.gaps.load(Ordering::Relaxed), 1);
         assert_eq!(status.missed.load(Ordering::Relaxed), 2);
         // Redis lost its record and a new epoch goes on from above: no new count.
-        assert_eq!(accept(&mut ch, Some(2), 15, &status), Some(0));
+        assert_eq!(accept(&mut ch, Some(2), 15, &status, false), Some(0));
         // A lower seq in a new epoch: the count started again.
-        assert_eq!(accept(&mut ch, Some(3), 1, &status), Some(1));
+        assert_eq!(accept(&mut ch, Some(3), 1, &status, false), Some(1));
         assert_eq!(
             status.gaps.load(Ordering::Relaxed),
             1,
             "a new count is not a gap"
         );
-        assert_eq!(accept(&mut ch, Some(3), 1, &status), None);
+        assert_eq!(accept(&mut ch, Some(3), 1, &status, false), None);
         // Another publisher's bodies: a lower seq is its restart.
         let mut foreign = channel();
-        assert_eq!(accept(&mut foreign, None, 5, &status), Some(0));
-        assert_eq!(accept(&mut foreign, None, 5, &status), None);
-        assert_eq!(accept(&mut foreign, None, 2, &status), Some(1));
-        assert_eq!(accept(&mut foreign, None, 0, &status), Some(2));
-        assert_eq!(accept(&mut foreign, None, u64::MAX, &status), Some(2));
+        assert_eq!(accept(&mut foreign, None, 5, &status, false), Some(0));
+        assert_eq!(accept(&mut foreign, None, 5, &status, false), None);
+        assert_eq!(accept(&mut foreign, None, 2, &status, false), Some(1));
+        assert_eq!(accept(&mut foreign, None, 0, &status, false), Some(2));
+        assert_eq!(
+            accept(&mut foreign, None, u64::MAX, &status, false),
+            Some(2)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_absurd_seq_does_not_wedge_a_channel() {
+        let status = BrokerStatus::new(super::super::Role::Edge, String::new());
+        let mut ch = channel();
+        assert_eq!(accept(&mut ch, Some(9), 100, &status, true), Some(0));
+        // Published by anyone, with the producer's epoch: a new count, not a future.
+        assert_eq!(accept(&mut ch, Some(9), u64::MAX, &status, true), Some(1));
+        // The producer's next tick is far below it: a new count again, and it goes out.
+        assert_eq!(accept(&mut ch, Some(9), 101, &status, true), Some(2));
+        assert_eq!(accept(&mut ch, Some(9), 102, &status, true), Some(2));
+        assert_eq!(
+            accept(&mut ch, Some(9), 102, &status, true),
+            None,
+            "a duplicate"
+        );
+        // Within the window the usual rules hold: a jump is a gap, an old seq is old.
+        let far = 102 + SEQ_WINDOW;
+        assert_eq!(accept(&mut ch, Some(9), far, &status, true), Some(2));
+        assert_eq!(status.missed.load(Ordering::Relaxed), SEQ_WINDOW - 1);
+        assert_eq!(accept(&mut ch, Some(9), 200, &status, true), None);
+        // A body from another publisher: the same.
+        let mut foreign = channel();
+        assert_eq!(accept(&mut foreign, None, 5, &status, true), Some(0));
+        assert_eq!(accept(&mut foreign, None, u64::MAX, &status, true), Some(1));
+        assert_eq!(accept(&mut foreign, None, 6, &status, true), Some(2));
+        // With a signing key (no window) only the producer publishes: strict order.
+        let mut signed = channel();
+        assert_eq!(accept(&mut signed, Some(9), 100, &status, false), Some(0));
+        assert_eq!(
+            accept(&mut signed, Some(9), 100 + 2 * SEQ_WINDOW, &status, false),
+            Some(0)
+        );
+        assert_eq!(
+            accept(&mut signed, Some(9), 101, &status, false),
+            None,
+            "a replay"
+        );
     }
 }

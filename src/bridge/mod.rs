@@ -14,6 +14,10 @@
 //!   (kept in `{prefix}:seq`), and keeps the message as the channel's last
 //!   (`{prefix}:last:{channel}`), which an edge reads when it (re)connects. A new leader numbers
 //!   its ticks above the last published, so `seq` never goes back across a failover.
+//! * **Who may speak**: with `REDIS_SIGNING_KEY` every envelope and the state carry an
+//!   HMAC-SHA256 tag ([`signing`]) and an edge relays nothing without a right one; bodies
+//!   published by something other than a producer are relayed only with
+//!   `REDIS_ACCEPT_FOREIGN` (and never with a key).
 //! * **The REST routes' state** (basis history, alert log, ...) is a key the leader keeps
 //!   current (`{prefix}:state`), read by edges on demand ([`edge`]).
 //!
@@ -23,6 +27,7 @@
 pub mod edge;
 pub mod envelope;
 pub mod producer;
+pub mod signing;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +38,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use thiserror::Error;
 
+use self::signing::SigningKey;
 use crate::base::{redact_url, Backoff};
 
 /// How long a Redis command may take before the connection counts as broken.
@@ -42,6 +48,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Reconnect backoff: first wait, and the longest.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The shortest time between two log lines about messages an edge refused (each is counted).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Where and how to reach Redis.
 #[derive(Debug, Clone)]
@@ -57,6 +65,11 @@ pub struct BridgeSettings {
     pub lease: Duration,
     /// The channels' shortest time between ticks (a new leader's margin is counted in them).
     pub tick_interval: Duration,
+    /// `REDIS_SIGNING_KEY`: producers sign, edges relay only what is signed with it.
+    pub signing_key: Option<SigningKey>,
+    /// `REDIS_ACCEPT_FOREIGN`: an edge relays JSON bodies published by something other than a
+    /// marketcast producer (never with a signing key).
+    pub accept_foreign: bool,
 }
 
 impl BridgeSettings {
@@ -167,6 +180,31 @@ impl Role {
     }
 }
 
+/// Why an edge dropped a message that was not a producer's as its settings require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No tag, with `REDIS_SIGNING_KEY` set.
+    Unsigned,
+    /// A tag that is not the key's for these bytes on this channel.
+    Forged,
+    /// A body from another publisher, with `REDIS_ACCEPT_FOREIGN` off.
+    Foreign,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::Unsigned => "not signed, and REDIS_SIGNING_KEY is set",
+            Refusal::Forged => {
+                "its signature is not REDIS_SIGNING_KEY's (forged, or signed with another key)"
+            }
+            Refusal::Foreign => {
+                "a JSON body not from a marketcast producer, and REDIS_ACCEPT_FOREIGN is off"
+            }
+        }
+    }
+}
+
 /// The bridge's state and counters, read by `/health` and `/metrics` at request time.
 #[derive(Debug)]
 pub struct BrokerStatus {
@@ -183,6 +221,12 @@ pub struct BrokerStatus {
     pub dropped: Arc<AtomicU64>,
     /// Edge: messages on a channel that were not a tick (not an object, or a broken envelope).
     pub malformed: AtomicU64,
+    /// Edge, with a signing key: messages without a tag (unsigned envelopes, bare bodies).
+    pub unsigned: AtomicU64,
+    /// Edge, with a signing key: envelopes and state documents whose tag is wrong.
+    pub forged: AtomicU64,
+    /// Edge: bodies from another publisher, dropped (`REDIS_ACCEPT_FOREIGN` is off).
+    pub foreign: AtomicU64,
     /// Edge: snapshots not sent because a newer one of the channel was already waiting.
     pub conflated: AtomicU64,
     /// Edge: times a `seq` was skipped (a lost pub/sub message), and the ticks skipped.
@@ -193,6 +237,8 @@ pub struct BrokerStatus {
     /// Producer: times this node took the lease.
     pub takeovers: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// When a refused message was last logged (see [`BrokerStatus::refuse`]).
+    refusal_logged: Mutex<Option<std::time::Instant>>,
     /// Edge: producer `ts` to the edge handing the tick to its fan-out.
     pub hop_seconds: Histogram,
 }
@@ -209,12 +255,16 @@ impl BrokerStatus {
             fenced: AtomicU64::new(0),
             dropped: Arc::default(),
             malformed: AtomicU64::new(0),
+            unsigned: AtomicU64::new(0),
+            forged: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             missed: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            refusal_logged: Mutex::new(None),
             hop_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -249,6 +299,35 @@ impl BrokerStatus {
         *last = Some(error.to_string());
     }
 
+    /// Counts a message the edge dropped because it is not a producer's as the settings
+    /// require, and logs it, at most once every ten seconds (a flood costs a counter each, not
+    /// a log line each).
+    pub fn refuse(&self, why: Refusal, source: &str) {
+        let counter = match why {
+            Refusal::Unsigned => &self.unsigned,
+            Refusal::Forged => &self.forged,
+            Refusal::Foreign => &self.foreign,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut logged = self
+            .refusal_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if logged.is_some_and(|at| at.elapsed() < REFUSAL_LOG_EVERY) {
+            return;
+        }
+        *logged = Some(std::time::Instant::now());
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        tracing::warn!(
+            source,
+            unsigned = n(&self.unsigned),
+            forged = n(&self.forged),
+            foreign = n(&self.foreign),
+            "dropped a message in Redis: {} (counted; logged at most every {REFUSAL_LOG_EVERY:?})",
+            why.reason()
+        );
+    }
+
     /// The `/health` view.
     pub fn json(&self) -> serde_json::Value {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -271,6 +350,9 @@ impl BrokerStatus {
             }
             Role::Edge => {
                 v["malformed"] = n(&self.malformed).into();
+                v["unsigned"] = n(&self.unsigned).into();
+                v["forged"] = n(&self.forged).into();
+                v["foreign"] = n(&self.foreign).into();
                 v["conflated"] = n(&self.conflated).into();
                 v["gaps"] = n(&self.gaps).into();
                 v["missed"] = n(&self.missed).into();
@@ -291,6 +373,8 @@ mod tests {
             ca_file: None,
             lease: Duration::from_secs(3),
             tick_interval: Duration::from_secs(1),
+            signing_key: None,
+            accept_foreign: false,
         }
     }
 

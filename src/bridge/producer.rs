@@ -5,6 +5,9 @@
 //! Only the leader publishes; a standby drops the ticks its warm processor makes, after keeping
 //! its channels' seq floors at the last published `seq` (so a takeover carries on above it).
 //!
+//! With `REDIS_SIGNING_KEY` each envelope and the state document are signed here, once, before
+//! they go to Redis (see [`super::signing`]).
+//!
 //! Each tick is published by one Lua call that checks, inside Redis, that this node still
 //! holds the lease and that the `seq` is above the channel's last: a leader that was paused
 //! past its lease, or a tick numbered before a takeover, is refused there and counted, and no
@@ -306,17 +309,23 @@ impl Publisher {
         }
         let tick = out.tick.clone();
         let epoch = self.epoch;
-        // Compressing a large tick takes milliseconds: not on an async worker.
+        let key = self.settings.signing_key.clone();
+        let channel = self.settings.channel(&out.channel);
+        // Compressing (and signing) a large tick takes milliseconds: not on an async worker.
         let envelope = tokio::task::spawn_blocking(move || {
             let deflated = tick.deflated_payload();
-            Envelope {
+            let envelope = Envelope {
                 epoch,
                 seq: tick.seq,
                 ts_ms: tick.ts_ms,
                 payload: &tick.payload(),
                 deflated: deflated.as_deref(),
+                seal: None,
+            };
+            match &key {
+                Some(key) => envelope.encode_signed(key, &channel),
+                None => envelope.encode(),
             }
-            .encode()
         })
         .await
         .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
@@ -353,9 +362,14 @@ impl Publisher {
         {
             self.state_due = Instant::now() + STATE_EVERY;
             let make = self.state.clone();
-            let state = tokio::task::spawn_blocking(move || make())
-                .await
-                .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+            let key = self.settings.signing_key.clone();
+            let state_key = self.settings.state_key();
+            let state = tokio::task::spawn_blocking(move || match &key {
+                Some(key) => key.seal_document(state_key.as_bytes(), &make()),
+                None => make(),
+            })
+            .await
+            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
             let _: i64 = self
                 .keep_state
                 .key(self.settings.leader_key())

@@ -6,6 +6,9 @@
 //! is ([`StateDoc`]), parsed from JSON, with the events the edge relays (alerts) folded in until
 //! the producer's next copy.
 //!
+//! With `REDIS_SIGNING_KEY` the document carries the producer's tag (see [`super::signing`]); a
+//! copy without a right one is dropped and counted (`forged`), and the last good copy stays.
+//!
 //! A request gets the cached copy at once, and a copy older than a second is read again in the
 //! background, so REST traffic on many edges costs Redis at most one GET per edge per second.
 
@@ -15,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::{connect, BridgeSettings, CONNECT_TIMEOUT};
+use super::signing::SigningKey;
+use super::{connect, BridgeSettings, BrokerStatus, Refusal, CONNECT_TIMEOUT};
 
 /// How old the cached producer state may be before it is read again.
 const STATE_MAX_AGE: Duration = Duration::from_secs(1);
@@ -43,17 +47,26 @@ pub trait StateCache: Send + Sync {
 pub struct RemoteState<D> {
     client: redis::Client,
     key: String,
+    signing_key: Option<SigningKey>,
+    status: Arc<BrokerStatus>,
     conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     latest: RwLock<Option<(Instant, Arc<D>)>>,
     reading: AtomicBool,
 }
 
 impl<D: StateDoc> RemoteState<D> {
-    /// State read through `client` from the key of `settings`.
-    pub fn new(client: redis::Client, settings: &BridgeSettings) -> Self {
+    /// State read through `client` from the key of `settings`; a forged copy is counted in
+    /// `status`.
+    pub fn new(
+        client: redis::Client,
+        settings: &BridgeSettings,
+        status: Arc<BrokerStatus>,
+    ) -> Self {
         RemoteState {
             client,
             key: settings.state_key(),
+            signing_key: settings.signing_key.clone(),
+            status,
             conn: tokio::sync::Mutex::new(None),
             latest: RwLock::new(None),
             reading: AtomicBool::new(false),
@@ -117,16 +130,32 @@ impl<D: StateDoc> RemoteState<D> {
         let got: redis::RedisResult<Option<Vec<u8>>> =
             redis::cmd("GET").arg(&self.key).query_async(c).await;
         match got {
-            Ok(Some(bytes)) => match serde_json::from_slice::<D>(&bytes) {
-                Ok(state) => {
+            Ok(Some(bytes)) => match self.document(&bytes).map(serde_json::from_slice::<D>) {
+                None => {}
+                Some(Ok(state)) => {
                     *self.latest.write().unwrap_or_else(|e| e.into_inner()) =
                         Some((Instant::now(), Arc::new(state)));
                 }
-                Err(e) => tracing::warn!("the producer's state in Redis is not readable: {e}"),
+                Some(Err(e)) => {
+                    tracing::warn!("the producer's state in Redis is not readable: {e}")
+                }
             },
             Ok(None) => {}
             Err(_) => *conn = None,
         }
+    }
+
+    /// The document in what was read: as it is without a signing key; with one, only when its
+    /// tag is right (else counted, logged, and `None`).
+    fn document<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        let Some(key) = &self.signing_key else {
+            return Some(bytes);
+        };
+        let opened = key.open_document(self.key.as_bytes(), bytes);
+        if opened.is_none() {
+            self.status.refuse(Refusal::Forged, &self.key);
+        }
+        opened
     }
 }
 

@@ -18,6 +18,7 @@ use super::values::{
 };
 use crate::base::time::Timestamp;
 use crate::base::Secret;
+use crate::bridge::signing::SigningKey;
 use crate::bridge::{BridgeSettings, Role};
 use crate::broadcast::admission::{self, AdmissionSettings};
 use crate::broadcast::settings::{Greeting, HubSettings};
@@ -229,6 +230,10 @@ pub struct ServeArgs {
     /// Largest single ingested SSI message, in bytes (larger: that line is refused).
     #[arg(long, env = "INGEST_MAX_MESSAGE_SIZE", default_value_t = 64 << 10, value_parser = integer("INGEST_MAX_MESSAGE_SIZE", 256, 16 << 20))]
     pub ingest_max_message_size: u64,
+    /// Ingest batches in flight at once (POSTs past it get 429 with `Retry-After`; a
+    /// WebSocket's next message waits for a turn).
+    #[arg(long, env = "INGEST_MAX_CONCURRENT", default_value_t = 4, value_parser = integer("INGEST_MAX_CONCURRENT", 1, 1024))]
+    pub ingest_max_concurrent: u64,
     /// Folder for the session checkpoint and the embedded history database (created when
     /// missing).
     #[arg(long, env = "DATA_DIR", default_value = "data")]
@@ -281,11 +286,35 @@ pub struct ServeArgs {
     /// (plus a third of it) after the leader stops renewing.
     #[arg(long = "redis-lease-ms", env = "REDIS_LEASE_MS", default_value = "3000", value_parser = millis("REDIS_LEASE_MS", 300, 60_000))]
     pub redis_lease: Duration,
+    /// Shared secret of a deployment's producers and edges (16-1024 characters): producers
+    /// sign every envelope and the state document with it (HMAC-SHA256), and edges relay only
+    /// what carries a right signature. Empty: nothing is signed or checked.
+    #[arg(long, env = "REDIS_SIGNING_KEY", default_value = "", hide_env_values = true, value_parser = secret)]
+    pub redis_signing_key: Secret,
+    /// Edges relay JSON bodies published on the channels by something other than a marketcast
+    /// producer; off: they are dropped and counted. Never with `REDIS_SIGNING_KEY`.
+    #[arg(long, env = "REDIS_ACCEPT_FOREIGN", default_value = "false", value_parser = boolean("REDIS_ACCEPT_FOREIGN"))]
+    pub redis_accept_foreign: bool,
 }
 
 impl ServeArgs {
     /// Checks what clap cannot: settings that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
+        // Checked here rather than by clap, whose message would show the value.
+        let key_len = self.redis_signing_key.expose().len();
+        if key_len != 0 && !(16..=1024).contains(&key_len) {
+            return Err(format!(
+                "REDIS_SIGNING_KEY must be 16 to 1024 characters (a long random string, the same \
+                 on every producer and edge), got {key_len} characters"
+            ));
+        }
+        if self.redis_accept_foreign && !self.redis_signing_key.is_empty() {
+            return Err(
+                "REDIS_ACCEPT_FOREIGN=true cannot go with REDIS_SIGNING_KEY: with a key, \
+                        only signed envelopes are relayed (unset one of them)"
+                    .into(),
+            );
+        }
         match self.role {
             Role::Standalone => {}
             Role::Producer | Role::Edge if self.redis_url.is_empty() => {
@@ -381,6 +410,8 @@ impl ServeArgs {
             ca_file: self.redis_ca_file.clone(),
             lease: self.redis_lease,
             tick_interval: self.cadence().period(),
+            signing_key: SigningKey::new(&self.redis_signing_key),
+            accept_foreign: self.redis_accept_foreign,
         }
     }
 
@@ -390,6 +421,7 @@ impl ServeArgs {
             token: self.ingest_token.clone(),
             max_body: self.ingest_max_body_size as usize,
             max_message: self.ingest_max_message_size as usize,
+            max_concurrent: self.ingest_max_concurrent as usize,
         }
     }
 

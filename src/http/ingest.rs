@@ -1,7 +1,12 @@
 //! The ingest doors: `POST /api/ingest` and `GET /ws/ingest` (when `INGEST_TOKEN` is set), for
 //! SSI messages pushed by a feed that runs elsewhere; bearer-token protected and size-bounded.
 //!
-//! The lines go to [`mod@crate::feed::ingest`], which applies them off the async workers. The
+//! The lines go to [`mod@crate::feed::ingest`], which applies them off the async workers, as
+//! the bytes came (no copy of the body is made: it is checked as UTF-8 where it lies). At most
+//! `INGEST_MAX_CONCURRENT` batches are in flight: a `POST` past that is answered at once with
+//! 429 and `Retry-After: 1` (before its body is read, so waiting bodies never pile up in
+//! memory), and a WebSocket's next message waits for a turn (its sender is slowed, as TCP would
+//! slow it). A `POST`'s batch is in `GET /api/market/snapshot` as soon as it is answered. The
 //! ingest WebSocket is served by tungstenite: it is not the fan-out's hot path, so a library's
 //! frame reader is the right one there (the channels' doors are in [`super::upgrade`]).
 
@@ -12,6 +17,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -19,29 +25,42 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::guard::{bearer, same_token};
+use super::guard::{bearer, same_token, too_many};
 use super::upgrade::{handshake_refusal, switching_protocols, WsQuery};
 use super::{plain, AppState};
 use crate::broadcast::handshake;
 use crate::feed::ingest::Ingest;
 
 /// Refuses an ingest request without the right bearer token (`Authorization: Bearer` or
-/// `?token=`); `None` when it may go on.
+/// `?token=`); `None` when it may go on. A wrong token spends its address's connect rate, as at
+/// every other door (429 past it), and the warning is logged at most once a second per address.
 fn ingest_refusal(
+    app: &AppState,
     ingest: &Ingest,
     headers: &axum::http::HeaderMap,
     query_token: Option<&str>,
     peer: SocketAddr,
 ) -> Option<Response> {
-    let given = bearer(headers).or(query_token).unwrap_or("");
-    if same_token(given, ingest.settings.token.expose()) {
+    let given = bearer(headers).or(query_token);
+    if same_token(given.unwrap_or(""), ingest.settings.token.expose()) {
         return None;
     }
     ingest
         .counters()
         .rejected_unauthorized
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(%peer, "ingest refused: wrong or missing token");
+    let client = app.admission.client_ip(peer, headers);
+    if given.is_some() {
+        if let Err(refusal) = app.admission.charge_failure(client) {
+            app.denials
+                .warn(client, "ingest", "wrong token, past the connect rate");
+            return Some(too_many(&refusal));
+        }
+        app.denials.warn(client, "ingest", "wrong token");
+    } else {
+        app.admission.count_unauthorized();
+        app.denials.warn(client, "ingest", "missing token");
+    }
     let mut resp = (
         StatusCode::UNAUTHORIZED,
         Json(json!({"detail": "ingest needs the INGEST_TOKEN as `Authorization: Bearer <token>` or `?token=`"})),
@@ -72,14 +91,33 @@ fn too_large(ingest: &Ingest) -> Response {
         .into_response()
 }
 
-/// Applies a batch off the async workers: a large one holds the processor for milliseconds.
+fn busy(ingest: &Ingest) -> Response {
+    ingest
+        .counters()
+        .rejected_busy
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"detail": format!("{} ingest batches are already in flight (INGEST_MAX_CONCURRENT); send this one again in a second", ingest.settings.max_concurrent)})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Applies a batch off the async workers (checking it is UTF-8 there too: a 16 MiB body takes
+/// milliseconds either way); `Err` with the offset of the first byte that is not UTF-8.
 async fn apply_batch(
     ingest: Arc<Ingest>,
-    text: String,
+    body: Bytes,
     lines_before: usize,
-) -> crate::feed::ingest::BatchResult {
-    let worker = tokio::task::spawn_blocking(move || ingest.apply(&text, lines_before));
-    worker.await.unwrap_or_default()
+) -> Result<crate::feed::ingest::BatchResult, usize> {
+    let worker = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).map_err(|e| e.valid_up_to())?;
+        Ok(ingest.apply(text, lines_before))
+    });
+    worker.await.unwrap_or_else(|_| Ok(Default::default()))
 }
 
 /// `POST /api/ingest`: a batch of SSI messages, one per line.
@@ -92,7 +130,7 @@ pub async fn ingest_post(
     let Some(ingest) = app.ingest.clone() else {
         return ingest_off();
     };
-    if let Some(refusal) = ingest_refusal(&ingest, req.headers(), q.token.as_deref(), peer) {
+    if let Some(refusal) = ingest_refusal(&app, &ingest, req.headers(), q.token.as_deref(), peer) {
         return refusal;
     }
     let declared = req
@@ -103,21 +141,26 @@ pub async fn ingest_post(
     if declared.is_some_and(|n| n > ingest.settings.max_body as u64) {
         return too_large(&ingest);
     }
+    // The turn is taken before the body is read and held until the batch is applied.
+    let Some(_turn) = ingest.try_turn() else {
+        return busy(&ingest);
+    };
     let body = match axum::body::to_bytes(req.into_body(), ingest.settings.max_body).await {
         Ok(b) => b,
         Err(_) => return too_large(&ingest),
     };
-    let text = match String::from_utf8(body.to_vec()) {
-        Ok(t) => t,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"detail": format!("the body is not UTF-8 (first bad byte at {})", e.utf8_error().valid_up_to())})),
-            )
-                .into_response()
+    match apply_batch(ingest, body, 0).await {
+        Ok(result) => {
+            // The poster reads its batch back at once: not from the last tick's body.
+            app.view.outdate_snapshot();
+            Json(result).into_response()
         }
-    };
-    Json(apply_batch(ingest, text, 0).await).into_response()
+        Err(at) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"detail": format!("the body is not UTF-8 (first bad byte at {at})")})),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /ws/ingest`: a WebSocket whose text messages are batches of lines.
@@ -133,7 +176,7 @@ pub async fn ws_ingest(
     if app.clients.is_ending() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
-    if let Some(refusal) = ingest_refusal(&ingest, req.headers(), q.token.as_deref(), peer) {
+    if let Some(refusal) = ingest_refusal(&app, &ingest, req.headers(), q.token.as_deref(), peer) {
         return refusal;
     }
     let accepted = match handshake::accept_request(req.version(), req.headers(), false) {
@@ -247,9 +290,14 @@ async fn serve_ingest<S>(
             }
             continue;
         }
-        let text = text.as_str().to_string();
         let consumed = text.trim_end_matches('\n').split('\n').count();
-        let result = apply_batch(ingest.clone(), text, lines).await;
+        // A turn, waiting for one if need be (this sender is slowed, not refused).
+        let Some(_turn) = ingest.turn().await else {
+            return;
+        };
+        let result = apply_batch(ingest.clone(), Bytes::from(text), lines)
+            .await
+            .unwrap_or_default();
         lines += consumed;
         for e in result.errors {
             let reply =

@@ -25,6 +25,10 @@ pub trait MarketView: Send + Sync + 'static {
     /// The body of `GET /api/market/snapshot`: the same bytes `/ws/market` sends.
     fn snapshot(&self) -> Answer<'_, Bytes>;
 
+    /// A caller changed the market and will read it back at once (a `POST /api/ingest`
+    /// batch): the next [`MarketView::snapshot`] must show it, not the last tick's body.
+    fn outdate_snapshot(&self) {}
+
     /// `GET /api/market/foreign-detail`.
     fn foreign_detail(&self) -> Answer<'_, (ForeignSummary, Vec<ForeignInvestorData>)>;
 

@@ -242,6 +242,7 @@ mod tests {
             max_per_ip: 0,
             max_total,
             connect_rate: 0.0,
+            connect_rate_total: 0.0,
             trusted_proxies: Vec::new(),
         })
     }

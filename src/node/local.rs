@@ -1,6 +1,6 @@
 //! The processor side of a node (standalone or producer): the processor opened (restored from
 //! a checkpoint when one of today's session is there), and the market as the REST routes read
-//! it, every answer ready at once.
+//! it, every answer ready at once (the snapshot the tick's own body, see [`SharedSnapshot`]).
 
 use std::sync::Arc;
 
@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures_util::future::{self, FutureExt};
 
 use super::feeds;
+use super::shared_snapshot::SharedSnapshot;
 use crate::base::time::{Clock, Timestamp};
-use crate::broadcast::ticker::SnapshotSource;
 use crate::checkpoint::{self, CheckpointStatus, Checkpoints};
 use crate::config::{FeedKind, ServeArgs};
 use crate::feed::ssi::stream::SsiClient;
@@ -23,8 +23,8 @@ use crate::market::SharedMarket;
 /// The market of this node's own processor, for the REST routes. Every answer is ready at once.
 pub struct LocalView {
     pub market: SharedMarket,
-    /// What `/ws/market` broadcasts; the REST snapshot serves the same body.
-    pub source: Arc<dyn SnapshotSource>,
+    /// What `/ws/market` broadcasts, kept: the REST snapshot serves the same body.
+    pub snapshot: Arc<SharedSnapshot>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -34,7 +34,12 @@ fn now<'a, T: Send + 'a>(value: T) -> Answer<'a, T> {
 
 impl MarketView for LocalView {
     fn snapshot(&self) -> Answer<'_, Bytes> {
-        now(self.source.snapshot_json(self.clock.now()))
+        let clock = self.clock.clone();
+        async move { Some(self.snapshot.get(|| clock.now()).await) }.boxed()
+    }
+
+    fn outdate_snapshot(&self) {
+        self.snapshot.outdate();
     }
 
     fn foreign_detail(&self) -> Answer<'_, (ForeignSummary, Vec<ForeignInvestorData>)> {
@@ -75,7 +80,9 @@ impl MarketView for LocalView {
 /// today's session, and what `/ws/market` broadcasts from it.
 pub struct LocalMarket {
     pub market: SharedMarket,
-    pub source: Arc<dyn SnapshotSource>,
+    /// What `/ws/market` broadcasts (the processor's snapshot, or a static file's), keeping
+    /// each tick's body for the REST route.
+    pub snapshot: Arc<SharedSnapshot>,
     /// `/ws/market`'s first `seq` (past the restored checkpoint's).
     pub start_seq: u64,
     /// Where checkpoints go (live feeds only), and how the last ones went.
@@ -115,10 +122,13 @@ impl LocalMarket {
             processor.enable_history(crate::history::PROCESSOR_CAPACITY);
         }
         let market = SharedMarket::new(processor);
-        let source = feeds::source(args, &market)?;
+        let snapshot = Arc::new(SharedSnapshot::new(
+            feeds::source(args, &market)?,
+            args.cadence().period(),
+        ));
         Ok(LocalMarket {
             market,
-            source,
+            snapshot,
             start_seq,
             checkpoints,
             checkpoint_status,

@@ -4,6 +4,7 @@
 //! Nothing here is domain work; each step names the module that does it:
 //!
 //! * [`role`]: what this node is (standalone, producer, edge), decided once;
+//! * [`shared_snapshot`]: the REST snapshot, the body of `/ws/market`'s last tick;
 //! * [`side`]: the market it serves, its own processor ([`local`]) or the producer's state
 //!   ([`remote`]), behind one [`crate::http::MarketView`] for the REST routes; [`adapter`]: the processor's
 //!   state as the channels' bytes;
@@ -22,6 +23,7 @@ pub mod local;
 pub mod notices;
 pub mod remote;
 pub mod role;
+pub mod shared_snapshot;
 pub mod side;
 pub mod ticks;
 pub mod tls_slots;
@@ -98,6 +100,7 @@ impl Node {
             NodeRole::Edge(broker) => Side::Remote(Arc::new(RemoteState::new(
                 broker.client.clone(),
                 &broker.settings,
+                broker.status.clone(),
             ))),
             _ => Side::Local(LocalMarket::open(&args, clock.as_ref(), args.history).await?),
         };

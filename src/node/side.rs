@@ -97,7 +97,7 @@ impl Side {
         match self {
             Side::Local(l) => Arc::new(LocalView {
                 market: l.market.clone(),
-                source: l.source.clone(),
+                snapshot: l.snapshot.clone(),
                 clock: clock.clone(),
             }),
             Side::Remote(state) => Arc::new(RemoteView {
@@ -143,7 +143,7 @@ impl Side {
                 let local_ticks = LocalTicks {
                     channels,
                     market: &local.market,
-                    source: local.source.clone(),
+                    source: local.snapshot.clone(),
                     processor_channels: args.feed != FeedKind::Static,
                     clock,
                     cadence: args.cadence(),

@@ -7,7 +7,9 @@ the server serves it, then in the page opens a plain WebSocket and one with ?del
 permessage-deflate on both), rebuilds each delta with MarketcastDelta.Rebuilder, and compares
 every rebuilt message with the plain client's message of the same seq. Halfway it closes the
 delta socket and opens a new one with a new Rebuilder (a reconnect: its first message must be
-full, and deltas must follow).
+full, and deltas must follow). Before that, in the same page, the applier's bounds: a small
+delta made by hand is applied, and one that declares a size far above anything its base and
+its own length could make is refused before anything is allocated.
 
     python3 tests/e2e/delta_browser.py --http http://127.0.0.1:8000 [--messages 40]
 
@@ -77,6 +79,21 @@ a.onmessage = (e) => { const s = seqOf(e.data); if (s !== null) plain[s] = e.dat
 setTimeout(() => finish({ error: 'timeout' }), 90000);
 """
 
+BOUNDS = r"""
+const D = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~';
+const enc = (n) => { let s = ''; do { s = D[n % 64] + s; n = Math.floor(n / 64); } while (n > 0); return s; };
+const te = new TextEncoder();
+const base = te.encode('hello');
+const target = te.encode('hello!');
+const good = enc(6) + '\n' + enc(5) + '@0,' + enc(1) + ':!' + enc(MarketcastDelta.checksum(target)) + ';';
+const rebuilt = new TextDecoder().decode(MarketcastDelta.apply(base, te.encode(good)));
+let oversize = null;
+try {
+  MarketcastDelta.apply(base, te.encode(enc(1000000) + '\n' + enc(5) + '@0,' + enc(0) + ';'));
+} catch (e) { oversize = String(e); }
+return { rebuilt, oversize };
+"""
+
 
 def fail(message):
     print(f"delta browser check failed: {message}", file=sys.stderr)
@@ -109,7 +126,13 @@ def main():
         """)
         if not loaded:
             fail("the dashboard's delta.js did not load")
+        bounds = driver.execute_script(BOUNDS)
+        if bounds["rebuilt"] != "hello!":
+            fail(f"a small delta made by hand was not applied: {bounds}")
+        if "too large" not in (bounds["oversize"] or ""):
+            fail(f"a delta declaring 1,000,000 bytes from a 5-byte base was not refused: {bounds}")
         seen = driver.execute_async_script(SCRIPT, args.messages)
+        seen["oversize"] = bounds["oversize"]
     finally:
         driver.quit()
     if seen.get("error"):
