@@ -49,7 +49,14 @@ impl Denials {
         let mut guard = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
         let (map, sweep_at) = &mut *guard;
         if !map.contains_key(&key) && map.len() >= *sweep_at {
-            map.retain(|_, last| now.saturating_duration_since(last.at) < EVERY);
+            // An address swept out with refusals not yet reported gets its line now.
+            map.retain(|ip, last| {
+                let keep = now.saturating_duration_since(last.at) < EVERY;
+                if !keep && last.unlogged > 0 {
+                    tracing::warn!(client = %ip, refused = last.unlogged, "{} more refusals from this address, not logged one by one", last.unlogged);
+                }
+                keep
+            });
             *sweep_at = (map.len() * 2).max(SWEEP_AT);
         }
         match map.get_mut(&key) {

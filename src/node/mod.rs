@@ -162,11 +162,7 @@ impl Node {
             feed: started.feed,
             ingest: started.ingest,
             recorder: recorder.clone(),
-            tokens: Arc::new(Tokens {
-                data: args.auth_token.expose().to_owned(),
-                admin: args.admin_token.expose().to_owned(),
-                public_rest: args.public_rest,
-            }),
+            tokens: Arc::new(tokens(&args)),
             denials: Arc::default(),
             role: role.name(),
             admission: admission.clone(),
@@ -213,6 +209,21 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// The tokens the doors take. With the data token and no admin token of their own, the
+/// operators' details take the data token, which viewers hold too (it is in the dashboard's
+/// URL): said once at start-up, so the choice is a known one.
+fn tokens(args: &ServeArgs) -> Tokens {
+    let tokens = Tokens {
+        data: args.auth_token.expose().to_owned(),
+        admin: args.admin_token.expose().to_owned(),
+        public_rest: args.public_rest,
+    };
+    if !tokens.data.is_empty() && tokens.admin.is_empty() {
+        tracing::info!("/health's details and /metrics take WS_AUTH_TOKEN, as the data does; set ADMIN_TOKEN to give the operators a token of their own");
+    }
+    tokens
 }
 
 /// The clock: stopped at `CLOCK_FIXED_AT` (tests), else the system's.
