@@ -15,13 +15,13 @@
 //! edge's clients); without one, envelopes, and bodies of another publisher only with
 //! `REDIS_ACCEPT_FOREIGN`. The rest is dropped and counted.
 //!
-//! Order is the other half ([`accept`]). With a key only the producer can move a channel's
+//! Order is the other half (`accept`). With a key only the producer can move a channel's
 //! `seq`, so the order is strict, and a signed envelope captured earlier and published again is
 //! refused: in the same epoch it is an old `seq`; from another epoch it must not be older (by
 //! its signed `ts`) than the last tick taken, less [`TAKEOVER_SKEW`], nor at or below the last
 //! `seq` taken in an epoch the edge has left; and a live one must not be more than
-//! [`MAX_SIGNED_AGE`](super::MAX_SIGNED_AGE) older than the edge's clock. Without a key a message can still be forged,
-//! but none can wedge a channel: a `seq` absurdly far from the last one starts a new count at
+//! [`MAX_SIGNED_AGE`](super::MAX_SIGNED_AGE) older than the edge's clock. Without a key a
+//! message can still be forged, but none can wedge a channel: a `seq` absurdly far from the last one starts a new count at
 //! once, and a `seq` merely far ahead is undone by the producer's next few ticks, which start a
 //! new count when they keep arriving below it.
 //!

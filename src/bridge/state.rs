@@ -10,8 +10,9 @@
 //! (see [`super::signing`]), and the last good copy stays when a read one is refused: a bare
 //! document (`unsigned`), one whose tag is wrong (`forged`), one older than the last taken by
 //! more than [`TAKEOVER_SKEW`] (`replayed`: a copy put back in Redis), or more than
-//! [`MAX_SIGNED_AGE`](super::MAX_SIGNED_AGE) older than the edge's clock (`stale`; a leading producer writes it at least
-//! every [`super::producer::STATE_KEEPALIVE`], even when nothing ticks). Without a key a signed
+//! [`MAX_SIGNED_AGE`](super::MAX_SIGNED_AGE) older than the edge's clock (`stale`; a leading
+//! producer writes it at least every [`STATE_KEEPALIVE`](super::producer::STATE_KEEPALIVE),
+//! even when nothing ticks). Without a key a signed
 //! document is read unchecked (`unverified`, a rate-limited warning): the producers got their
 //! key before this edge, which goes on answering.
 //!
