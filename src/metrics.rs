@@ -28,10 +28,12 @@
 //!   `redis_ticks` (published, or received and fanned out), `redis_reconnects`; a producer's
 //!   `redis_leader`, `redis_takeovers`, `redis_fenced` (refused by the lease or the seq
 //!   check), `redis_dropped` (not sent: queue full or Redis away); an edge's `redis_malformed`
-//!   (messages that were not a tick), `redis_unsigned`, `redis_forged` and `redis_foreign`
-//!   (dropped: see `REDIS_SIGNING_KEY` and `REDIS_ACCEPT_FOREIGN`), `redis_conflated` (snapshots skipped for a newer one while
-//!   the edge was behind), `redis_gaps` and `redis_missed` (seq skipped), and the
-//!   histogram `redis_hop_seconds` (producer `ts` to the edge's fan-out).
+//!   (messages that were not a tick), `redis_unsigned`, `redis_forged`, `redis_replayed`,
+//!   `redis_stale` and `redis_foreign` (dropped: see `REDIS_SIGNING_KEY` and
+//!   `REDIS_ACCEPT_FOREIGN`), `redis_unverified` (signed, taken unchecked by an edge without
+//!   the key), `redis_conflated` (snapshots skipped for a newer one while the edge was behind),
+//!   `redis_gaps` and `redis_missed` (seq skipped), `redis_resets` (a channel's count started
+//!   again), and the histogram `redis_hop_seconds` (producer `ts` to the edge's fan-out).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,10 +82,14 @@ struct BrokerFigures {
     malformed: u64,
     unsigned: u64,
     forged: u64,
+    replayed: u64,
+    stale: u64,
+    unverified: u64,
     foreign: u64,
     conflated: u64,
     gaps: u64,
     missed: u64,
+    resets: u64,
     hop_seconds: Histogram,
 }
 
@@ -176,10 +182,14 @@ pub fn render(src: &Sources<'_>) -> String {
             malformed: load(&b.malformed),
             unsigned: load(&b.unsigned),
             forged: load(&b.forged),
+            replayed: load(&b.replayed),
+            stale: load(&b.stale),
+            unverified: load(&b.unverified),
             foreign: load(&b.foreign),
             conflated: load(&b.conflated),
             gaps: load(&b.gaps),
             missed: load(&b.missed),
+            resets: load(&b.resets),
             hop_seconds: b.hop_seconds.clone(),
         }),
     };
@@ -551,6 +561,24 @@ impl Collector for Scrape {
                     )?;
                     counters(
                         e,
+                        "redis_replayed",
+                        "Rightly signed ticks and state documents older than what the edge already took (put back in Redis), dropped.",
+                        &row(b.replayed),
+                    )?;
+                    counters(
+                        e,
+                        "redis_stale",
+                        "Rightly signed ticks and state documents more than 5 minutes older than the edge's clock, dropped.",
+                        &row(b.stale),
+                    )?;
+                    counters(
+                        e,
+                        "redis_unverified",
+                        "Signed ticks and state documents taken unchecked (the producers sign; this edge has no REDIS_SIGNING_KEY).",
+                        &row(b.unverified),
+                    )?;
+                    counters(
+                        e,
                         "redis_foreign",
                         "JSON bodies from a publisher other than a producer, dropped (REDIS_ACCEPT_FOREIGN is off).",
                         &row(b.foreign),
@@ -572,6 +600,12 @@ impl Collector for Scrape {
                         "redis_missed",
                         "Ticks skipped in those gaps.",
                         &row(b.missed),
+                    )?;
+                    counters(
+                        e,
+                        "redis_resets",
+                        "Times a channel's seq count started again (producers restarted on an empty Redis; without a key, a seq published out of the producer's count).",
+                        &row(b.resets),
                     )?;
                     let mut metric = e.encode_descriptor(
                         "redis_hop_seconds",

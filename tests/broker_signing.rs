@@ -1,6 +1,8 @@
 //! The broker is not a door: what someone who can write to Redis can and cannot make an edge
-//! send (`REDIS_SIGNING_KEY`, `REDIS_ACCEPT_FOREIGN`, the `seq` window), and the README's ACL
-//! example, against a real `redis-server`, real producers and edges, and WebSocket clients.
+//! send (`REDIS_SIGNING_KEY`, `REDIS_ACCEPT_FOREIGN`, the `seq` window and the new count after
+//! ticks keep arriving below a `seq` published ahead, signed copies put back in Redis), and the
+//! README's ACL example, against a real `redis-server`, real producers and edges, and WebSocket
+//! clients.
 
 mod common;
 
@@ -9,8 +11,9 @@ use std::time::{Duration, Instant};
 use common::redis_server::RedisServer;
 use common::*;
 use marketcast::base::Secret;
-use marketcast::bridge::envelope::Envelope;
-use marketcast::bridge::signing::SigningKey;
+use marketcast::bridge::envelope::{self, Envelope, Incoming};
+use marketcast::bridge::signing::{self, Document, SigningKey};
+use marketcast::bridge::{MAX_SIGNED_AGE, TAKEOVER_SKEW};
 
 const KEY: &str = "a-deployment-wide-signing-key-of-some-length";
 
@@ -135,7 +138,7 @@ async fn with_a_key_only_the_producers_signed_ticks_reach_clients() {
         .unwrap();
     let mut tampered = last.clone();
     let at = tampered.len() - 2;
-    tampered[at] = b'9';
+    tampered[at] ^= 1; // always a change, whatever the byte was
     publish(&conn, &channel, tampered).await;
     // Unsigned: an envelope without a tag, and a bare JSON body.
     let (unsigned, _) = envelope_after(epoch, seq + 1, "unsigned");
@@ -195,10 +198,11 @@ async fn with_a_key_an_unsigned_state_document_is_not_served() {
     let r = edge.get("/api/vn30-components").await;
     assert_eq!(r.status, 503, "no state the producer signed: {}", r.body);
     assert!(!r.body.contains("HACKED"));
+    // A bare document has no tag at all: unsigned, as the README says.
     let h = edge
-        .wait_health(|h| h["broker"]["forged"].as_u64() >= Some(1))
+        .wait_health(|h| h["broker"]["unsigned"].as_u64() >= Some(1))
         .await;
-    assert_eq!(h["broker"]["unsigned"], 0, "{h}");
+    assert_eq!(h["broker"]["forged"], 0, "{h}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,4 +385,267 @@ async fn the_readme_acl_lets_producers_publish_and_edges_only_read() {
     );
     let h = edge.get("/health").await.json();
     assert_eq!(h["redis"], "connected", "{h}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn get_bytes(conn: &redis::aio::MultiplexedConnection, key: &str) -> Vec<u8> {
+    let mut c = conn.clone();
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("GET {key}: {e}"))
+}
+
+async fn set_bytes(conn: &redis::aio::MultiplexedConnection, key: &str, value: &[u8]) {
+    let mut c = conn.clone();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+/// The review's case: without a key, one envelope with the producer's epoch and `seq` the
+/// last plus ten million (inside the window) froze an edge for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_a_seq_published_ahead_holds_for_a_few_ticks_only() {
+    let redis = RedisServer::shared();
+    let p = prefix("ahead");
+    let url = redis.url();
+    let _producer = node("producer", &url, &p, &[]);
+    let edge = node("edge", &url, &p, &[]);
+    edge.wait_health(|h| h["channels"]["market"]["seq"].as_u64() > Some(0))
+        .await;
+    let mut ws = connect(&edge.ws_url("/ws/market")).await;
+    next_json(&mut ws, Duration::from_secs(10)).await;
+    let conn = redis.connection().await;
+    let (epoch, seq) = epoch_and_seq(&conn, &p).await;
+    let ahead = seq + 10_000_000;
+    let payload = format!(r#"{{"seq":{ahead},"ts":1,"ahead":true}}"#);
+    let wall = Envelope {
+        epoch,
+        seq: ahead,
+        ts_ms: 1,
+        payload: payload.as_bytes(),
+        deflated: None,
+        seal: None,
+    }
+    .encode();
+    publish(&conn, &format!("{p}:market"), wall).await;
+    // The producer's next ticks come in below it, and after a few a new count starts.
+    edge.wait_health(|h| h["broker"]["resets"].as_u64() >= Some(1))
+        .await;
+    let (_, now) = epoch_and_seq(&conn, &p).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the edge stayed frozen");
+        let (text, v) = next_json(&mut ws, Duration::from_secs(30)).await;
+        let s = v["seq"].as_u64().unwrap();
+        if s > now && s < ahead && v["quotes"].is_object() {
+            assert!(!text.contains("\"ahead\""), "{text}");
+            break;
+        }
+    }
+    edge.wait_health(|h| {
+        h["channels"]["market"]["seq"]
+            .as_u64()
+            .is_some_and(|s| s > now && s < ahead)
+    })
+    .await;
+    let metrics = edge.get("/metrics").await.body;
+    assert!(
+        metrics.contains("marketcast_redis_resets_total{role=\"edge\"}"),
+        "{metrics}"
+    );
+}
+
+/// A signed tick captured from Redis and published again after the producers restarted on an
+/// empty Redis (a new epoch, a new count) is not relayed; nor is one the key signed long ago.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_a_captured_tick_published_again_is_not_relayed() {
+    let redis = RedisServer::shared();
+    let p = prefix("replay");
+    let url = redis.url();
+    let key = [("REDIS_SIGNING_KEY", KEY)];
+    let mut first = node("producer", &url, &p, &key);
+    let edge = node("edge", &url, &p, &key);
+    edge.wait_health(|h| h["channels"]["market"]["seq"].as_u64() > Some(0))
+        .await;
+    let conn = redis.connection().await;
+    let channel = format!("{p}:market");
+    // Captured: the channel's last message, as anyone who may GET (or SUBSCRIBE) has it.
+    let captured = get_bytes(&conn, &format!("{p}:last:market")).await;
+    let Ok(Incoming::Envelope(old)) = envelope::decode(&captured) else {
+        panic!("the producer's last message is an envelope");
+    };
+    let (old_seq, old_payload) = (old.seq, String::from_utf8(old.payload.to_vec()).unwrap());
+    edge.wait_health(|h| h["channels"]["market"]["seq"].as_u64() >= Some(old_seq))
+        .await;
+    // The producers restart on a Redis that lost its record: a new epoch, counting from 1.
+    first.sigterm();
+    assert!(first.wait_exit(Duration::from_secs(10)).is_some());
+    let mut c = conn.clone();
+    let _: i64 = redis::cmd("DEL")
+        .arg(
+            ["epoch", "seq", "leader", "state", "last:market"]
+                .map(|k| format!("{p}:{k}"))
+                .as_slice(),
+        )
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _second = node("producer", &url, &p, &key);
+    edge.wait_health(|h| h["broker"]["resets"].as_u64() >= Some(1))
+        .await;
+    let mut ws = connect(&edge.ws_url("/ws/market")).await;
+    next_json(&mut ws, Duration::from_secs(10)).await;
+
+    publish(&conn, &channel, captured.clone()).await;
+    edge.wait_health(|h| h["broker"]["replayed"].as_u64() >= Some(1))
+        .await;
+    // A tick the key signed ten minutes ago, numbered just above the producer's: stale.
+    let (epoch, seq) = epoch_and_seq(&conn, &p).await;
+    let signer = SigningKey::new(&Secret::from(KEY.to_string())).unwrap();
+    let ts = now_ms() - MAX_SIGNED_AGE.as_millis() as i64 - 300_000;
+    let payload = format!(r#"{{"seq":{},"ts":{ts},"old":true}}"#, seq + 1000);
+    let long_ago = Envelope {
+        epoch,
+        seq: seq + 1000,
+        ts_ms: ts,
+        payload: payload.as_bytes(),
+        deflated: None,
+        seal: None,
+    }
+    .encode_signed(&signer, &channel);
+    publish(&conn, &channel, long_ago).await;
+    edge.wait_health(|h| h["broker"]["stale"].as_u64() >= Some(1))
+        .await;
+    // The client goes on with the new count: neither copy reached it, and the edge was not
+    // made to wait for a seq a thousand ahead.
+    let (_, now) = epoch_and_seq(&conn, &p).await;
+    for text in read_past(&mut ws, now + 1).await {
+        assert_ne!(text, old_payload, "the captured tick got through");
+        assert!(!text.contains("\"old\""), "{text}");
+        assert!(text.contains("\"quotes\""), "{text}");
+    }
+    let h = edge.get("/health").await.json();
+    assert_eq!(h["broker"]["forged"], 0, "{h}");
+    let metrics = edge.get("/metrics").await.body;
+    for line in [
+        "marketcast_redis_replayed_total{role=\"edge\"} ",
+        "marketcast_redis_stale_total{role=\"edge\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+/// The state document carries a signed time: an older copy put back in Redis is refused, and
+/// the edge goes on answering from the last good one. An edge without the key reads a signing
+/// producer's state unchecked (the rollout's middle step) and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_a_signed_state_document_put_back_is_refused() {
+    let redis = RedisServer::shared();
+    let p = prefix("state-replay");
+    let url = redis.url();
+    let key = [("REDIS_SIGNING_KEY", KEY)];
+    let producer = node("producer", &url, &p, &key);
+    let edge = node("edge", &url, &p, &key);
+    let keyless = node("edge", &url, &p, &[]);
+    producer
+        .wait_health(|h| h["broker"]["leader"] == true)
+        .await;
+    let conn = redis.connection().await;
+    let state_key = format!("{p}:state");
+    let ts_of = |bytes: &[u8]| match signing::read_document(bytes) {
+        Ok(Document::Sealed(doc)) => doc.ts_ms,
+        other => panic!("the state is not signed: {other:?}"),
+    };
+    // Captured, then the producer writes newer copies (every second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let captured = loop {
+        let mut c = conn.clone();
+        let got: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&state_key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if let Some(bytes) = got {
+            break bytes;
+        }
+        assert!(Instant::now() < deadline, "the producer wrote no state");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let captured_ts = ts_of(&captured);
+    let newer = captured_ts + TAKEOVER_SKEW.as_millis() as i64 + 1_000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ts_of(&get_bytes(&conn, &state_key).await) < newer {
+        assert!(Instant::now() < deadline, "the producer's state stayed old");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expected = producer.get("/api/vn30-components").await.json();
+    // Put back again and again (the producer writes its own every second), with requests that
+    // make the edge read the state (at most once a second) both right after it was put back
+    // and after the producer wrote its own again: once the edge has taken a copy newer than
+    // the captured one by more than the skew, the captured one is refused.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        set_bytes(&conn, &state_key, &captured).await;
+        for _ in 0..2 {
+            let r = edge.get("/api/vn30-components").await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.json(), expected);
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+        }
+        if edge.health().await["broker"]["replayed"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the put-back copy was never refused"
+        );
+    }
+    // A document the key signed ten minutes ago (whatever it says): stale, never served.
+    let signer = SigningKey::new(&Secret::from(KEY.to_string())).unwrap();
+    let ts = now_ms() - MAX_SIGNED_AGE.as_millis() as i64 - 300_000;
+    let long_ago = signer.seal_document(state_key.as_bytes(), ts, br#"{"vn30":["HACKED"]}"#);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        set_bytes(&conn, &state_key, &long_ago).await;
+        let r = edge.get("/api/vn30-components").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!r.body.contains("HACKED"), "{}", r.body);
+        if edge.health().await["broker"]["stale"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old copy was never refused");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let h = edge.health().await;
+    assert_eq!(h["broker"]["forged"], 0, "{h}");
+    assert_eq!(h["broker"]["unsigned"], 0, "{h}");
+    // The edge without a key: ticks and REST from the signing producer, unchecked and counted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = keyless.get("/api/vn30-components").await;
+        if r.status == 200 && r.json() == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let h = keyless
+        .wait_health(|h| {
+            h["broker"]["unverified"].as_u64() >= Some(2)
+                && h["channels"]["market"]["seq"].as_u64() > Some(0)
+        })
+        .await;
+    assert_eq!(h["broker"]["malformed"], 0, "{h}");
 }

@@ -13,9 +13,17 @@
 //! What is relayed is only what a producer published, as far as the settings can tell: with
 //! `REDIS_SIGNING_KEY`, envelopes whose tag is right (checked once per message, for all the
 //! edge's clients); without one, envelopes, and bodies of another publisher only with
-//! `REDIS_ACCEPT_FOREIGN`. The rest is dropped and counted. Without a key a message can still be
-//! forged, but none can wedge a channel: a `seq` absurdly far from the last one starts a new
-//! count instead of being a future every later tick must wait for.
+//! `REDIS_ACCEPT_FOREIGN`. The rest is dropped and counted.
+//!
+//! Order is the other half (`accept`). With a key only the producer can move a channel's
+//! `seq`, so the order is strict, and a signed envelope captured earlier and published again is
+//! refused: in the same epoch it is an old `seq`; from another epoch it must not be older (by
+//! its signed `ts`) than the last tick taken, less [`TAKEOVER_SKEW`], nor at or below the last
+//! `seq` taken in an epoch the edge has left; and a live one must not be more than
+//! [`MAX_SIGNED_AGE`](super::MAX_SIGNED_AGE) older than the edge's clock. Without a key a
+//! message can still be forged, but none can wedge a channel: a `seq` absurdly far from the last one starts a new count at
+//! once, and a `seq` merely far ahead is undone by the producer's next few ticks, which start a
+//! new count when they keep arriving below it.
 //!
 //! Redis going away is noticed by the stream ending or by a PING (every second) going
 //! unanswered. The hubs keep their latest tick and their clients meanwhile; the edge
@@ -32,7 +40,9 @@ use serde::Deserialize;
 use super::envelope::{self, Incoming};
 use super::signing::SigningKey;
 use super::state::StateCache;
-use super::{connect, BridgeSettings, BrokerStatus, Refusal, CONNECT_TIMEOUT};
+use super::{
+    connect, signed_too_old, BridgeSettings, BrokerStatus, Refusal, CONNECT_TIMEOUT, TAKEOVER_SKEW,
+};
 use crate::base::shutdown::Shutdown;
 use crate::base::Backoff;
 use crate::broadcast::frame::{SharedDeflater, Tick, DEFLATE_LEVEL};
@@ -55,6 +65,37 @@ const EVENTS: &str = "alerts";
 /// every later tick look old. With a key nobody else can publish, and `seq` order is strict.
 const SEQ_WINDOW: u64 = 10_000_000;
 
+/// Without a signing key, after this many ticks in a row below a channel's last `seq` (in its
+/// epoch), the count starts again from them. The producer never publishes below its last
+/// `seq` (Redis refuses it), so ticks that keep coming in below it mean the last one was not
+/// the producer's: one message numbered ahead (by less than [`SEQ_WINDOW`]) costs clients a few
+/// ticks, never the channel. (One duplicate comes with each reconnection: at the same `seq`,
+/// not below, so it never counts.)
+const RESYNC_AFTER: u32 = 3;
+
+/// With a signing key, how many epochs a channel remembers having left (with the last `seq`
+/// taken in each), to refuse their ticks put back in Redis whatever their time. Epochs change
+/// only when Redis loses its record, so a few cover any day.
+const RETIRED_EPOCHS: usize = 4;
+
+/// The order a channel's ticks are taken in (see [`accept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// With a signing key: only the producer can number a tick.
+    Strict,
+    /// Without: anyone can, and no one message may wedge the channel.
+    Lenient,
+}
+
+/// A tick's numbering, as [`accept`] judges it.
+#[derive(Debug, Clone, Copy)]
+struct Numbering {
+    /// The producer's count (`None` for a body from another publisher).
+    epoch: Option<u64>,
+    seq: u64,
+    ts_ms: i64,
+}
+
 /// What an edge relays: the settings that decide whose messages count.
 struct Gate {
     key: Option<SigningKey>,
@@ -68,11 +109,34 @@ struct Channel {
     pubsub: String,
     hub: Hub,
     deflater: Option<SharedDeflater>,
-    /// Whether anything was handed to the hub yet, and the last `seq`, `epoch` and era.
+    /// Whether anything was taken yet; the last `seq`, `epoch` and `ts` taken; the era.
     seen: bool,
     last_seq: u64,
     last_epoch: Option<u64>,
+    last_ts: i64,
     era: u64,
+    /// Without a key: ticks in a row that came in below `last_seq` (see [`RESYNC_AFTER`]).
+    behind: u32,
+    /// With a key: the epochs left, oldest first, with the last `seq` taken in each.
+    retired: Vec<(u64, u64)>,
+}
+
+impl Channel {
+    fn new(name: String, pubsub: String, hub: Hub, deflater: Option<SharedDeflater>) -> Channel {
+        Channel {
+            name,
+            pubsub,
+            hub,
+            deflater,
+            seen: false,
+            last_seq: 0,
+            last_epoch: None,
+            last_ts: 0,
+            era: 0,
+            behind: 0,
+            retired: Vec::new(),
+        }
+    }
 }
 
 /// Runs the edge's bridge until `stop`: `hubs` by channel name.
@@ -91,16 +155,7 @@ pub async fn run(
                 .settings()
                 .compression
                 .then(|| SharedDeflater::new(DEFLATE_LEVEL));
-            let ch = Channel {
-                name: name.clone(),
-                pubsub: settings.channel(&name),
-                hub,
-                deflater,
-                seen: false,
-                last_seq: 0,
-                last_epoch: None,
-                era: 0,
-            };
+            let ch = Channel::new(name.clone(), settings.channel(&name), hub, deflater);
             (settings.channel(&name), ch)
         })
         .collect();
@@ -275,7 +330,10 @@ async fn relay_one(
     gate: &Gate,
     delivery: Delivery,
 ) {
-    let window = gate.key.is_none();
+    let order = match gate.key {
+        Some(_) => Order::Strict,
+        None => Order::Lenient,
+    };
     let tick = match envelope::decode(message) {
         Ok(Incoming::Envelope(e)) => {
             if let Some(key) = &gate.key {
@@ -287,8 +345,24 @@ async fn relay_one(
                     status.refuse(Refusal::Forged, &ch.pubsub);
                     return;
                 }
+                // A channel's last message, read at (re)connection, may rightly be old (a
+                // channel that publishes on change, on a quiet day): it is judged against what
+                // the edge took before, by `accept`, not against the clock.
+                if delivery != Delivery::CatchUp
+                    && signed_too_old(e.ts_ms, chrono::Utc::now().timestamp_millis())
+                {
+                    status.refuse(Refusal::Stale, &ch.pubsub);
+                    return;
+                }
+            } else if e.seal.is_some() {
+                status.take_unverified(&ch.pubsub);
             }
-            let Some(era) = accept(ch, Some(e.epoch), e.seq, status, window) else {
+            let numbering = Numbering {
+                epoch: Some(e.epoch),
+                seq: e.seq,
+                ts_ms: e.ts_ms,
+            };
+            let Some(era) = accept(ch, numbering, status, order) else {
                 return;
             };
             if delivery == Delivery::Skip {
@@ -321,7 +395,12 @@ async fn relay_one(
                 );
                 return;
             };
-            let Some(era) = accept(ch, None, seq, status, window) else {
+            let numbering = Numbering {
+                epoch: None,
+                seq,
+                ts_ms: ts,
+            };
+            let Some(era) = accept(ch, numbering, status, order) else {
                 return;
             };
             if delivery == Delivery::Skip {
@@ -350,58 +429,132 @@ async fn relay_one(
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// Whether a tick numbered `seq` goes out, and in which era; counts the ticks skipped since
-/// the last one (lost on the channel, or never published while Redis was away) and records it
-/// as the last.
+/// Whether a tick goes out, and in which era; counts the ticks skipped since the last one
+/// (lost on the channel, or never published while Redis was away) and records it as the last.
 ///
 /// A `seq` at or below the last one is a message already had, unless the count started again:
 /// for a producer's envelope, when its `epoch` changed (Redis lost its record); for a body
 /// from another publisher, when the `seq` is lower (it restarted). Then the era goes up and
-/// clients take the new count from there. With `window` (no signing key), a `seq` more than
-/// [`SEQ_WINDOW`] from the last, either way, is a new count too: whoever published it, no later
-/// tick has to climb past it.
-fn accept(
-    ch: &mut Channel,
-    epoch: Option<u64>,
-    seq: u64,
-    status: &BrokerStatus,
-    window: bool,
-) -> Option<u64> {
-    if window && ch.seen && seq.abs_diff(ch.last_seq) > SEQ_WINDOW {
-        ch.era += 1;
-        tracing::debug!(
-            channel = ch.name,
-            from = ch.last_seq,
-            to = seq,
-            "a seq too far from the last one: a new count"
-        );
-    } else if ch.seen && seq <= ch.last_seq {
-        let new_count = match epoch {
-            Some(e) => ch.last_epoch.is_some_and(|last| last != e),
-            None => seq < ch.last_seq,
-        };
-        if !new_count {
+/// clients take the new count from there (counted in `resets`). The rest depends on `order`:
+/// see [`strict`] and [`lenient`].
+fn accept(ch: &mut Channel, n: Numbering, status: &BrokerStatus, order: Order) -> Option<u64> {
+    if ch.seen {
+        match order {
+            Order::Strict => strict(ch, n, status)?,
+            Order::Lenient => lenient(ch, n, status)?,
+        }
+    }
+    ch.seen = true;
+    ch.last_seq = n.seq;
+    ch.last_ts = n.ts_ms;
+    ch.behind = 0;
+    if n.epoch.is_some() {
+        ch.last_epoch = n.epoch;
+    }
+    Some(ch.era)
+}
+
+/// With a signing key every tick is the producer's, but one may be an old one published
+/// again. In the epoch the edge follows, only a `seq` above the last goes out. A tick of
+/// another epoch goes out (a new count when its `seq` is not above the last) unless it is of an
+/// epoch the edge left, at or below the last `seq` taken there, or older, by its signed `ts`,
+/// than the last tick taken less [`TAKEOVER_SKEW`] (either is a copy put back: `replayed`).
+fn strict(ch: &mut Channel, n: Numbering, status: &BrokerStatus) -> Option<()> {
+    if n.epoch == ch.last_epoch {
+        if n.seq <= ch.last_seq {
             return None;
         }
-        ch.era += 1;
-        tracing::warn!(
-            channel = ch.name,
-            from = ch.last_seq,
-            to = seq,
-            "seq started again (the producers restarted on an empty Redis)"
+        count_gap(ch, n.seq, status);
+        return Some(());
+    }
+    let left = ch
+        .retired
+        .iter()
+        .find(|(epoch, _)| Some(*epoch) == n.epoch)
+        .is_some_and(|&(_, last)| n.seq <= last);
+    let skew = TAKEOVER_SKEW.as_millis() as i64;
+    if left || n.ts_ms < ch.last_ts.saturating_sub(skew) {
+        status.refuse(Refusal::Replayed, &ch.pubsub);
+        return None;
+    }
+    // The epoch the edge followed is left: remembered with its last seq. The one it comes to
+    // (back to, after Redis was restored from a backup) is current, not left.
+    ch.retired.retain(|(epoch, _)| Some(*epoch) != n.epoch);
+    if let Some(epoch) = ch.last_epoch {
+        ch.retired.retain(|(e, _)| *e != epoch);
+        ch.retired.push((epoch, ch.last_seq));
+        if ch.retired.len() > RETIRED_EPOCHS {
+            ch.retired.remove(0);
+        }
+    }
+    if n.seq <= ch.last_seq {
+        new_count(
+            ch,
+            n.seq,
+            status,
+            "seq started again (the producers restarted on an empty Redis)",
         );
-    } else if ch.seen && seq > ch.last_seq.saturating_add(1) {
+    } else {
+        count_gap(ch, n.seq, status);
+    }
+    Some(())
+}
+
+/// Without a signing key anyone may have numbered a tick, and no one message may wedge the
+/// channel: a `seq` more than [`SEQ_WINDOW`] from the last, either way, is a new count at once,
+/// and [`RESYNC_AFTER`] ticks in a row below the last `seq` (in its epoch) start a new count from
+/// the last of them, so a `seq` published ahead of the producer's holds for a few ticks at most.
+fn lenient(ch: &mut Channel, n: Numbering, status: &BrokerStatus) -> Option<()> {
+    if n.seq.abs_diff(ch.last_seq) > SEQ_WINDOW {
+        new_count(ch, n.seq, status, "a seq too far from the last one");
+        return Some(());
+    }
+    if n.seq > ch.last_seq {
+        count_gap(ch, n.seq, status);
+        return Some(());
+    }
+    let restarted = match n.epoch {
+        Some(e) => ch.last_epoch.is_some_and(|last| last != e),
+        None => n.seq < ch.last_seq,
+    };
+    if restarted {
+        new_count(
+            ch,
+            n.seq,
+            status,
+            "seq started again (the producers restarted on an empty Redis)",
+        );
+        return Some(());
+    }
+    if n.seq < ch.last_seq {
+        ch.behind += 1;
+        if ch.behind >= RESYNC_AFTER {
+            new_count(
+                ch,
+                n.seq,
+                status,
+                "ticks keep arriving below the last seq (it was not the producer's)",
+            );
+            return Some(());
+        }
+    }
+    None
+}
+
+/// Counts the ticks skipped between the last `seq` and `seq`, if any.
+fn count_gap(ch: &Channel, seq: u64, status: &BrokerStatus) {
+    if seq > ch.last_seq.saturating_add(1) {
         status.gaps.fetch_add(1, Ordering::Relaxed);
         status
             .missed
             .fetch_add(seq - ch.last_seq - 1, Ordering::Relaxed);
     }
-    ch.seen = true;
-    ch.last_seq = seq;
-    if epoch.is_some() {
-        ch.last_epoch = epoch;
-    }
-    Some(ch.era)
+}
+
+/// Starts a new count (a new era) at `seq`, and counts and logs it.
+fn new_count(ch: &mut Channel, seq: u64, status: &BrokerStatus, why: &str) {
+    ch.era += 1;
+    status.new_count(&ch.name, ch.last_seq, seq, why);
 }
 
 /// A body from a publisher other than marketcast, as clients must get it: a JSON object,
@@ -428,20 +581,43 @@ fn stamp_foreign(body: &[u8], last_seq: u64) -> Option<(u64, i64, Vec<u8>)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_SIGNED_AGE_MS;
     use super::*;
     use crate::broadcast::settings::HubSettings;
 
     fn channel() -> Channel {
-        Channel {
-            name: "market".into(),
-            pubsub: "mc:market".into(),
-            hub: Hub::new(HubSettings::default()),
-            deflater: None,
-            seen: false,
-            last_seq: 0,
-            last_epoch: None,
-            era: 0,
+        Channel::new(
+            "market".into(),
+            "mc:market".into(),
+            Hub::new(HubSettings::default()),
+            None,
+        )
+    }
+
+    fn status() -> BrokerStatus {
+        BrokerStatus::new(super::super::Role::Edge, String::new())
+    }
+
+    /// A producer's tick of `epoch`, stamped `ts_ms`.
+    fn tick(epoch: u64, seq: u64, ts_ms: i64) -> Numbering {
+        Numbering {
+            epoch: Some(epoch),
+            seq,
+            ts_ms,
         }
+    }
+
+    /// A body from another publisher.
+    fn foreign(seq: u64) -> Numbering {
+        Numbering {
+            epoch: None,
+            seq,
+            ts_ms: 0,
+        }
+    }
+
+    fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
     }
 
     #[test]
@@ -483,85 +659,295 @@ mod tests {
 
     #[tokio::test]
     async fn gaps_are_counted_and_old_ticks_skipped() {
-        let status = BrokerStatus::new(super::super::Role::Edge, String::new());
+        for order in [Order::Strict, Order::Lenient] {
+            let status = status();
+            let mut ch = channel();
+            let at = |seq: u64| tick(1, seq, 1_000 + seq as i64);
+            assert_eq!(
+                accept(&mut ch, at(10), &status, order),
+                Some(0),
+                "the first"
+            );
+            assert_eq!(accept(&mut ch, at(11), &status, order), Some(0));
+            assert_eq!(accept(&mut ch, at(11), &status, order), None, "a duplicate");
+            assert_eq!(accept(&mut ch, at(9), &status, order), None, "an old one");
+            assert_eq!(accept(&mut ch, at(14), &status, order), Some(0));
+            assert_eq!((load(&status.gaps), load(&status.missed)), (1, 2));
+            // Redis lost its record and a new epoch goes on from above: no new count.
+            assert_eq!(accept(&mut ch, tick(2, 15, 1_100), &status, order), Some(0));
+            // A lower seq in a new epoch: the count started again.
+            assert_eq!(accept(&mut ch, tick(3, 1, 1_200), &status, order), Some(1));
+            assert_eq!(load(&status.gaps), 1, "a new count is not a gap");
+            assert_eq!(load(&status.resets), 1, "{order:?}");
+            assert_eq!(accept(&mut ch, tick(3, 1, 1_200), &status, order), None);
+            assert_eq!(load(&status.replayed), 0);
+        }
+        // Another publisher's bodies (no key): a lower seq is its restart.
+        let status = status();
         let mut ch = channel();
-        assert_eq!(
-            accept(&mut ch, Some(1), 10, &status, false),
-            Some(0),
-            "the first tick"
-        );
-        assert_eq!(accept(&mut ch, Some(1), 11, &status, false), Some(0));
-        assert_eq!(
-            accept(&mut ch, Some(1), 11, &status, false),
-            None,
-            "a duplicate"
-        );
-        assert_eq!(
-            accept(&mut ch, Some(1), 9, &status, false),
-            None,
-            "an old one"
-        );
-        assert_eq!(accept(&mut ch, Some(1), 14, &status, false), Some(0));
-        assert_eq!(status.gaps.load(Ordering::Relaxed), 1);
-        assert_eq!(status.missed.load(Ordering::Relaxed), 2);
-        // Redis lost its record and a new epoch goes on from above: no new count.
-        assert_eq!(accept(&mut ch, Some(2), 15, &status, false), Some(0));
-        // A lower seq in a new epoch: the count started again.
-        assert_eq!(accept(&mut ch, Some(3), 1, &status, false), Some(1));
-        assert_eq!(
-            status.gaps.load(Ordering::Relaxed),
-            1,
-            "a new count is not a gap"
-        );
-        assert_eq!(accept(&mut ch, Some(3), 1, &status, false), None);
-        // Another publisher's bodies: a lower seq is its restart.
-        let mut foreign = channel();
-        assert_eq!(accept(&mut foreign, None, 5, &status, false), Some(0));
-        assert_eq!(accept(&mut foreign, None, 5, &status, false), None);
-        assert_eq!(accept(&mut foreign, None, 2, &status, false), Some(1));
-        assert_eq!(accept(&mut foreign, None, 0, &status, false), Some(2));
-        assert_eq!(
-            accept(&mut foreign, None, u64::MAX, &status, false),
-            Some(2)
-        );
+        let lenient = Order::Lenient;
+        assert_eq!(accept(&mut ch, foreign(5), &status, lenient), Some(0));
+        assert_eq!(accept(&mut ch, foreign(5), &status, lenient), None);
+        assert_eq!(accept(&mut ch, foreign(2), &status, lenient), Some(1));
+        assert_eq!(accept(&mut ch, foreign(0), &status, lenient), Some(2));
     }
 
     #[tokio::test]
     async fn an_absurd_seq_does_not_wedge_a_channel() {
-        let status = BrokerStatus::new(super::super::Role::Edge, String::new());
+        let status = status();
         let mut ch = channel();
-        assert_eq!(accept(&mut ch, Some(9), 100, &status, true), Some(0));
-        // Published by anyone, with the producer's epoch: a new count, not a future.
-        assert_eq!(accept(&mut ch, Some(9), u64::MAX, &status, true), Some(1));
-        // The producer's next tick is far below it: a new count again, and it goes out.
-        assert_eq!(accept(&mut ch, Some(9), 101, &status, true), Some(2));
-        assert_eq!(accept(&mut ch, Some(9), 102, &status, true), Some(2));
+        let lenient = Order::Lenient;
+        assert_eq!(accept(&mut ch, tick(9, 100, 0), &status, lenient), Some(0));
+        // Published by anyone, with the producer's epoch: a new count at once, not a future.
         assert_eq!(
-            accept(&mut ch, Some(9), 102, &status, true),
+            accept(&mut ch, tick(9, u64::MAX, 0), &status, lenient),
+            Some(1)
+        );
+        // The producer's next tick is far below it: a new count again, and it goes out.
+        assert_eq!(accept(&mut ch, tick(9, 101, 0), &status, lenient), Some(2));
+        assert_eq!(accept(&mut ch, tick(9, 102, 0), &status, lenient), Some(2));
+        assert_eq!(
+            accept(&mut ch, tick(9, 102, 0), &status, lenient),
             None,
             "a duplicate"
         );
-        // Within the window the usual rules hold: a jump is a gap, an old seq is old.
-        let far = 102 + SEQ_WINDOW;
-        assert_eq!(accept(&mut ch, Some(9), far, &status, true), Some(2));
-        assert_eq!(status.missed.load(Ordering::Relaxed), SEQ_WINDOW - 1);
-        assert_eq!(accept(&mut ch, Some(9), 200, &status, true), None);
+        assert_eq!(load(&status.resets), 2);
         // A body from another publisher: the same.
-        let mut foreign = channel();
-        assert_eq!(accept(&mut foreign, None, 5, &status, true), Some(0));
-        assert_eq!(accept(&mut foreign, None, u64::MAX, &status, true), Some(1));
-        assert_eq!(accept(&mut foreign, None, 6, &status, true), Some(2));
-        // With a signing key (no window) only the producer publishes: strict order.
-        let mut signed = channel();
-        assert_eq!(accept(&mut signed, Some(9), 100, &status, false), Some(0));
+        let mut foreign_ch = channel();
         assert_eq!(
-            accept(&mut signed, Some(9), 100 + 2 * SEQ_WINDOW, &status, false),
+            accept(&mut foreign_ch, foreign(5), &status, lenient),
             Some(0)
         );
         assert_eq!(
-            accept(&mut signed, Some(9), 101, &status, false),
-            None,
-            "a replay"
+            accept(&mut foreign_ch, foreign(u64::MAX), &status, lenient),
+            Some(1)
         );
+        assert_eq!(
+            accept(&mut foreign_ch, foreign(6), &status, lenient),
+            Some(2)
+        );
+        // With a signing key only the producer publishes: strict order, no window.
+        let mut signed = channel();
+        let strict = Order::Strict;
+        assert_eq!(
+            accept(&mut signed, tick(9, 100, 0), &status, strict),
+            Some(0)
+        );
+        let far = 100 + 2 * SEQ_WINDOW;
+        assert_eq!(
+            accept(&mut signed, tick(9, far, 0), &status, strict),
+            Some(0)
+        );
+        for seq in 101..110 {
+            assert_eq!(
+                accept(&mut signed, tick(9, seq, 0), &status, strict),
+                None,
+                "a replay, however many"
+            );
+        }
+    }
+
+    /// The review's case: one unsigned envelope with the producer's epoch and `seq` just inside
+    /// the window (the last plus ten million) froze an edge for good.
+    #[tokio::test]
+    async fn without_a_key_a_seq_ahead_holds_for_a_few_ticks_only() {
+        let status = status();
+        let mut ch = channel();
+        let lenient = Order::Lenient;
+        for seq in 1..=41 {
+            assert_eq!(accept(&mut ch, tick(9, seq, 0), &status, lenient), Some(0));
+        }
+        let ahead = 41 + SEQ_WINDOW;
+        assert_eq!(
+            accept(&mut ch, tick(9, ahead, 0), &status, lenient),
+            Some(0),
+            "within the window: taken as a gap"
+        );
+        // The producer's next ticks: below it. A duplicate of the wall does not count, and
+        // after RESYNC_AFTER ticks below it the count starts again from the last of them.
+        assert_eq!(accept(&mut ch, tick(9, 42, 0), &status, lenient), None);
+        assert_eq!(accept(&mut ch, tick(9, ahead, 0), &status, lenient), None);
+        assert_eq!(accept(&mut ch, tick(9, 43, 0), &status, lenient), None);
+        assert_eq!(RESYNC_AFTER, 3);
+        assert_eq!(accept(&mut ch, tick(9, 44, 0), &status, lenient), Some(1));
+        assert_eq!(load(&status.resets), 1);
+        for seq in 45..=76 {
+            assert_eq!(
+                accept(&mut ch, tick(9, seq, 0), &status, lenient),
+                Some(1),
+                "the producer's ticks go out again"
+            );
+        }
+        assert_eq!(ch.last_seq, 76);
+        // The wall published again: the same once more, never for good.
+        assert_eq!(
+            accept(&mut ch, tick(9, 76 + SEQ_WINDOW, 0), &status, lenient),
+            Some(1)
+        );
+        for seq in 77..=78 {
+            assert_eq!(accept(&mut ch, tick(9, seq, 0), &status, lenient), None);
+        }
+        assert_eq!(accept(&mut ch, tick(9, 79, 0), &status, lenient), Some(2));
+        // A tick taken in between starts the run over: isolated old ones stay dropped.
+        assert_eq!(accept(&mut ch, tick(9, 70, 0), &status, lenient), None);
+        assert_eq!(accept(&mut ch, tick(9, 71, 0), &status, lenient), None);
+        assert_eq!(accept(&mut ch, tick(9, 80, 0), &status, lenient), Some(2));
+        assert_eq!(accept(&mut ch, tick(9, 72, 0), &status, lenient), None);
+        assert_eq!(accept(&mut ch, tick(9, 81, 0), &status, lenient), Some(2));
+        assert_eq!(load(&status.resets), 2);
+    }
+
+    #[tokio::test]
+    async fn with_a_key_an_earlier_epochs_tick_is_refused() {
+        let status = status();
+        let mut ch = channel();
+        let strict = Order::Strict;
+        let t0 = 1_764_000_000_000;
+        let skew = TAKEOVER_SKEW.as_millis() as i64;
+        // Epoch 1 up to seq 50, then the producers restart on an empty Redis: epoch 2 from 1.
+        for seq in 1..=50 {
+            assert_eq!(
+                accept(&mut ch, tick(1, seq, t0 + seq as i64), &status, strict),
+                Some(0)
+            );
+        }
+        let t1 = t0 + 60_000;
+        assert_eq!(accept(&mut ch, tick(2, 1, t1), &status, strict), Some(1));
+        assert_eq!(
+            accept(&mut ch, tick(2, 2, t1 + 200), &status, strict),
+            Some(1)
+        );
+        // A captured tick of epoch 1 published again: refused, at its seq or below...
+        assert_eq!(accept(&mut ch, tick(1, 50, t0 + 50), &status, strict), None);
+        assert_eq!(accept(&mut ch, tick(1, 3, t0 + 3), &status, strict), None);
+        assert_eq!(load(&status.replayed), 2);
+        // ... and one the edge never saw, older than the last taken (less the skew).
+        assert_eq!(
+            accept(&mut ch, tick(1, 51, t1 - skew - 1), &status, strict),
+            None
+        );
+        assert_eq!(
+            accept(&mut ch, tick(7, 900, t1 - skew - 1), &status, strict),
+            None
+        );
+        assert_eq!(load(&status.replayed), 4);
+        assert_eq!(
+            (ch.era, ch.last_epoch, ch.last_seq),
+            (1, Some(2), 2),
+            "unmoved"
+        );
+        // A takeover by a machine whose clock is a little behind: taken.
+        let behind = t1 + 200 - skew + 1;
+        assert_eq!(
+            accept(&mut ch, tick(3, 1, behind), &status, strict),
+            Some(2)
+        );
+        // Its epoch 2 ticks, put back, are refused whatever their time.
+        assert_eq!(
+            accept(&mut ch, tick(2, 2, t1 + 10_000), &status, strict),
+            None
+        );
+        assert_eq!(load(&status.replayed), 5);
+        // Redis restored from a backup: epoch 1 again, numbered above all it had, and newer.
+        assert_eq!(
+            accept(&mut ch, tick(1, 60, t1 + 1_000), &status, strict),
+            Some(2)
+        );
+        assert_eq!(
+            accept(&mut ch, tick(1, 61, t1 + 1_200), &status, strict),
+            Some(2)
+        );
+        assert_eq!(ch.retired.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3]);
+        // Only a few epochs are remembered.
+        for epoch in 10..20 {
+            let ts = t1 + 2_000 + epoch as i64;
+            accept(&mut ch, tick(epoch, 100 + epoch, ts), &status, strict);
+        }
+        assert_eq!(ch.retired.len(), RETIRED_EPOCHS);
+    }
+
+    /// A hub with no clients for the channel and a state cache that takes nothing, to run
+    /// [`relay_one`] on.
+    struct NoState;
+    impl StateCache for NoState {
+        fn refresh_in_background(self: Arc<Self>) {}
+        fn push_event(&self, _: &[u8]) {}
+    }
+
+    fn signed(key: &SigningKey, seq: u64, ts_ms: i64) -> Vec<u8> {
+        let payload = format!(r#"{{"seq":{seq},"ts":{ts_ms}}}"#);
+        envelope::Envelope {
+            epoch: 1,
+            seq,
+            ts_ms,
+            payload: payload.as_bytes(),
+            deflated: None,
+            seal: None,
+        }
+        .encode_signed(key, "mc:market")
+    }
+
+    #[tokio::test]
+    async fn with_a_key_a_tick_far_older_than_the_clock_is_refused_live() {
+        let key = SigningKey::new(&crate::base::Secret::from("k".repeat(16))).unwrap();
+        let gate = Gate {
+            key: Some(key.clone()),
+            accept_foreign: false,
+        };
+        let remote: Arc<dyn StateCache> = Arc::new(NoState);
+        let status = status();
+        let now = chrono::Utc::now().timestamp_millis();
+        let old = now - MAX_SIGNED_AGE_MS - 1_000;
+        // A quiet channel's last message, read at connection: judged by order only, taken.
+        let mut ch = channel();
+        relay_one(
+            &mut ch,
+            &signed(&key, 5, old),
+            &status,
+            &remote,
+            &gate,
+            Delivery::CatchUp,
+        )
+        .await;
+        assert_eq!((load(&status.ticks), load(&status.stale)), (1, 0));
+        // Live, far older than the clock: refused, whatever its seq.
+        relay_one(
+            &mut ch,
+            &signed(&key, 6, old),
+            &status,
+            &remote,
+            &gate,
+            Delivery::Live,
+        )
+        .await;
+        assert_eq!((load(&status.ticks), load(&status.stale)), (1, 1));
+        assert_eq!(ch.last_seq, 5);
+        // Live and fresh (a slow hop of a minute is fine): taken.
+        relay_one(
+            &mut ch,
+            &signed(&key, 7, now - 60_000),
+            &status,
+            &remote,
+            &gate,
+            Delivery::Live,
+        )
+        .await;
+        assert_eq!((load(&status.ticks), ch.last_seq), (2, 7));
+        // Without a key the signed tick goes out unchecked, counted as such.
+        let keyless = Gate {
+            key: None,
+            accept_foreign: false,
+        };
+        let mut plain = channel();
+        relay_one(
+            &mut plain,
+            &signed(&key, 1, old),
+            &status,
+            &remote,
+            &keyless,
+            Delivery::Live,
+        )
+        .await;
+        assert_eq!((load(&status.ticks), load(&status.unverified)), (3, 1));
     }
 }

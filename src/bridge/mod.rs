@@ -15,7 +15,8 @@
 //!   (`{prefix}:last:{channel}`), which an edge reads when it (re)connects. A new leader numbers
 //!   its ticks above the last published, so `seq` never goes back across a failover.
 //! * **Who may speak**: with `REDIS_SIGNING_KEY` every envelope and the state carry an
-//!   HMAC-SHA256 tag ([`signing`]) and an edge relays nothing without a right one; bodies
+//!   HMAC-SHA256 tag ([`signing`]) and an edge relays nothing without a right one, nor a signed
+//!   copy older than what it already took (a replay); bodies
 //!   published by something other than a producer are relayed only with
 //!   `REDIS_ACCEPT_FOREIGN` (and never with a key).
 //! * **The REST routes' state** (basis history, alert log, ...) is a key the leader keeps
@@ -50,6 +51,16 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The shortest time between two log lines about messages an edge refused (each is counted).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// With a signing key: how much older than the last one an edge took a signed tick of a new
+/// epoch, or a signed state document, may be. Two producer machines' clocks differ (NTP keeps
+/// them within milliseconds, a badly kept one within a second or two), and a takeover by the one
+/// behind must not be refused; a copy older than this is one put back in Redis (`replayed`).
+pub const TAKEOVER_SKEW: Duration = Duration::from_secs(5);
+/// With a signing key: how much older than the edge's clock a signed tick it receives, or a
+/// signed state document it reads, may be. A producer stamps each when it makes it, so only a
+/// copy put back in Redis (or a clock set minutes wrong) is older (`stale`). Generous, so a
+/// clock a little off or a slow hop never loses a tick.
+pub const MAX_SIGNED_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// Where and how to reach Redis.
 #[derive(Debug, Clone)]
@@ -189,6 +200,10 @@ pub enum Refusal {
     Forged,
     /// A body from another publisher, with `REDIS_ACCEPT_FOREIGN` off.
     Foreign,
+    /// Rightly signed, but older than what the edge already took: a copy put back in Redis.
+    Replayed,
+    /// Rightly signed, but far older than the edge's clock ([`MAX_SIGNED_AGE`]).
+    Stale,
 }
 
 impl Refusal {
@@ -200,6 +215,13 @@ impl Refusal {
             }
             Refusal::Foreign => {
                 "a JSON body not from a marketcast producer, and REDIS_ACCEPT_FOREIGN is off"
+            }
+            Refusal::Replayed => {
+                "signed, but older than what this edge already took (an old copy put back in Redis)"
+            }
+            Refusal::Stale => {
+                "signed, but more than 5 minutes older than this edge's clock (an old copy put \
+                 back in Redis, or a clock set wrong)"
             }
         }
     }
@@ -225,6 +247,16 @@ pub struct BrokerStatus {
     pub unsigned: AtomicU64,
     /// Edge, with a signing key: envelopes and state documents whose tag is wrong.
     pub forged: AtomicU64,
+    /// Edge, with a signing key: rightly signed ticks and state documents older than what the
+    /// edge already took (a new epoch's tick older than the last, a retired epoch's, an older
+    /// state).
+    pub replayed: AtomicU64,
+    /// Edge, with a signing key: rightly signed ticks and state documents far older than the
+    /// edge's clock ([`MAX_SIGNED_AGE`]).
+    pub stale: AtomicU64,
+    /// Edge, without a signing key: signed envelopes and state documents taken unchecked (the
+    /// producers have a key and this edge has none).
+    pub unverified: AtomicU64,
     /// Edge: bodies from another publisher, dropped (`REDIS_ACCEPT_FOREIGN` is off).
     pub foreign: AtomicU64,
     /// Edge: snapshots not sent because a newer one of the channel was already waiting.
@@ -232,6 +264,10 @@ pub struct BrokerStatus {
     /// Edge: times a `seq` was skipped (a lost pub/sub message), and the ticks skipped.
     pub gaps: AtomicU64,
     pub missed: AtomicU64,
+    /// Edge: times a channel's count started again (see [`edge`]'s `accept`): a new epoch
+    /// below the last `seq`, or without a key a `seq` far from the last one, or ticks that kept
+    /// arriving below it.
+    pub resets: AtomicU64,
     /// Times the connection was (re)established after a failure.
     pub reconnects: AtomicU64,
     /// Producer: times this node took the lease.
@@ -239,6 +275,11 @@ pub struct BrokerStatus {
     last_error: Mutex<Option<String>>,
     /// When a refused message was last logged (see [`BrokerStatus::refuse`]).
     refusal_logged: Mutex<Option<std::time::Instant>>,
+    /// When a signed message taken unchecked was last logged (see
+    /// [`BrokerStatus::take_unverified`]).
+    unverified_logged: Mutex<Option<std::time::Instant>>,
+    /// When a new count was last logged (see [`BrokerStatus::new_count`]).
+    reset_logged: Mutex<Option<std::time::Instant>>,
     /// Edge: producer `ts` to the edge handing the tick to its fan-out.
     pub hop_seconds: Histogram,
 }
@@ -257,14 +298,20 @@ impl BrokerStatus {
             malformed: AtomicU64::new(0),
             unsigned: AtomicU64::new(0),
             forged: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            unverified: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             missed: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             last_error: Mutex::new(None),
             refusal_logged: Mutex::new(None),
+            unverified_logged: Mutex::new(None),
+            reset_logged: Mutex::new(None),
             hop_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -307,24 +354,56 @@ impl BrokerStatus {
             Refusal::Unsigned => &self.unsigned,
             Refusal::Forged => &self.forged,
             Refusal::Foreign => &self.foreign,
+            Refusal::Replayed => &self.replayed,
+            Refusal::Stale => &self.stale,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let mut logged = self
-            .refusal_logged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if logged.is_some_and(|at| at.elapsed() < REFUSAL_LOG_EVERY) {
+        if !due(&self.refusal_logged) {
             return;
         }
-        *logged = Some(std::time::Instant::now());
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         tracing::warn!(
             source,
             unsigned = n(&self.unsigned),
             forged = n(&self.forged),
+            replayed = n(&self.replayed),
+            stale = n(&self.stale),
             foreign = n(&self.foreign),
             "dropped a message in Redis: {} (counted; logged at most every {REFUSAL_LOG_EVERY:?})",
             why.reason()
+        );
+    }
+
+    /// Counts a signed message an edge without a key takes unchecked, and says so, at most
+    /// once every ten seconds: the producers sign, so this edge could check them with the same
+    /// `REDIS_SIGNING_KEY`.
+    pub fn take_unverified(&self, source: &str) {
+        self.unverified.fetch_add(1, Ordering::Relaxed);
+        if !due(&self.unverified_logged) {
+            return;
+        }
+        tracing::warn!(
+            source,
+            unverified = self.unverified.load(Ordering::Relaxed),
+            "the producers sign what they write to Redis, and this edge has no REDIS_SIGNING_KEY: \
+             relaying it unchecked; set the producers' key here (counted; logged at most every \
+             {REFUSAL_LOG_EVERY:?})"
+        );
+    }
+
+    /// Counts a channel's count starting again (`from` the last `seq` `to` this one), and
+    /// logs it, at most once every ten seconds (without a key anyone can cause one).
+    pub fn new_count(&self, channel: &str, from: u64, to: u64, why: &str) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        if !due(&self.reset_logged) {
+            return;
+        }
+        tracing::warn!(
+            channel,
+            from,
+            to,
+            resets = self.resets.load(Ordering::Relaxed),
+            "a new count of seq: {why} (counted; logged at most every {REFUSAL_LOG_EVERY:?})"
         );
     }
 
@@ -352,19 +431,55 @@ impl BrokerStatus {
                 v["malformed"] = n(&self.malformed).into();
                 v["unsigned"] = n(&self.unsigned).into();
                 v["forged"] = n(&self.forged).into();
+                v["replayed"] = n(&self.replayed).into();
+                v["stale"] = n(&self.stale).into();
+                v["unverified"] = n(&self.unverified).into();
                 v["foreign"] = n(&self.foreign).into();
                 v["conflated"] = n(&self.conflated).into();
                 v["gaps"] = n(&self.gaps).into();
                 v["missed"] = n(&self.missed).into();
+                v["resets"] = n(&self.resets).into();
             }
         }
         v
     }
 }
 
+/// Whether a signed tick or document stamped `ts_ms` is far older than `now_ms` (both epoch
+/// milliseconds): older than [`MAX_SIGNED_AGE`].
+fn signed_too_old(ts_ms: i64, now_ms: i64) -> bool {
+    ts_ms < now_ms.saturating_sub(MAX_SIGNED_AGE.as_millis() as i64)
+}
+
+/// Whether a rate-limited log line may be written now (at most every [`REFUSAL_LOG_EVERY`]);
+/// if so, records that it was.
+fn due(last: &Mutex<Option<std::time::Instant>>) -> bool {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|at| at.elapsed() < REFUSAL_LOG_EVERY) {
+        return false;
+    }
+    *last = Some(std::time::Instant::now());
+    true
+}
+
+/// [`MAX_SIGNED_AGE`] in milliseconds, for tests.
+#[cfg(test)]
+const MAX_SIGNED_AGE_MS: i64 = MAX_SIGNED_AGE.as_millis() as i64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_message_is_too_old_only_past_the_bound() {
+        let now = 1_764_000_000_000;
+        assert!(!signed_too_old(now, now));
+        assert!(!signed_too_old(now + 60_000, now), "a clock ahead");
+        assert!(!signed_too_old(now - MAX_SIGNED_AGE_MS, now));
+        assert!(signed_too_old(now - MAX_SIGNED_AGE_MS - 1, now));
+        assert!(signed_too_old(i64::MIN, now));
+        assert!(!signed_too_old(i64::MIN, i64::MIN), "no overflow");
+    }
 
     fn settings(url: &str) -> BridgeSettings {
         BridgeSettings {

@@ -6,7 +6,8 @@
 //! its channels' seq floors at the last published `seq` (so a takeover carries on above it).
 //!
 //! With `REDIS_SIGNING_KEY` each envelope and the state document are signed here, once, before
-//! they go to Redis (see [`super::signing`]).
+//! they go to Redis (see [`super::signing`]), each with the time it was made, so an edge can
+//! tell a copy put back from the current one.
 //!
 //! Each tick is published by one Lua call that checks, inside Redis, that this node still
 //! holds the lease and that the `seq` is above the channel's last: a leader that was paused
@@ -31,8 +32,13 @@ use crate::broadcast::relay::{Outgoing, Relay};
 /// channel: Redis answering that slowly is as good as away).
 pub const QUEUE: usize = 64;
 
-/// How often the leader refreshes the REST routes' state in Redis.
+/// How often the leader refreshes the REST routes' state in Redis (with each market tick).
 const STATE_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest the leader leaves the state unwritten when no market tick goes out (a channel
+/// that publishes on change, on a quiet day): a signed state is refused by edges once it is
+/// [`super::MAX_SIGNED_AGE`] old, so it is written again well before that.
+pub const STATE_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Publishes a tick if the caller holds the lease and its `seq` is the channel's highest.
 /// KEYS: lease, seq hash, the channel's last-message key. ARGV: node, pub/sub channel, seq,
@@ -103,6 +109,8 @@ struct Publisher {
     /// Until when this node's lease certainly holds (leader only).
     lease_until: Instant,
     state_due: Instant,
+    /// When the state was last written (leader only).
+    state_written: Instant,
 }
 
 /// Runs the producer's bridge until `stop`; a leader gives up its lease on the way out.
@@ -131,6 +139,7 @@ pub async fn run(
         epoch: 0,
         lease_until: Instant::now(),
         state_due: Instant::now(),
+        state_written: Instant::now(),
     };
     let mut backoff = super::backoff();
     let mut ever_connected = false;
@@ -211,6 +220,9 @@ impl Publisher {
                 .await?;
             if renewed == 1 {
                 self.lease_until = sent_at + self.settings.lease;
+                if self.state_written.elapsed() >= STATE_KEEPALIVE {
+                    self.keep_state(conn).await?;
+                }
             } else {
                 self.status.set_leader(false);
                 tracing::warn!("lost the lease to another producer: standing by");
@@ -360,25 +372,35 @@ impl Publisher {
         }
         if &*out.channel == "market" && self.status.is_leader() && Instant::now() >= self.state_due
         {
-            self.state_due = Instant::now() + STATE_EVERY;
-            let make = self.state.clone();
-            let key = self.settings.signing_key.clone();
-            let state_key = self.settings.state_key();
-            let state = tokio::task::spawn_blocking(move || match &key {
-                Some(key) => key.seal_document(state_key.as_bytes(), &make()),
-                None => make(),
-            })
-            .await
-            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
-            let _: i64 = self
-                .keep_state
-                .key(self.settings.leader_key())
-                .key(self.settings.state_key())
-                .arg(&self.status.node)
-                .arg(state)
-                .invoke_async(conn)
-                .await?;
+            self.keep_state(conn).await?;
         }
+        Ok(())
+    }
+
+    /// Writes the REST routes' state (signed, with the time it is made, when there is a key).
+    async fn keep_state(&mut self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        self.state_due = Instant::now() + STATE_EVERY;
+        self.state_written = Instant::now();
+        let make = self.state.clone();
+        let key = self.settings.signing_key.clone();
+        let state_key = self.settings.state_key();
+        let state = tokio::task::spawn_blocking(move || match &key {
+            Some(key) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                key.seal_document(state_key.as_bytes(), now, &make())
+            }
+            None => make(),
+        })
+        .await
+        .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+        let _: i64 = self
+            .keep_state
+            .key(self.settings.leader_key())
+            .key(self.settings.state_key())
+            .arg(&self.status.node)
+            .arg(state)
+            .invoke_async(conn)
+            .await?;
         Ok(())
     }
 

@@ -6,20 +6,29 @@
 //! is ([`StateDoc`]), parsed from JSON, with the events the edge relays (alerts) folded in until
 //! the producer's next copy.
 //!
-//! With `REDIS_SIGNING_KEY` the document carries the producer's tag (see [`super::signing`]); a
-//! copy without a right one is dropped and counted (`forged`), and the last good copy stays.
+//! With `REDIS_SIGNING_KEY` the document carries the producer's tag and the time it was made
+//! (see [`super::signing`]), and the last good copy stays when a read one is refused: a bare
+//! document (`unsigned`), one whose tag is wrong (`forged`), one older than the last taken by
+//! more than [`TAKEOVER_SKEW`] (`replayed`: a copy put back in Redis), or more than
+//! [`MAX_SIGNED_AGE`](super::MAX_SIGNED_AGE) older than the edge's clock (`stale`; a leading
+//! producer writes it at least every [`STATE_KEEPALIVE`](super::producer::STATE_KEEPALIVE),
+//! even when nothing ticks). Without a key a signed
+//! document is read unchecked (`unverified`, a rate-limited warning): the producers got their
+//! key before this edge, which goes on answering.
 //!
 //! A request gets the cached copy at once, and a copy older than a second is read again in the
 //! background, so REST traffic on many edges costs Redis at most one GET per edge per second.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::signing::SigningKey;
-use super::{connect, BridgeSettings, BrokerStatus, Refusal, CONNECT_TIMEOUT};
+use super::signing::{self, Document, SigningKey};
+use super::{
+    connect, signed_too_old, BridgeSettings, BrokerStatus, Refusal, CONNECT_TIMEOUT, TAKEOVER_SKEW,
+};
 
 /// How old the cached producer state may be before it is read again.
 const STATE_MAX_AGE: Duration = Duration::from_secs(1);
@@ -51,6 +60,8 @@ pub struct RemoteState<D> {
     status: Arc<BrokerStatus>,
     conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     latest: RwLock<Option<(Instant, Arc<D>)>>,
+    /// With a key: the newest signed time stamp of a copy taken (`i64::MIN` before one).
+    latest_ts: AtomicI64,
     reading: AtomicBool,
 }
 
@@ -69,6 +80,7 @@ impl<D: StateDoc> RemoteState<D> {
             status,
             conn: tokio::sync::Mutex::new(None),
             latest: RwLock::new(None),
+            latest_ts: AtomicI64::new(i64::MIN),
             reading: AtomicBool::new(false),
         }
     }
@@ -130,32 +142,69 @@ impl<D: StateDoc> RemoteState<D> {
         let got: redis::RedisResult<Option<Vec<u8>>> =
             redis::cmd("GET").arg(&self.key).query_async(c).await;
         match got {
-            Ok(Some(bytes)) => match self.document(&bytes).map(serde_json::from_slice::<D>) {
-                None => {}
-                Some(Ok(state)) => {
-                    *self.latest.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some((Instant::now(), Arc::new(state)));
+            Ok(Some(bytes)) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let Some((body, signed_ts)) = self.document(&bytes, now_ms) else {
+                    return;
+                };
+                match serde_json::from_slice::<D>(body) {
+                    Ok(state) => {
+                        if let Some(ts) = signed_ts {
+                            self.latest_ts.fetch_max(ts, Ordering::Relaxed);
+                        }
+                        *self.latest.write().unwrap_or_else(|e| e.into_inner()) =
+                            Some((Instant::now(), Arc::new(state)));
+                    }
+                    Err(e) => {
+                        tracing::warn!("the producer's state in Redis is not readable: {e}")
+                    }
                 }
-                Some(Err(e)) => {
-                    tracing::warn!("the producer's state in Redis is not readable: {e}")
-                }
-            },
+            }
             Ok(None) => {}
             Err(_) => *conn = None,
         }
     }
 
-    /// The document in what was read: as it is without a signing key; with one, only when its
-    /// tag is right (else counted, logged, and `None`).
-    fn document<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+    /// The JSON document in what was read, with its signed time stamp when it has one; `None`
+    /// (counted, and logged at most every ten seconds) when it may not be served (see the
+    /// module's doc). `now_ms` is the edge's clock.
+    fn document<'a>(&self, bytes: &'a [u8], now_ms: i64) -> Option<(&'a [u8], Option<i64>)> {
+        let read = signing::read_document(bytes);
         let Some(key) = &self.signing_key else {
-            return Some(bytes);
+            return match read {
+                Ok(Document::Plain(body)) => Some((body, None)),
+                Ok(Document::Sealed(doc)) => {
+                    self.status.take_unverified(&self.key);
+                    Some((doc.body, None))
+                }
+                Err(e) => {
+                    tracing::warn!("the producer's state in Redis is not readable: {e}");
+                    None
+                }
+            };
         };
-        let opened = key.open_document(self.key.as_bytes(), bytes);
-        if opened.is_none() {
-            self.status.refuse(Refusal::Forged, &self.key);
+        let doc = match read {
+            Ok(Document::Sealed(doc)) if doc.verify(key, self.key.as_bytes()) => doc,
+            Ok(Document::Plain(_)) => {
+                self.status.refuse(Refusal::Unsigned, &self.key);
+                return None;
+            }
+            Ok(Document::Sealed(_)) | Err(_) => {
+                self.status.refuse(Refusal::Forged, &self.key);
+                return None;
+            }
+        };
+        // Far older than the clock first (as for a tick): `stale` whatever was taken before.
+        if signed_too_old(doc.ts_ms, now_ms) {
+            self.status.refuse(Refusal::Stale, &self.key);
+            return None;
         }
-        opened
+        let taken = self.latest_ts.load(Ordering::Relaxed);
+        if doc.ts_ms < taken.saturating_sub(TAKEOVER_SKEW.as_millis() as i64) {
+            self.status.refuse(Refusal::Replayed, &self.key);
+            return None;
+        }
+        Some((doc.body, Some(doc.ts_ms)))
     }
 }
 
@@ -173,5 +222,103 @@ impl<D: StateDoc> StateCache for RemoteState<D> {
         if let Some((_, state)) = latest.as_mut() {
             Arc::make_mut(state).add_event(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Role, MAX_SIGNED_AGE_MS};
+    use super::*;
+    use crate::base::Secret;
+
+    #[derive(Clone, serde::Deserialize)]
+    struct Doc {}
+    impl StateDoc for Doc {
+        type Event = ();
+        fn add_event(&mut self, _: ()) {}
+    }
+
+    fn state(key: Option<&SigningKey>) -> (RemoteState<Doc>, Arc<BrokerStatus>) {
+        let settings = BridgeSettings {
+            url: "redis://127.0.0.1:1".into(),
+            prefix: "mc".into(),
+            ca_file: None,
+            lease: Duration::from_secs(3),
+            tick_interval: Duration::from_secs(1),
+            signing_key: key.cloned(),
+            accept_foreign: false,
+        };
+        let status = Arc::new(BrokerStatus::new(Role::Edge, String::new()));
+        let client = redis::Client::open(settings.url.as_str()).unwrap();
+        (RemoteState::new(client, &settings, status.clone()), status)
+    }
+
+    /// What `read` does with a document it parsed: the time stamp is the newest taken.
+    fn take(s: &RemoteState<Doc>, bytes: &[u8], now: i64) -> Option<Option<i64>> {
+        let (_, ts) = s.document(bytes, now)?;
+        if let Some(ts) = ts {
+            s.latest_ts.fetch_max(ts, Ordering::Relaxed);
+        }
+        Some(ts)
+    }
+
+    fn n(c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn with_a_key_only_a_signed_current_copy_is_taken() {
+        let key = SigningKey::new(&Secret::from("k".repeat(16))).unwrap();
+        let (s, status) = state(Some(&key));
+        let now = 1_764_000_000_000;
+        let seal = |ts: i64| key.seal_document(b"mc:state", ts, b"{}");
+        assert_eq!(take(&s, &seal(now), now), Some(Some(now)));
+        // Unsigned, and signed with another key (or for another key name): refused.
+        assert_eq!(take(&s, b"{}", now), None);
+        assert_eq!(n(&status.unsigned), 1);
+        let other = SigningKey::new(&Secret::from("x".repeat(16))).unwrap();
+        assert_eq!(
+            take(&s, &other.seal_document(b"mc:state", now, b"{}"), now),
+            None
+        );
+        assert_eq!(
+            take(&s, &key.seal_document(b"mc:other", now, b"{}"), now),
+            None
+        );
+        assert_eq!(take(&s, &seal(now)[..20], now), None, "cut short");
+        assert_eq!(n(&status.forged), 3);
+        // Newer: taken. A copy older than the last taken less the skew: put back, refused.
+        assert_eq!(
+            take(&s, &seal(now + 30_000), now + 30_000),
+            Some(Some(now + 30_000))
+        );
+        let skew = TAKEOVER_SKEW.as_millis() as i64;
+        assert_eq!(take(&s, &seal(now), now + 30_000), None);
+        assert_eq!(n(&status.replayed), 1);
+        // A new leader whose clock is a little behind: taken.
+        let behind = now + 30_000 - skew + 1;
+        assert_eq!(take(&s, &seal(behind), now + 30_000), Some(Some(behind)));
+        // Far older than the clock: stale (on a first read, and after a newer one was taken).
+        let (fresh, status) = state(Some(&key));
+        assert_eq!(take(&fresh, &seal(now - MAX_SIGNED_AGE_MS - 1), now), None);
+        assert_eq!(take(&fresh, &seal(now), now), Some(Some(now)));
+        assert_eq!(take(&fresh, &seal(now - MAX_SIGNED_AGE_MS - 1), now), None);
+        assert_eq!(n(&status.stale), 2);
+        assert_eq!(n(&status.replayed), 0);
+    }
+
+    #[test]
+    fn without_a_key_a_signed_copy_is_read_unchecked() {
+        let key = SigningKey::new(&Secret::from("k".repeat(16))).unwrap();
+        let (s, status) = state(None);
+        let sealed = key.seal_document(b"mc:state", 5, b"{\"a\":1}");
+        assert_eq!(s.document(&sealed, 0), Some((&b"{\"a\":1}"[..], None)));
+        assert_eq!(n(&status.unverified), 1);
+        assert_eq!(s.document(b"{}", 0), Some((&b"{}"[..], None)));
+        assert_eq!(s.document(&sealed[..10], 0), None, "cut short");
+        assert_eq!(
+            n(&status.unverified) + n(&status.forged) + n(&status.unsigned),
+            1
+        );
     }
 }

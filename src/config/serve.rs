@@ -301,7 +301,8 @@ impl ServeArgs {
     /// Checks what clap cannot: settings that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
         // Checked here rather than by clap, whose message would show the value.
-        let key_len = self.redis_signing_key.expose().len();
+        // Characters, as documented (a key of ASCII characters has as many bytes).
+        let key_len = self.redis_signing_key.expose().chars().count();
         if key_len != 0 && !(16..=1024).contains(&key_len) {
             return Err(format!(
                 "REDIS_SIGNING_KEY must be 16 to 1024 characters (a long random string, the same \
