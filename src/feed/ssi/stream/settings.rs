@@ -57,7 +57,7 @@ pub fn default_channels(vn30: &[String], futures: &[String], extra: &[String]) -
     let mut stocks: Vec<String> = Vec::new();
     let mut contracts: Vec<String> = Vec::new();
     let mut indices: Vec<String> = DEFAULT_INDICES.iter().map(|s| s.to_string()).collect();
-    let mut add = |list: &mut Vec<String>, symbol: String| {
+    let add = |list: &mut Vec<String>, symbol: String| {
         if !symbol.is_empty() && !list.contains(&symbol) {
             list.push(symbol);
         }
