@@ -1,6 +1,10 @@
 //! One recorded day, four ways in, one result: the same 20,000 messages through `FEED=replay`,
 //! the SSI double with a drop in the middle, `POST /api/ingest` in batches, and `/ws/ingest`
-//! give four identical final snapshots.
+//! give four identical final snapshots, the futures contract's bid and ask included.
+//!
+//! The SSI double sends, as SSI does, only what the server's default channels subscribe, so
+//! the SSI run also proves the subscription covers everything the day carries (the VN30, its
+//! futures contract's trades and quotes, foreign room, the two indices).
 //!
 //! Every server runs with `CLOCK_FIXED_AT`, so the time each event is applied at is the same in
 //! every run (the processor stamps flows and series with it). The SSI run turns off the foreign
@@ -51,6 +55,13 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
     };
     let quotes = replay["quotes"].as_object().unwrap().len();
     assert!(quotes >= 25, "the day traded most of the VN30: {quotes}");
+    // The futures' bid and ask are the day's last X-QUOTE for the contract.
+    let (futures, bid, ask) = last_futures_quote(&lines);
+    let d = &replay["derivatives"];
+    assert_eq!(d["symbol"], futures, "{d}");
+    assert_eq!(d["bid_price"].as_f64(), Some(bid), "{d}");
+    assert_eq!(d["ask_price"].as_f64(), Some(ask), "{d}");
+    assert!(bid > 0.0 && ask > bid, "{d}");
 
     // 2. The SSI double, dropping the stream halfway; it resumes where it stopped.
     let ssi = {
@@ -60,6 +71,7 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
             batch: 10,
             drop_after: vec![MESSAGES / 2],
             vn30: DEFAULT_VN30.iter().map(|s| s.to_string()).collect(),
+            route_by_symbol: true,
             ..Default::default()
         })
         .await;
@@ -77,7 +89,9 @@ async fn replay_ssi_post_and_websocket_ingest_give_the_same_snapshot() {
         server
             .wait_health(|h| h["feed"]["messages"] == MESSAGES && h["feed"]["reconnects"] == 1)
             .await;
-        assert_eq!(double.log().connects.len(), 2, "one drop, one reconnect");
+        let log = double.log();
+        assert_eq!(log.connects.len(), 2, "one drop, one reconnect");
+        assert!(log.unsubscribed.is_empty(), "{:?}", log.unsubscribed);
         final_snapshot(&server).await
     };
 

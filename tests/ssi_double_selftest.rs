@@ -699,3 +699,35 @@ async fn routing_by_channel_sends_each_type_to_its_subscriber_in_global_order() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn routing_by_symbol_sends_only_what_was_subscribed_and_skips_the_rest() {
+    let messages = vec![
+        trade("ACB", 1.0),
+        trade("AAA", 2.0),
+        index_value(1200.0),
+        trade("FPT", 3.0),
+    ];
+    let double = SsiDouble::start(DoubleConfig {
+        messages: messages.clone(),
+        route_by_symbol: true,
+        ..DoubleConfig::default()
+    })
+    .await;
+
+    let mut ws = open_hub(&double).await;
+    invoke(&mut ws, "SwitchChannels", "X-TRADE:acb-FPT", json!(0)).await;
+    // The index waits for its channel; AAA, whose type is subscribed without it, never comes.
+    invoke(&mut ws, "SwitchChannels", "MI:vn30", json!(1)).await;
+    let got = read_messages(&mut ws, 3).await;
+    assert_eq!(
+        got,
+        [
+            messages[0].clone(),
+            messages[2].clone(),
+            messages[3].clone()
+        ]
+    );
+    let log = double.wait_until(|l| l.messages_sent == 3, PATIENCE).await;
+    assert_eq!(log.unsubscribed, ["X-TRADE AAA"]);
+}

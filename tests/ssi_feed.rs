@@ -9,8 +9,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::ssi_double::{DoubleConfig, SsiDouble};
+use common::ssi_double::{envelope, DoubleConfig, SsiDouble};
 use common::*;
+use marketcast::market::watchlist::DEFAULT_VN30;
+use serde_json::json;
 
 const SECRET: &str = "test-secret";
 
@@ -118,6 +120,11 @@ async fn the_session_follows_the_transcript_and_data_flows() {
         "futures are traded: {channels:?}"
     );
     assert!(channels[1].starts_with("X-QUOTE:ACB-"));
+    assert!(
+        channels[1].contains("-VN30F"),
+        "futures are quoted: {channels:?}"
+    );
+    assert!(!channels[2].contains("VN30F"), "futures have no room");
     assert!(channels[2].starts_with("R:ACB-"));
     assert_eq!(channels[3], "MI:VN30-VNINDEX");
     for (i, v) in calls.iter().enumerate() {
@@ -390,8 +397,19 @@ fn ssi_check(env: &[(&str, &str)]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssi_check_passes_with_good_settings_and_says_what_to_fix_otherwise() {
+    // A futures quote first, then the extras' messages, then a day; the double sends only what
+    // was subscribed, in this order, so each channel's first message is known.
+    let futures_quote = envelope(
+        "X-QUOTE",
+        &json!({"RType": "X-QUOTE", "Symbol": "VN30F2612", "BidPrice1": 1340.7,
+            "AskPrice1": 1340.9, "TradingSession": "LO"}),
+    );
+    let mut messages = vec![futures_quote];
+    messages.extend(extra_messages());
+    messages.extend(envelopes(3000, 17));
     let double = SsiDouble::start(DoubleConfig {
-        messages: envelopes(3000, 17),
+        messages,
+        route_by_symbol: true,
         ..Default::default()
     })
     .await;
@@ -403,6 +421,9 @@ async fn ssi_check_passes_with_good_settings_and_says_what_to_fix_otherwise() {
             ("SSI_CONSUMER_SECRET", SECRET),
             ("SSI_BASE_URL", base1.as_str()),
             ("SSI_STREAM_URL", stream1.as_str()),
+            // The contract the messages name, whatever today's date.
+            ("FUTURES_OVERRIDE", "VN30F2612"),
+            ("EXTRA_SYMBOLS", "HPX,VN100,HNXIndex"),
         ])
     });
     let (ok, text) = check.await.unwrap();
@@ -413,11 +434,41 @@ async fn ssi_check_passes_with_good_settings_and_says_what_to_fix_otherwise() {
         "{text}"
     );
     assert!(
-        text.contains("ok   SwitchChannels MI:VN30-VNINDEX: accepted"),
+        text.contains("ok   SwitchChannels MI:VN30-VNINDEX-VN100-HNXIndex: accepted"),
         "{text}"
     );
     for kind in ["X-TRADE", "X-QUOTE", "R", "MI"] {
         assert!(text.contains(&format!("msg  {kind}: ")), "{kind}: {text}");
+    }
+    // Each subscribed channel, with the first message it delivered.
+    let lines: Vec<&str> = text.lines().collect();
+    let first_of = |channel: &str| -> &str {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("chan {channel}")))
+            .unwrap_or_else(|| panic!("no line for {channel}: {text}"));
+        lines[at + 1]
+            .strip_prefix("     first: ")
+            .unwrap_or_else(|| panic!("no first message for {channel}: {text}"))
+    };
+    let listed = "-VRE-HPX-VN30F2612 (32 symbols)";
+    assert!(
+        first_of("X-QUOTE:ACB-BCM-").contains("\"VN30F2612\""),
+        "{text}"
+    );
+    assert!(first_of("X-TRADE:ACB-BCM-").contains("\"HPX\""), "{text}");
+    assert!(first_of("R:ACB-BCM-").contains("\"HPX\""), "{text}");
+    assert!(
+        first_of("MI:VN30-VNINDEX-VN100-HNXIndex (4 symbols)").contains("\"VN100\""),
+        "{text}"
+    );
+    for channel in ["X-QUOTE", "X-TRADE"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("chan {channel}:ACB-")) && l.ends_with(listed)),
+            "{text}"
+        );
     }
     assert!(text.contains("ssi-check passed"), "{text}");
     assert!(!text.contains(SECRET));
@@ -543,4 +594,115 @@ async fn without_index_components_the_configured_list_is_used() {
         x_trade.starts_with("X-TRADE:FPT-VNM-HPG-VN30F"),
         "{x_trade}"
     );
+}
+
+/// The messages of an extra stock (HPX: a quote, a trade at its ask, its foreign room), two
+/// extra indices (one spelled in SSI's mixed case) and a stock nobody follows (AAA).
+fn extra_messages() -> Vec<String> {
+    let stock = |symbol: &str| {
+        vec![
+            envelope(
+                "X-QUOTE",
+                &json!({"RType": "X-QUOTE", "Symbol": symbol, "BidPrice1": 20000.0,
+                    "BidVol1": 1000.0, "AskPrice1": 20100.0, "AskVol1": 2000.0,
+                    "TradingSession": "LO"}),
+            ),
+            envelope(
+                "X-TRADE",
+                &json!({"RType": "X-TRADE", "Symbol": symbol, "LastPrice": 20100.0,
+                    "LastVol": 500.0, "TotalVol": 500.0, "RefPrice": 20000.0,
+                    "Ceiling": 21400.0, "Floor": 18600.0, "Change": 100.0, "RatioChange": 0.5,
+                    "TradingSession": "LO"}),
+            ),
+            envelope(
+                "R",
+                &json!({"RType": "R", "Symbol": symbol, "TotalRoom": 90000000.0,
+                    "CurrentRoom": 80000000.0, "BuyVol": 700000000.0, "SellVol": 0.0,
+                    "BuyVal": 9.0e15, "SellVal": 0.0}),
+            ),
+        ]
+    };
+    let index = |id: &str, value: f64| {
+        envelope(
+            "MI",
+            &json!({"RType": "MI", "IndexId": id, "IndexValue": value,
+                "PriorIndexValue": value - 5.0, "Change": 5.0, "RatioChange": 0.4}),
+        )
+    };
+    let mut messages = stock("HPX");
+    messages.push(index("VN100", 1300.5));
+    messages.push(index("HNXIndex", 250.25));
+    messages.extend(stock("AAA"));
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_quotes_and_extra_symbols_are_subscribed_and_kept() {
+    // The simulated day starts on 2026-11-26, past November's expiry, so it trades VN30F2612;
+    // with the server's clock on that day, the contracts followed are VN30F2612 and VN30F2701.
+    let mut messages = envelopes(3000, 22);
+    let (futures, bid, ask) = last_futures_quote(&messages);
+    assert_eq!(futures, "VN30F2612");
+    messages.splice(1500..1500, extra_messages());
+    let total = messages.len();
+    // Like SSI, the double sends a message only to a connection that subscribed its symbol.
+    let double = SsiDouble::start(DoubleConfig {
+        messages,
+        batch: 5,
+        route_by_symbol: true,
+        vn30: DEFAULT_VN30.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await;
+    let u = urls(&double);
+    let mut env = ssi_env(&double, &u);
+    env.push(("CLOCK_FIXED_AT", "2026-11-26T14:00:00+07:00"));
+    env.push(("EXTRA_SYMBOLS", " hpx, VN100 ,HNXINDEX"));
+    let server = ServerProcess::start(&env);
+    let log = double
+        .wait_until(
+            |l| l.messages_sent + l.unsubscribed.len() == total,
+            Duration::from_secs(30),
+        )
+        .await;
+    // Everything was subscribed but the stock nobody follows: every futures quote went out.
+    assert_eq!(
+        log.unsubscribed,
+        ["X-QUOTE AAA", "X-TRADE AAA", "R AAA"],
+        "{log:#?}"
+    );
+    wait_for_feed_messages(&server, log.messages_sent as u64).await;
+
+    let channels: Vec<&str> = log
+        .invocations
+        .iter()
+        .map(|(_, v)| v["A"][0].as_str().unwrap())
+        .collect();
+    let traded = "-VRE-HPX-VN30F2612-VN30F2701";
+    assert!(channels[0].starts_with("X-TRADE:ACB-") && channels[0].ends_with(traded));
+    assert!(
+        channels[1].starts_with("X-QUOTE:ACB-") && channels[1].ends_with(traded),
+        "{channels:?}"
+    );
+    assert!(channels[2].starts_with("R:ACB-") && channels[2].ends_with("-VRE-HPX"));
+    assert_eq!(channels[3], "MI:VN30-VNINDEX-VN100-HNXIndex");
+    assert_eq!(channels.len(), 4);
+
+    let snap = server.get("/api/market/snapshot").await.json();
+    // The futures' bid and ask are the last X-QUOTE's for the contract.
+    let d = &snap["derivatives"];
+    assert_eq!(d["symbol"], futures, "{d}");
+    assert_eq!(d["bid_price"].as_f64(), Some(bid), "{d}");
+    assert_eq!(d["ask_price"].as_f64(), Some(ask), "{d}");
+    // The extra stock's quote (its trade at the ask is an active buy), trade and room.
+    assert_eq!(snap["quotes"]["HPX"]["mua_chu_dong_volume"], 500, "{snap}");
+    assert_eq!(snap["prices"]["HPX"]["last_price"], 20100.0);
+    let top = &snap["foreign"]["top_buy"][0];
+    assert_eq!(top["symbol"], "HPX", "{}", snap["foreign"]);
+    assert_eq!(top["buy_volume"], 700000000);
+    assert_eq!(top["current_room"], 80000000);
+    // The extra indices, one in SSI's mixed-case spelling.
+    assert_eq!(snap["indices"]["VN100"]["value"], 1300.5);
+    assert_eq!(snap["indices"]["HNXIndex"]["value"], 250.25);
+    assert!(snap["quotes"].get("AAA").is_none());
 }

@@ -73,6 +73,7 @@ impl SsiCheckArgs {
             settings_problem: self.ssi.require_credentials().err(),
             vn30_fallback: self.market.vn30(),
             futures: self.market.futures(now),
+            extra_symbols: self.market.extra(),
             channels: list(&self.ssi.ssi_channels),
             timeout: self.timeout,
             messages: self.messages,

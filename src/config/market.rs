@@ -104,8 +104,9 @@ pub struct SsiArgs {
     /// connection per channel).
     #[arg(long, env = "SSI_SUBSCRIBE_MODE", value_enum, default_value_t = crate::feed::ssi::stream::SubscribeMode::Calls)]
     pub ssi_subscribe_mode: crate::feed::ssi::stream::SubscribeMode,
-    /// Channels to subscribe, comma-separated (e.g. `X:ALL,R:ALL,MI:ALL`); empty: X-TRADE,
-    /// X-QUOTE and R for the VN30 (and the futures), MI for VN30 and VNINDEX.
+    /// Channels to subscribe, comma-separated (e.g. `X:ALL,R:ALL,MI:ALL`); empty: X-TRADE and
+    /// X-QUOTE for the VN30, the extra securities and the futures, R for the stocks, MI for
+    /// VN30, VNINDEX and the extra indices.
     #[arg(long, env = "SSI_CHANNELS", default_value = "")]
     pub ssi_channels: String,
     /// Seconds without any frame before the stream counts as dead; 0: the hub's negotiated
@@ -161,10 +162,16 @@ impl MarketArgs {
         vn30_or_default(&list(&self.vn30_symbols))
     }
 
-    /// The futures contracts to follow at `now`: `FUTURES_OVERRIDE`, else this month's and
-    /// next month's.
+    /// The futures contracts to follow at `now`: `FUTURES_OVERRIDE`, else the two nearest
+    /// contracts still trading.
     pub fn futures(&self, now: Timestamp) -> Vec<String> {
         futures_symbols(&self.futures_override, now)
+    }
+
+    /// The `EXTRA_SYMBOLS` entries, as written (the watchlist and the SSI channels normalise
+    /// them each their own way).
+    pub fn extra(&self) -> Vec<String> {
+        list(&self.extra_symbols)
     }
 
     /// The processor's set-up for `vn30` and the other market settings.
@@ -172,7 +179,7 @@ impl MarketArgs {
         let futures_override =
             Some(self.futures_override.trim().to_ascii_uppercase()).filter(|s| !s.is_empty());
         ProcessorConfig {
-            watchlist: Watchlist::new(vn30, &list(&self.extra_symbols)),
+            watchlist: Watchlist::new(vn30, &self.extra()),
             futures_override,
             alerts: self.alerts.config(),
         }

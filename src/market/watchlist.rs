@@ -7,6 +7,11 @@
 //! Unlike the original, index messages are filtered too, so `MI:ALL` does not put every
 //! index's intraday series into each snapshot (spec 8.2 item 14). An empty watchlist
 //! disables filtering.
+//!
+//! The watchlist keeps one set for securities and indices alike, as the original did: a
+//! message says what it is (`MI` carries an `IndexId`, the others a `Symbol`), so the processor
+//! never has to tell an `EXTRA_SYMBOLS` index from a stock. Only a subscription has to, and
+//! [`index_id`] is how: an entry is an index when it is one of the ids SSI publishes on `MI`.
 
 use std::collections::HashSet;
 
@@ -30,6 +35,25 @@ pub fn vn30_or_default(configured: &[String]) -> Vec<String> {
 
 /// Indices always watched.
 pub const DEFAULT_INDICES: [&str; 2] = ["VN30", "VNINDEX"];
+
+/// The index ids SSI publishes on `MI` (HOSE's and HNX's), spelled as SSI spells them.
+#[rustfmt::skip]
+pub const INDEX_IDS: [&str; 30] = [
+    "VNINDEX", "VN30", "VN100", "VNALL", "VNMID", "VNSML", "VNX50", "VNXALL", "VNDIAMOND",
+    "VNFINLEAD", "VNFINSELECT", "VNSI", "VNCOND", "VNCONS", "VNENE", "VNFIN", "VNHEAL", "VNIND",
+    "VNIT", "VNMAT", "VNREAL", "VNUTI",
+    "HNXIndex", "HNX30", "HNXUpcomIndex", "HNXLCap", "HNXMSCap", "HNXFin", "HNXMan", "HNXCon",
+];
+
+/// SSI's spelling of `symbol` when it names an index ([`INDEX_IDS`], in any case), else `None`:
+/// a security (a stock, a fund certificate, a covered warrant or a futures contract).
+pub fn index_id(symbol: &str) -> Option<&'static str> {
+    let symbol = symbol.trim();
+    INDEX_IDS
+        .iter()
+        .copied()
+        .find(|id| id.eq_ignore_ascii_case(symbol))
+}
 
 /// The set of symbols and indices the processor keeps.
 #[derive(Debug, Clone)]
@@ -69,9 +93,13 @@ impl Watchlist {
         self.allowed.is_empty() || is_futures(symbol) || self.allowed.contains(symbol)
     }
 
-    /// True when an index is tracked.
+    /// True when an index is tracked. The set is upper-cased and SSI spells some ids in mixed
+    /// case (`HNXIndex`), so the id is compared upper-cased too.
     pub fn allows_index(&self, index_id: &str) -> bool {
-        self.allowed.is_empty() || self.allowed.contains(index_id)
+        self.allowed.is_empty()
+            || self.allowed.contains(index_id)
+            || (index_id.bytes().any(|b| b.is_ascii_lowercase())
+                && self.allowed.contains(&index_id.to_ascii_uppercase()))
     }
 }
 
@@ -106,10 +134,33 @@ mod tests {
 
     #[test]
     fn extras_are_trimmed_and_upper_cased() {
-        let w = Watchlist::new(&["FPT"], &[" aaa ", "", "HNX30"]);
+        let w = Watchlist::new(&["FPT"], &[" aaa ", "", "HNX30", "HNXIndex"]);
         assert!(w.allows_security("AAA"));
         assert!(w.allows_index("HNX30"));
+        // SSI's spelling of an index id is mixed case; the setting's any case.
+        assert!(w.allows_index("HNXIndex"));
+        assert!(w.allows_index("HNXINDEX"));
+        assert!(!w.allows_index("HNXUpcomIndex"));
         assert_eq!(w.vn30(), ["FPT"]);
+    }
+
+    #[test]
+    fn index_ids_are_known_in_any_case_and_everything_else_is_a_security() {
+        assert_eq!(index_id("vnindex"), Some("VNINDEX"));
+        assert_eq!(index_id(" HNXINDEX "), Some("HNXIndex"));
+        assert_eq!(index_id("VN100"), Some("VN100"));
+        for security in [
+            "FPT",
+            "HPX",
+            "E1VFVN30",
+            "FUEVFVND",
+            "CFPT2401",
+            "VN30F2612",
+            "",
+        ] {
+            assert_eq!(index_id(security), None, "{security}");
+        }
+        assert!(DEFAULT_INDICES.iter().all(|i| index_id(i) == Some(*i)));
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
                 list(&args.ssi.ssi_channels),
                 vn30,
                 &args.market.futures(clock.now()),
+                &args.market.extra(),
             );
             let feed = SsiFeed::new(
                 client,

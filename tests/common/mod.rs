@@ -267,6 +267,24 @@ pub fn envelope_of(line: &str) -> &str {
     line.split_once('\t').map_or(line, |(_, message)| message)
 }
 
+/// The last `X-QUOTE` for a futures contract among replay lines or SSI envelopes: (symbol,
+/// best bid, best ask).
+pub fn last_futures_quote(lines: &[String]) -> (String, f64, f64) {
+    lines
+        .iter()
+        .rev()
+        .find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(envelope_of(line)).ok()?;
+            let c: serde_json::Value = serde_json::from_str(v["Content"].as_str()?).ok()?;
+            let symbol = c["Symbol"].as_str()?;
+            (c["RType"] == "X-QUOTE" && symbol.starts_with("VN30F")).then(|| {
+                let price = |key: &str| c[key].as_f64().unwrap();
+                (symbol.to_string(), price("BidPrice1"), price("AskPrice1"))
+            })
+        })
+        .expect("the day quotes its futures contract")
+}
+
 /// A minimal HTTP/1.1 GET, so the tests need no HTTP client crate.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
     http_request(addr, "GET", path, headers, b"").await

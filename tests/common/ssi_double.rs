@@ -10,8 +10,9 @@
 //! keep-alives, `{"I":".."}` invocation results, a hub `Error` call and `"T":1`.
 //!
 //! **Delivery.** The scripted messages form one global queue with one cursor, shared by every
-//! connection. A message is handed to exactly one connection (see [`DoubleConfig::route_by_channel`])
-//! and the cursor moves on, so a test can assert that a client which reconnects loses nothing
+//! connection. A message is handed to exactly one connection (see [`DoubleConfig::route_by_channel`]
+//! and [`DoubleConfig::route_by_symbol`]; with the latter, as with SSI, a message nobody
+//! subscribed is never sent) and the cursor moves on, so a test can assert that a client which reconnects loses nothing
 //! and sees nothing twice. Scripted failures (`drop_after`, `silent_after`, ...) are keyed to
 //! that cursor: "after n messages" means after the frame carrying message n-1 was written, and
 //! nothing more is delivered until the failure has happened. A connection that went silent,
@@ -118,6 +119,14 @@ pub struct DoubleConfig {
     /// `true`: to the newest whose channels cover the message's `DataType`; messages wait, in
     /// order, until one exists.
     pub route_by_channel: bool,
+    /// As SSI does with `TYPE:SYM-SYM` channels: a message goes only to a connection that
+    /// subscribed its `DataType` for its symbol (the content's `Symbol`, or `IndexId` for `MI`,
+    /// matched case-insensitively) or for `ALL`. Like `route_by_channel`, a message waits, in
+    /// order, while no connection has subscribed its type at all; once one has and no
+    /// connection lists its symbol, it is never sent: the cursor moves past it and it is
+    /// logged in [`DoubleLog::unsubscribed`]. (A client that split one type's symbols over
+    /// several calls could lose messages between its calls; marketcast sends one per type.)
+    pub route_by_symbol: bool,
     /// Deliver nothing until [`SsiDouble::release`] lets messages through, so a test can set
     /// up its observers first. An event scripted after n messages waits for message n's
     /// release (or for every message to be released).
@@ -142,6 +151,7 @@ impl Default for DoubleConfig {
             malformed_after: None,
             reconnect_after: None,
             route_by_channel: false,
+            route_by_symbol: false,
             hold: false,
         }
     }
@@ -170,6 +180,9 @@ pub struct DoubleLog {
     pub invocations: Vec<(usize, Value)>,
     /// `Broadcast` payloads written so far, across all connections.
     pub messages_sent: usize,
+    /// With `route_by_symbol`: `"<DataType> <symbol>"` of each message no connection
+    /// subscribed, in order (never sent).
+    pub unsubscribed: Vec<String>,
     /// Connections the double ended (`drop_after`).
     pub connections_closed_by_double: usize,
     /// WebSocket sessions currently open (a silent one counts until the client closes it).
@@ -443,7 +456,16 @@ impl Shared {
     }
 
     fn duty(&self, id: usize) -> Duty {
-        let duty = self.state().delivery.duty(id);
+        let duty = {
+            let mut state = self.state();
+            let duty = state.delivery.duty(id);
+            let skipped = state.delivery.unsubscribed.len();
+            if state.log.unsubscribed.len() < skipped {
+                let new = state.delivery.unsubscribed[state.log.unsubscribed.len()..].to_vec();
+                state.log.unsubscribed.extend(new);
+            }
+            duty
+        };
         if !matches!(duty, Duty::Wait) {
             self.notify();
         }
@@ -548,6 +570,8 @@ struct Session {
     all_channels: bool,
     /// The channel types (`X-TRADE`, `MI`, ...) asked for so far; calls add up.
     channel_types: Vec<String>,
+    /// Per upper-cased channel type, the upper-cased symbols asked for (`None`: `ALL`).
+    symbols: HashMap<String, Option<HashSet<String>>>,
     /// False once the session went silent, was asked to reconnect, is being dropped, or the
     /// client sent Close.
     receives_data: bool,
@@ -559,6 +583,7 @@ impl Default for Session {
             subscribed: false,
             all_channels: false,
             channel_types: Vec::new(),
+            symbols: HashMap::new(),
             receives_data: true,
         }
     }
@@ -570,22 +595,74 @@ impl Session {
         self.subscribed = true;
         for channel in argument.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             match channel.split_once(':') {
-                Some((kind, _list)) => self.channel_types.push(kind.trim().to_string()),
+                Some((kind, list)) => {
+                    self.channel_types.push(kind.trim().to_string());
+                    let listed = self
+                        .symbols
+                        .entry(kind.trim().to_ascii_uppercase())
+                        .or_insert_with(|| Some(HashSet::new()));
+                    if list.trim().eq_ignore_ascii_case("ALL") {
+                        *listed = None;
+                    } else if let Some(set) = listed {
+                        set.extend(
+                            list.split('-')
+                                .map(|s| s.trim().to_ascii_uppercase())
+                                .filter(|s| !s.is_empty()),
+                        );
+                    }
+                }
                 None if channel.eq_ignore_ascii_case("ALL") => self.all_channels = true,
                 None => self.channel_types.push(channel.to_string()),
             }
         }
     }
 
-    /// Whether a message of this `DataType` may go here (an unknown type goes anywhere).
-    fn takes(&self, route_by_channel: bool, data_type: Option<&str>) -> bool {
+    /// Whether a message of this `DataType` (and symbol) may go here: routed by type, or by
+    /// type and symbol, or neither. A message whose type or symbol cannot be read goes
+    /// anywhere its type (if known) was asked for.
+    fn takes(&self, routing: Routing, data_type: Option<&str>, symbol: Option<&str>) -> bool {
         if !self.subscribed || !self.receives_data {
             return false;
         }
-        if !route_by_channel || self.all_channels {
+        if routing == Routing::Any || self.all_channels {
             return true;
         }
-        data_type.is_none_or(|t| self.channel_types.iter().any(|c| c.eq_ignore_ascii_case(t)))
+        let Some(t) = data_type else {
+            return true;
+        };
+        if !self.channel_types.iter().any(|c| c.eq_ignore_ascii_case(t)) {
+            return false;
+        }
+        match (routing, symbol) {
+            (Routing::BySymbol, Some(symbol)) => match self.symbols.get(&t.to_ascii_uppercase()) {
+                Some(Some(listed)) => listed.contains(&symbol.to_ascii_uppercase()),
+                _ => true,
+            },
+            _ => true,
+        }
+    }
+}
+
+/// How the double picks the connection a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Routing {
+    /// The newest subscribed connection.
+    Any,
+    /// The newest that subscribed the message's type.
+    ByType,
+    /// The newest that subscribed the message's type for its symbol.
+    BySymbol,
+}
+
+impl Routing {
+    fn of(config: &DoubleConfig) -> Routing {
+        if config.route_by_symbol {
+            Routing::BySymbol
+        } else if config.route_by_channel {
+            Routing::ByType
+        } else {
+            Routing::Any
+        }
     }
 }
 
@@ -626,8 +703,12 @@ enum Duty {
 struct Delivery {
     /// The `DataType` of each message, for routing by channel.
     data_types: Vec<Option<String>>,
+    /// The symbol (or index id) of each message, for routing by symbol.
+    symbols: Vec<Option<String>>,
     batch: usize,
-    route_by_channel: bool,
+    routing: Routing,
+    /// `"<DataType> <symbol>"` of each message skipped because no connection subscribed it.
+    unsubscribed: Vec<String>,
     sessions: BTreeMap<usize, Session>,
     /// The first message not yet handed to a connection.
     next: usize,
@@ -642,8 +723,10 @@ impl Delivery {
     fn new(config: &DoubleConfig) -> Delivery {
         Delivery {
             data_types: config.messages.iter().map(|m| data_type(m)).collect(),
+            symbols: config.messages.iter().map(|m| symbol(m)).collect(),
             batch: config.batch.max(1),
-            route_by_channel: config.route_by_channel,
+            routing: Routing::of(config),
+            unsubscribed: Vec::new(),
             sessions: BTreeMap::new(),
             next: 0,
             released: if config.hold { 0 } else { usize::MAX },
@@ -655,7 +738,33 @@ impl Delivery {
     /// The newest connection that may take message `index`.
     fn target(&self, index: usize) -> Option<usize> {
         let data_type = self.data_types[index].as_deref();
-        self.newest(|s| s.takes(self.route_by_channel, data_type))
+        let symbol = self.symbols[index].as_deref();
+        self.newest(|s| s.takes(self.routing, data_type, symbol))
+    }
+
+    /// With [`Routing::BySymbol`], whether message `index` is one SSI would send to nobody: a
+    /// connection subscribed its type, but none of them for its symbol.
+    fn unsubscribed(&self, index: usize) -> bool {
+        let data_type = self.data_types[index].as_deref();
+        self.routing == Routing::BySymbol
+            && self.target(index).is_none()
+            && self
+                .newest(|s| s.takes(Routing::ByType, data_type, None))
+                .is_some()
+    }
+
+    /// Moves the cursor past the messages nobody subscribed, up to the next scripted event.
+    fn skip_unsubscribed(&mut self) {
+        let available = self.data_types.len().min(self.released);
+        while self.next < available
+            && !self.script.iter().any(|s| !s.fired && s.after == self.next)
+            && self.unsubscribed(self.next)
+        {
+            let data_type = self.data_types[self.next].as_deref().unwrap_or("?");
+            let symbol = self.symbols[self.next].as_deref().unwrap_or("?");
+            self.unsubscribed.push(format!("{data_type} {symbol}"));
+            self.next += 1;
+        }
     }
 
     fn newest(&self, pred: impl Fn(&Session) -> bool) -> Option<usize> {
@@ -672,11 +781,12 @@ impl Delivery {
         match self.last_writer {
             Some(w) if self.sessions.get(&w).is_some_and(|s| s.receives_data) => Some(w),
             _ if self.next < self.data_types.len() => self.target(self.next),
-            _ => self.newest(|s| s.takes(false, None)),
+            _ => self.newest(|s| s.takes(Routing::Any, None, None)),
         }
     }
 
     fn duty(&mut self, me: usize) -> Duty {
+        self.skip_unsubscribed();
         let due = |s: &Scripted| !s.fired && s.after == self.next;
         if self.script.iter().any(due) {
             return if self.event_owner() == Some(me) && self.releases_events() {
@@ -766,6 +876,24 @@ fn script(config: &DoubleConfig) -> Vec<Scripted> {
 fn data_type(message: &str) -> Option<String> {
     let value: Value = serde_json::from_str(message).ok()?;
     field(&value, "DataType").cloned()
+}
+
+/// A message's symbol: its content's `Symbol`, else its `IndexId` (the content a JSON string
+/// or an object), if it parses.
+fn symbol(message: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(message).ok()?;
+    let content = value
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Content"))
+        .map(|(_, c)| c.clone())?;
+    let content = match content {
+        Value::String(text) => serde_json::from_str(&text).ok()?,
+        object => object,
+    };
+    field(&content, "Symbol")
+        .or_else(|| field(&content, "IndexId"))
+        .cloned()
 }
 
 // ---------------------------------------------------------------------------------------------

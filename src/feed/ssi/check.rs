@@ -2,10 +2,12 @@
 //!
 //! It walks the same path as `FEED=ssi` (token, VN30 list, negotiate, connect, subscribe) with
 //! the same settings, says what each step gave, prints the first messages of each type with
-//! their decoded fields, and ends with one line per failure that says what to do. It exits 0
-//! only when every step worked and every subscribed type delivered a message.
+//! their decoded fields, then each subscribed channel with the first message it delivered and
+//! the symbols it has not delivered yet (so a futures contract or an extra symbol without
+//! quotes shows), and ends with one line per failure that says what to do. It exits 0 only
+//! when every step worked and every subscribed type delivered a message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +32,10 @@ pub struct CheckSettings {
     /// The VN30 list to fall back on when SSI's cannot be fetched (`VN30_SYMBOLS`, else the
     /// built-in list).
     pub vn30_fallback: Vec<String>,
-    /// The futures contracts to follow (`FUTURES_OVERRIDE`, else the front months).
+    /// The futures contracts to follow (`FUTURES_OVERRIDE`, else the two live contracts).
     pub futures: Vec<String>,
+    /// The `EXTRA_SYMBOLS` entries, subscribed with the default channels.
+    pub extra_symbols: Vec<String>,
     /// The configured channels (`SSI_CHANNELS`, split); empty: the default channels.
     pub channels: Vec<String>,
     /// How long to wait for stream messages.
@@ -75,23 +79,143 @@ fn channel_type(channel: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// The type a message reports: its envelope's `DataType`, else the content's `RType`.
-fn message_type(text: &str) -> String {
-    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let v = match v {
+/// The type a message reports (its envelope's `DataType`, else the content's `RType`,
+/// upper-cased) and the symbol it is about (the content's `Symbol`, else its `IndexId`).
+fn message_key(text: &str) -> (String, Option<String>) {
+    let decode = |v: Value| match v {
         Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
         v => v,
     };
+    let v = decode(serde_json::from_str(text).unwrap_or(Value::Null));
     let field = |v: &Value, key: &str| {
         v.as_object().and_then(|o| {
             o.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .and_then(|(_, v)| v.as_str().map(str::to_ascii_uppercase))
+                .and_then(|(_, v)| v.as_str().map(str::to_string))
         })
     };
-    field(&v, "DataType")
-        .or_else(|| field(&v, "RType"))
-        .unwrap_or_else(|| "?".into())
+    let content = v
+        .as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("Content")))
+        .map(|(_, c)| decode(c.clone()))
+        .unwrap_or_else(|| v.clone());
+    let kind = field(&v, "DataType")
+        .or_else(|| field(&content, "RType"))
+        .map_or_else(|| "?".into(), |t| t.to_ascii_uppercase());
+    let symbol = field(&content, "Symbol").or_else(|| field(&content, "IndexId"));
+    (kind, symbol)
+}
+
+/// Symbols a channel lists before it says which it has not delivered yet.
+const SHOWN_MISSING: usize = 12;
+
+/// One subscribed channel as the check follows it: what it lists, the first message it
+/// delivered, and which of its symbols were heard from.
+struct ChannelWatch {
+    channel: String,
+    kind: String,
+    /// Upper-cased; `None` for `ALL`.
+    symbols: Option<Vec<String>>,
+    first: Option<String>,
+    heard: BTreeSet<String>,
+    messages: usize,
+}
+
+impl ChannelWatch {
+    fn new(channel: &str) -> Self {
+        let (kind, list) = channel.split_once(':').unwrap_or((channel, "ALL"));
+        let list = list.trim();
+        let symbols = (!list.eq_ignore_ascii_case("ALL")).then(|| {
+            list.split('-')
+                .map(|s| s.trim().to_ascii_uppercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        ChannelWatch {
+            channel: channel.trim().to_string(),
+            kind: kind.trim().to_ascii_uppercase(),
+            symbols,
+            first: None,
+            heard: BTreeSet::new(),
+            messages: 0,
+        }
+    }
+
+    /// Whether a message of this type, about this symbol, came through this channel.
+    fn covers(&self, kind: &str, symbol: Option<&str>) -> bool {
+        let kind_fits = self.kind == "ALL" || self.kind == kind;
+        kind_fits
+            && match (&self.symbols, symbol) {
+                (None, _) => true,
+                (Some(list), Some(symbol)) => list.iter().any(|s| s.eq_ignore_ascii_case(symbol)),
+                (Some(_), None) => false,
+            }
+    }
+
+    fn note(&mut self, symbol: Option<&str>, decoded: &dyn Fn() -> String) {
+        self.messages += 1;
+        if self.first.is_none() {
+            self.first = Some(decoded());
+        }
+        if let Some(symbol) = symbol {
+            self.heard.insert(symbol.to_ascii_uppercase());
+        }
+    }
+
+    /// The channel's lines: what it lists, its first message, and who has not been heard from.
+    fn report(&self, out: &mut impl Write) {
+        let listed = match &self.symbols {
+            None => "every symbol".to_string(),
+            Some(list) => format!("{} symbols", list.len()),
+        };
+        let _ = writeln!(out, "chan {} ({listed})", self.channel);
+        let Some(first) = &self.first else {
+            let _ = writeln!(out, "     no message yet");
+            return;
+        };
+        let _ = writeln!(out, "     first: {first}");
+        let Some(list) = &self.symbols else {
+            let _ = writeln!(
+                out,
+                "     {} messages from {} symbols",
+                self.messages,
+                self.heard.len()
+            );
+            return;
+        };
+        let missing: Vec<&str> = list
+            .iter()
+            .filter(|s| !self.heard.contains(*s))
+            .map(String::as_str)
+            .collect();
+        let heard = list.len() - missing.len();
+        let _ = match missing.len() {
+            0 => writeln!(
+                out,
+                "     {} messages from all {} symbols",
+                self.messages,
+                list.len()
+            ),
+            n => writeln!(
+                out,
+                "     {} messages from {heard} of {} symbols; nothing yet from {}{}",
+                self.messages,
+                list.len(),
+                missing[..n.min(SHOWN_MISSING)].join(" "),
+                if n > SHOWN_MISSING { " ..." } else { "" }
+            ),
+        };
+    }
+}
+
+/// A message's decoded event, as the check prints it (at most 400 characters).
+fn decoded(message: &str) -> String {
+    let decoded = match parse_message(message) {
+        Ok(Message::Event(e)) => format!("{e:?}"),
+        Ok(Message::Skipped { rtype }) => format!("(type {rtype}: not used)"),
+        Err(e) => format!("(cannot be read: {e})"),
+    };
+    decoded.chars().take(400).collect()
 }
 
 /// Runs the check, printing to `out`; returns the failures.
@@ -166,7 +290,12 @@ pub async fn run(args: &CheckSettings, out: &mut impl Write) -> Vec<Failure> {
     };
 
     // 3. Stream and subscriptions.
-    let channels = stream::channels_or_default(args.channels.clone(), &vn30, &args.futures);
+    let channels = stream::channels_or_default(
+        args.channels.clone(),
+        &vn30,
+        &args.futures,
+        &args.extra_symbols,
+    );
     let plan = stream::plan_connections(&channels, client.settings().subscribe_mode);
     // Every call's answer is waited for too (SSI's answer to SwitchChannels is undocumented).
     let mut answers_due: usize = plan.iter().map(Vec::len).sum();
@@ -208,6 +337,12 @@ pub async fn run(args: &CheckSettings, out: &mut impl Write) -> Vec<Failure> {
         .flat_map(|c| c.split(','))
         .map(channel_type)
         .collect();
+    let mut watches: Vec<ChannelWatch> = channels
+        .iter()
+        .flat_map(|c| c.split(','))
+        .filter(|c| !c.trim().is_empty())
+        .map(ChannelWatch::new)
+        .collect();
     let _ = writeln!(
         out,
         "...  waiting up to {:?} for {} messages",
@@ -216,13 +351,14 @@ pub async fn run(args: &CheckSettings, out: &mut impl Write) -> Vec<Failure> {
     );
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + args.timeout;
-    let done = |seen: &BTreeMap<String, usize>, answers_due: usize| {
+    let done = |seen: &BTreeMap<String, usize>, watches: &[ChannelWatch], answers_due: usize| {
         answers_due == 0
             && expected
                 .iter()
                 .all(|t| seen.get(t).copied().unwrap_or(0) >= args.messages.max(1))
+            && watches.iter().all(|w| w.first.is_some())
     };
-    while !done(&seen, answers_due) {
+    while !done(&seen, &watches, answers_due) {
         let event = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) | Ok(None) => break,
             Ok(Some(e)) => e,
@@ -230,17 +366,17 @@ pub async fn run(args: &CheckSettings, out: &mut impl Write) -> Vec<Failure> {
         match event {
             Ok(SessionEvent::Messages(messages)) => {
                 for m in messages {
-                    let kind = message_type(&m);
+                    let (kind, symbol) = message_key(&m);
                     let n = seen.entry(kind.clone()).or_default();
                     *n += 1;
                     if *n <= args.messages {
-                        let decoded = match parse_message(&m) {
-                            Ok(Message::Event(e)) => format!("{e:?}"),
-                            Ok(Message::Skipped { rtype }) => format!("(type {rtype}: not used)"),
-                            Err(e) => format!("(cannot be read: {e})"),
-                        };
-                        let shown: String = decoded.chars().take(400).collect();
-                        let _ = writeln!(out, "msg  {kind}: {shown}");
+                        let _ = writeln!(out, "msg  {kind}: {}", decoded(&m));
+                    }
+                    for watch in watches
+                        .iter_mut()
+                        .filter(|w| w.covers(&kind, symbol.as_deref()))
+                    {
+                        watch.note(symbol.as_deref(), &|| decoded(&m));
                     }
                 }
             }
@@ -280,6 +416,9 @@ pub async fn run(args: &CheckSettings, out: &mut impl Write) -> Vec<Failure> {
         }
     }
     sessions.abort_all();
+    for watch in &watches {
+        watch.report(out);
+    }
     let summary: Vec<String> = seen.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(
         out,
@@ -318,12 +457,49 @@ mod tests {
     fn types_of_channels_and_messages() {
         assert_eq!(channel_type("x-trade:ACB-FPT"), "X-TRADE");
         assert_eq!(channel_type("MI:VN30"), "MI");
+        let key = |text: &str| message_key(text);
+        let symbol = |s: &str| Some(s.to_string());
         assert_eq!(
-            message_type(r#"{"DataType":"X-QUOTE","Content":"{}"}"#),
-            "X-QUOTE"
+            key(r#"{"DataType":"X-QUOTE","Content":"{\"Symbol\":\"VN30F2612\"}"}"#),
+            ("X-QUOTE".into(), symbol("VN30F2612"))
         );
-        assert_eq!(message_type(r#"{"RType":"r","Symbol":"SSI"}"#), "R");
-        assert_eq!(message_type("junk"), "?");
+        assert_eq!(
+            key(r#"{"DataType":"MI","Content":{"IndexId":"HNXIndex"}}"#),
+            ("MI".into(), symbol("HNXIndex"))
+        );
+        assert_eq!(
+            key(r#"{"RType":"r","Symbol":"SSI"}"#),
+            ("R".into(), symbol("SSI"))
+        );
+        assert_eq!(key("junk"), ("?".into(), None));
+    }
+
+    #[test]
+    fn a_channel_covers_its_type_and_symbols_and_reports_who_is_missing() {
+        let mut quotes = ChannelWatch::new("X-QUOTE:ACB-VN30F2612-VN30F2701");
+        assert!(quotes.covers("X-QUOTE", Some("vn30f2612")));
+        assert!(!quotes.covers("X-TRADE", Some("ACB")));
+        assert!(!quotes.covers("X-QUOTE", Some("FPT")));
+        assert!(!quotes.covers("X-QUOTE", None));
+        let mut out = Vec::new();
+        quotes.report(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "chan X-QUOTE:ACB-VN30F2612-VN30F2701 (3 symbols)\n     no message yet\n"
+        );
+        quotes.note(Some("VN30F2612"), &|| "Quote(futures)".into());
+        quotes.note(Some("ACB"), &|| "Quote(ACB)".into());
+        let mut out = Vec::new();
+        quotes.report(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "chan X-QUOTE:ACB-VN30F2612-VN30F2701 (3 symbols)\n     first: Quote(futures)\n     \
+             2 messages from 2 of 3 symbols; nothing yet from VN30F2701\n"
+        );
+        let all = ChannelWatch::new("MI:ALL");
+        assert!(all.covers("MI", Some("VN100")) && all.covers("MI", None));
+        let everything = ChannelWatch::new("ALL");
+        assert!(everything.covers("R", Some("FPT")));
     }
 
     #[test]

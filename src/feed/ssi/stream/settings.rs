@@ -4,11 +4,19 @@
 //! These types belong to the feed and are built by `config` (from `SSI_*` settings) or by a
 //! test directly, so the feed never reads a setting itself. The channel list is decided here,
 //! once, for both the server and `ssi-check`: the configured channels, else the channels the
-//! processor needs for the VN30 and the futures contracts followed.
+//! processor needs for what it keeps: the VN30, the futures contracts followed and the
+//! `EXTRA_SYMBOLS`.
+//!
+//! A channel is `TYPE:SYM-SYM-...` (reference §2.8). The reference documents no limit on a
+//! channel string's length or on its number of symbols, and recommends one string per type
+//! for the VN30 over `ALL`; so the default is one string per type, whatever the extras add.
+//! Symbols are never repeated in a string (an extra that is already followed is left out).
 
 use std::time::Duration;
 
 use crate::base::Secret;
+use crate::market::event::is_futures;
+use crate::market::watchlist::{index_id, DEFAULT_INDICES};
 
 /// How the channels are subscribed (reference §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,17 +48,45 @@ pub struct SsiSettings {
     pub reseed_foreign: bool,
 }
 
-/// The channels the processor needs: trades of the VN30 and the futures contracts, quotes and
-/// foreign room of the VN30, and the VN30 and VNINDEX indices.
-pub fn default_channels(vn30: &[String], futures: &[String]) -> Vec<String> {
-    let stocks = vn30.join("-");
-    let mut traded: Vec<&str> = vn30.iter().map(String::as_str).collect();
-    traded.extend(futures.iter().map(String::as_str));
+/// The channels the processor needs for what it keeps: trades and quotes of the VN30 stocks,
+/// the `extra` securities and the futures contracts; foreign room of the stocks (futures have
+/// none); and the VN30 and VNINDEX indices with the `extra` indices. An `extra` entry is an
+/// index when [`index_id`] knows it (subscribed as SSI spells it), a futures contract when it
+/// starts with `VN30F`, and a security otherwise (upper-cased, as the watchlist keeps it).
+pub fn default_channels(vn30: &[String], futures: &[String], extra: &[String]) -> Vec<String> {
+    let mut stocks: Vec<String> = Vec::new();
+    let mut contracts: Vec<String> = Vec::new();
+    let mut indices: Vec<String> = DEFAULT_INDICES.iter().map(|s| s.to_string()).collect();
+    let add = |list: &mut Vec<String>, symbol: String| {
+        if !symbol.is_empty() && !list.contains(&symbol) {
+            list.push(symbol);
+        }
+    };
+    for symbol in vn30 {
+        add(&mut stocks, symbol.trim().to_ascii_uppercase());
+    }
+    for symbol in futures {
+        add(&mut contracts, symbol.trim().to_ascii_uppercase());
+    }
+    for entry in extra {
+        match index_id(entry) {
+            Some(id) => add(&mut indices, id.to_string()),
+            None => {
+                let symbol = entry.trim().to_ascii_uppercase();
+                if is_futures(&symbol) {
+                    add(&mut contracts, symbol);
+                } else {
+                    add(&mut stocks, symbol);
+                }
+            }
+        }
+    }
+    let traded = [stocks.as_slice(), contracts.as_slice()].concat().join("-");
     vec![
-        format!("X-TRADE:{}", traded.join("-")),
-        format!("X-QUOTE:{stocks}"),
-        format!("R:{stocks}"),
-        "MI:VN30-VNINDEX".to_string(),
+        format!("X-TRADE:{traded}"),
+        format!("X-QUOTE:{traded}"),
+        format!("R:{}", stocks.join("-")),
+        format!("MI:{}", indices.join("-")),
     ]
 }
 
@@ -64,14 +100,15 @@ pub fn plan_connections(channels: &[String], mode: SubscribeMode) -> Vec<Vec<Str
 }
 
 /// The channels to subscribe: `configured` (`SSI_CHANNELS`, already split) when it names any,
-/// else [`default_channels`] for `vn30` and `futures`.
+/// else [`default_channels`] for `vn30`, `futures` and `extra`.
 pub fn channels_or_default(
     configured: Vec<String>,
     vn30: &[String],
     futures: &[String],
+    extra: &[String],
 ) -> Vec<String> {
     if configured.is_empty() {
-        default_channels(vn30, futures)
+        default_channels(vn30, futures, extra)
     } else {
         configured
     }
@@ -81,15 +118,19 @@ pub fn channels_or_default(
 mod tests {
     use super::*;
 
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn channels_and_plans() {
-        let vn30 = vec!["ACB".to_string(), "FPT".to_string()];
-        let ch = default_channels(&vn30, &["VN30F2612".to_string()]);
+        let vn30 = strings(&["ACB", "FPT"]);
+        let ch = default_channels(&vn30, &strings(&["VN30F2612", "VN30F2701"]), &[]);
         assert_eq!(
             ch,
             [
-                "X-TRADE:ACB-FPT-VN30F2612",
-                "X-QUOTE:ACB-FPT",
+                "X-TRADE:ACB-FPT-VN30F2612-VN30F2701",
+                "X-QUOTE:ACB-FPT-VN30F2612-VN30F2701",
                 "R:ACB-FPT",
                 "MI:VN30-VNINDEX"
             ]
@@ -103,5 +144,47 @@ mod tests {
             vec![vec![ch.join(",")]]
         );
         assert_eq!(plan_connections(&ch, SubscribeMode::Connections).len(), 4);
+    }
+
+    #[test]
+    fn extra_symbols_go_to_the_channels_that_fit_them() {
+        let vn30 = strings(&["ACB", "FPT"]);
+        let futures = strings(&["VN30F2612", "VN30F2701"]);
+        // A stock, an index in SSI's spelling and in capitals, a fund certificate, a futures
+        // contract, and entries already followed (a VN30 stock, a default index, a contract).
+        let extra = strings(&[
+            " hpx ",
+            "VN100",
+            "HNXINDEX",
+            "E1VFVN30",
+            "VN30F2703",
+            "fpt",
+            "VNINDEX",
+            "VN30F2612",
+            "",
+        ]);
+        assert_eq!(
+            default_channels(&vn30, &futures, &extra),
+            [
+                "X-TRADE:ACB-FPT-HPX-E1VFVN30-VN30F2612-VN30F2701-VN30F2703",
+                "X-QUOTE:ACB-FPT-HPX-E1VFVN30-VN30F2612-VN30F2701-VN30F2703",
+                "R:ACB-FPT-HPX-E1VFVN30",
+                "MI:VN30-VNINDEX-VN100-HNXIndex"
+            ]
+        );
+    }
+
+    #[test]
+    fn configured_channels_win() {
+        let vn30 = strings(&["ACB"]);
+        let configured = strings(&["X:ALL", "MI:ALL"]);
+        assert_eq!(
+            channels_or_default(configured.clone(), &vn30, &[], &strings(&["HPX"])),
+            configured
+        );
+        assert_eq!(
+            channels_or_default(Vec::new(), &vn30, &[], &strings(&["HPX"]))[0],
+            "X-TRADE:ACB-HPX"
+        );
     }
 }
