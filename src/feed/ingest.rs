@@ -8,6 +8,10 @@
 //! it are processed; a batch holds the processor's lock once, so messages are applied in the
 //! order they arrive and a batch is never interleaved with another.
 //!
+//! Ingest is a feed that can wait: before a batch is applied, [`Ingest::room_for_history`]
+//! waits while the history writer is behind, so the pusher's request (or its WebSocket) is
+//! slowed down rather than the history losing records.
+//!
 //! The HTTP side (auth, body limits, the WebSocket) lives in [`crate::http`]; this module is
 //! the part that does not care how the bytes came.
 
@@ -20,6 +24,7 @@ use super::recorder::Recorder;
 use super::replay::split_line;
 use super::ssi::SsiError;
 use super::{ingest as apply_message, FeedStats};
+use crate::base::backlog::Backlog;
 use crate::base::time::Clock;
 use crate::base::Secret;
 use crate::market::SharedMarket;
@@ -80,6 +85,8 @@ pub struct Ingest {
     recorder: Option<Arc<Recorder>>,
     clock: Arc<dyn Clock>,
     counters: IngestCounters,
+    /// The history writer's backlog, when history is on.
+    history: Option<Arc<Backlog>>,
 }
 
 impl Ingest {
@@ -98,6 +105,23 @@ impl Ingest {
             recorder,
             clock,
             counters: IngestCounters::default(),
+            history: None,
+        }
+    }
+
+    /// Batches wait for the history writer's `backlog` (see [`Ingest::room_for_history`]).
+    pub fn waiting_for_history(mut self, backlog: Option<Arc<Backlog>>) -> Ingest {
+        self.history = backlog;
+        self
+    }
+
+    /// Returns once the history writer has room for another batch's records (at once when
+    /// history is off, or while its database is away).
+    pub async fn room_for_history(&self) {
+        if let Some(backlog) = &self.history {
+            backlog
+                .room(|| self.market.with(|p| p.history_backlog()))
+                .await;
         }
     }
 

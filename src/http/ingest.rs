@@ -78,6 +78,7 @@ async fn apply_batch(
     text: String,
     lines_before: usize,
 ) -> crate::feed::ingest::BatchResult {
+    ingest.room_for_history().await;
     let worker = tokio::task::spawn_blocking(move || ingest.apply(&text, lines_before));
     worker.await.unwrap_or_default()
 }
