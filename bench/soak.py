@@ -162,6 +162,7 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=30.0, help="seconds to wait for the server to see every client gone")
     ap.add_argument("--backfill", type=int, default=0, help="SIM_BACKFILL: seconds of session played before the baseline")
     ap.add_argument("--backfill-timeout", type=float, default=1800.0, help="seconds the back-fill and its history may take")
+    ap.add_argument("--rest", type=float, default=2.0, help="seconds the server rests before each of the two memory readings")
     args = ap.parse_args()
 
     port = free_port()
@@ -201,7 +202,7 @@ def main() -> int:
                 hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
             backfill = {"backfill_s": args.backfill, "backfill_wall_s": round(time.monotonic() - began, 1),
                         "backfill_events": h["feed"]["events"], "history": hist, "vmhwm_kib": hwm}
-        time.sleep(2)
+        time.sleep(args.rest)
         files_before, rss_before = open_files(server.pid), rss_kib(server.pid)
         kinds_before = fd_kinds(server.pid)
         started = time.monotonic()
@@ -237,6 +238,8 @@ def main() -> int:
         while files_after > files_before and time.monotonic() < close_deadline:
             time.sleep(0.1)
             files_after = open_files(server.pid)
+        # The same rest as before the baseline, so both readings are of a server at rest.
+        time.sleep(max(0.0, args.rest - 2.0))
         rss_after = rss_kib(server.pid)
         result = {
             "duration_s": round(elapsed, 1),

@@ -19,6 +19,12 @@ use marketcast::feed::{ingest, FeedStats};
 use marketcast::market::contracts::front_month_contract;
 use marketcast::node::{self, Node};
 
+/// jemalloc rather than the system's malloc: over a trading day it gives freed memory back,
+/// where glibc's kept several times what was in use (see BENCHMARKS.md, "Memory over a
+/// trading day").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // `.env` first, so the settings below see it; variables already set win.
     if let Err(e) = dotenvy::dotenv() {
