@@ -76,6 +76,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    // jemalloc gives freed pages back on a thread of its own, so what a burst freed (a
+    // back-fill, clients gone) leaves the process even when the threads that freed it go quiet.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!("jemalloc's background purging is off ({e}); freed memory returns later");
+    }
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         let node = Node::bind(args).await?;
