@@ -16,6 +16,11 @@ It prints one JSON line with the figures and exits 1 when a bound is broken. Bou
 
     python3 bench/soak.py                                   # 10 minutes, 2,000 clients
     python3 bench/soak.py --duration 20 --clients 300       # the CI-sized run (tests/soak.rs)
+    python3 bench/soak.py --backfill 21600 --clients 200    # after a full simulated day (#20)
+
+With --backfill the server first plays that many seconds of simulated session (SIM_BACKFILL,
+history on) and the baseline is taken once the back-fill is over and history has written it
+all, so the run measures what churn adds to a server that already holds a whole day.
 """
 
 from __future__ import annotations
@@ -155,13 +160,17 @@ def main() -> int:
     ap.add_argument("--max-connections", type=int, default=2_000_000)
     ap.add_argument("--rss-bound-mb", type=float, default=64.0)
     ap.add_argument("--settle", type=float, default=30.0, help="seconds to wait for the server to see every client gone")
+    ap.add_argument("--backfill", type=int, default=0, help="SIM_BACKFILL: seconds of session played before the baseline")
+    ap.add_argument("--backfill-timeout", type=float, default=1800.0, help="seconds the back-fill and its history may take")
+    ap.add_argument("--rest", type=float, default=2.0, help="seconds the server rests before each of the two memory readings")
     args = ap.parse_args()
 
     port = free_port()
     data = tempfile.mkdtemp(prefix="marketcast-soak-")
     env = dict(os.environ, APP_PORT=str(port), FEED="simulator", WS_BROADCAST_INTERVAL="0.5",
                WS_MAX_CONNECTIONS_PER_IP="0", WS_CONNECT_RATE="0", WS_CONNECT_RATE_TOTAL="0", WS_QUEUE_SIZE="8",
-               WS_SLOW_CLIENT_TIMEOUT="2", DATA_DIR=data, LOG_LEVEL="warning")
+               WS_SLOW_CLIENT_TIMEOUT="2", DATA_DIR=data, LOG_LEVEL="warning",
+               SIM_BACKFILL=str(args.backfill))
     server = subprocess.Popen([args.server_bin, "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -175,7 +184,25 @@ def main() -> int:
                     print("soak: the server did not start", file=sys.stderr)
                     return 1
                 time.sleep(0.1)
-        time.sleep(2)
+        backfill = {}
+        if args.backfill > 0:
+            # The back-fill is over when the feed runs live and history has written it all.
+            deadline = time.monotonic() + args.backfill_timeout
+            began = time.monotonic()
+            while True:
+                h = health(port)
+                hist = h.get("history", {})
+                if h["feed"]["state"] == "running" and hist.get("queued", 0) < 1000:
+                    break
+                if time.monotonic() > deadline:
+                    print("soak: the back-fill did not end", file=sys.stderr)
+                    return 1
+                time.sleep(1)
+            with open(f"/proc/{server.pid}/status") as f:
+                hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+            backfill = {"backfill_s": args.backfill, "backfill_wall_s": round(time.monotonic() - began, 1),
+                        "backfill_events": h["feed"]["events"], "history": hist, "vmhwm_kib": hwm}
+        time.sleep(args.rest)
         files_before, rss_before = open_files(server.pid), rss_kib(server.pid)
         kinds_before = fd_kinds(server.pid)
         started = time.monotonic()
@@ -211,6 +238,8 @@ def main() -> int:
         while files_after > files_before and time.monotonic() < close_deadline:
             time.sleep(0.1)
             files_after = open_files(server.pid)
+        # The same rest as before the baseline, so both readings are of a server at rest.
+        time.sleep(max(0.0, args.rest - 2.0))
         rss_after = rss_kib(server.pid)
         result = {
             "duration_s": round(elapsed, 1),
@@ -230,6 +259,7 @@ def main() -> int:
             "rss_kib_after": rss_after,
             "rss_kib_by_minute": rss_by_minute,
             "rss_bound_kib": int(args.rss_bound_mb * 1024),
+            **backfill,
         }
         problems = []
         if h["clients"] != 0:

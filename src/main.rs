@@ -19,6 +19,12 @@ use marketcast::feed::{ingest, FeedStats};
 use marketcast::market::contracts::front_month_contract;
 use marketcast::node::{self, Node};
 
+/// jemalloc rather than the system's malloc: over a trading day it gives freed memory back,
+/// where glibc's kept several times what was in use (see BENCHMARKS.md, "Memory over a
+/// trading day").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // `.env` first, so the settings below see it; variables already set win.
     if let Err(e) = dotenvy::dotenv() {
@@ -69,6 +75,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+    // jemalloc gives freed pages back on a thread of its own, so what a burst freed (a
+    // back-fill, clients gone) leaves the process even when the threads that freed it go quiet.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!("jemalloc's background purging is off ({e}); freed memory returns later");
     }
     let runtime = runtime()?;
     let result = runtime.block_on(async {

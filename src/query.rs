@@ -141,6 +141,33 @@ impl Params {
         )
     }
 
+    /// Checks that the days from `start` to `end`, both included, are at most `max_days`
+    /// (`setting` names the bound); otherwise an error on the `end_name` parameter, in the shape
+    /// a FastAPI validator's `ValueError` has. An `end` before `start` passes (nothing matches).
+    pub fn span_at_most(
+        &mut self,
+        end_name: &str,
+        (start, end): (NaiveDate, NaiveDate),
+        max_days: u32,
+        setting: &str,
+    ) -> bool {
+        let days = (end - start).num_days() + 1;
+        if days <= i64::from(max_days) {
+            return true;
+        }
+        let raw = self.values.get(end_name).cloned().unwrap_or_default();
+        self.errors.push(json!({
+            "type": "value_error",
+            "loc": ["query", end_name],
+            "msg": format!(
+                "Value error, the range from start to end is {days} days, more than {setting} ({max_days}): ask for at most {max_days} days at a time"
+            ),
+            "input": raw,
+            "ctx": {"max_days": max_days, "days": days},
+        }));
+        false
+    }
+
     /// Records a date parameter's error as FastAPI words it; always `None`.
     fn date_error(&mut self, kind: &str, name: &str, msg: &str, raw: &str) -> Option<NaiveDate> {
         self.errors.push(json!({
@@ -205,6 +232,26 @@ mod tests {
             assert_eq!(f["detail"][i]["type"], "date_from_datetime_parsing");
             assert_eq!(f["detail"][i]["loc"][1], *name);
         }
+    }
+
+    #[test]
+    fn a_range_longer_than_the_bound_is_an_error_on_end() {
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let mut p = Params::parse(Some("start=2026-01-01&end=2026-02-01"));
+        // 31 days, both ends included: fine; 32: not.
+        assert!(p.span_at_most("end", (day("2026-01-01"), day("2026-01-31")), 31, "MAX"));
+        assert!(p.span_at_most("end", (day("2026-01-05"), day("2026-01-01")), 31, "MAX"));
+        assert!(p.failure().is_none());
+        assert!(!p.span_at_most("end", (day("2026-01-01"), day("2026-02-01")), 31, "MAX"));
+        // The widest range Python's dates allow is one error, not an overflow.
+        assert!(!p.span_at_most("end", (day("0001-01-01"), day("9999-12-31")), 31, "MAX"));
+        let f = p.failure().unwrap();
+        assert_eq!(f["detail"][0]["type"], "value_error");
+        assert_eq!(f["detail"][0]["loc"], json!(["query", "end"]));
+        assert_eq!(f["detail"][0]["input"], "2026-02-01");
+        assert_eq!(f["detail"][0]["ctx"]["days"], 32);
+        let msg = f["detail"][0]["msg"].as_str().unwrap();
+        assert!(msg.contains("MAX (31)"), "{msg}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! History on the embedded database (SQLite): a replayed day imported with `marketcast import`
 //! gives candles equal to candles computed here from the raw messages; every `/api/history`
-//! route answers with the original's shapes, bounds and 422s; a live session's candles grow
-//! as it trades; an unreachable database leaves streaming alone and answers 503.
+//! route answers with the original's shapes, bounds and 422s, a range over
+//! `HISTORY_MAX_RANGE_DAYS` with a 422 and at most `HISTORY_MAX_ROWS` rows; retention deletes
+//! every raw series and keeps candles; a live session's candles grow as it trades; an
+//! unreachable database leaves streaming alone and answers 503.
 
 mod common;
 
@@ -96,33 +98,15 @@ async fn an_unreachable_database_answers_503_and_streaming_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ticks_past_the_retention_are_deleted_and_candles_kept() {
-    // The imported morning is days old; with one day of retention its ticks go at start-up.
+async fn every_raw_series_past_the_retention_is_deleted_and_candles_kept() {
     let day = Imported::new("retention", "");
-    let data = day.dir.join("data");
-    let server = ServerProcess::start(&[
-        ("FEED", "ingest"),
-        ("INGEST_TOKEN", "t"),
-        ("DATA_DIR", data.to_str().unwrap()),
-        ("HISTORY_RETENTION_DAYS", "1"),
-    ]);
-    server.wait_health(|h| h["database"] == "connected").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let ticks = server
-            .get(&format!("/api/history/FPT/ticks?start={DAY}&end={DAY}"))
-            .await
-            .json();
-        if ticks.as_array().is_some_and(|t| t.is_empty()) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "old ticks were kept");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        served_candles(&server, "FPT").await,
-        candles_from_messages(&day.lines, "FPT")
-    );
+    check_retention(&day, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_keeps_to_its_row_limit_and_range() {
+    let day = Imported::new("row-limit", "");
+    check_row_limit(&day, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! History on PostgreSQL (`DATABASE_URL`), the server `scripts/test` starts: the same imported
-//! morning gives the same candles and the same answers from every route as on SQLite.
+//! morning gives the same candles and the same answers from every route as on SQLite, the same
+//! row limits, and the same retention of every raw series.
 
 mod common;
 
@@ -13,6 +14,14 @@ async fn postgres_serves_the_same_candles_and_routes_as_sqlite() {
     let server = day.server(&url).await;
     check_candles(&day, &server).await;
     check_routes(&day, &server, "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_to_row_limits_and_deletes_every_raw_series_past_retention() {
+    let url = fresh_postgres_database("bounds").await;
+    let day = Imported::new("pg-bounds", &url);
+    check_row_limit(&day, &url).await;
+    check_retention(&day, &url).await;
 }
 
 /// An edge (`ROLE=edge`) runs no feed and writes nothing, yet answers `/api/history` from the

@@ -174,3 +174,29 @@ fn broker_and_ingest_limits_name_their_setting() {
         "{err}"
     );
 }
+
+#[test]
+fn history_query_bounds_out_of_range_are_refused_naming_the_setting() {
+    for (name, value, says) in [
+        (
+            "HISTORY_MAX_RANGE_DAYS",
+            "0",
+            "HISTORY_MAX_RANGE_DAYS must be a whole number from 1 to 3660",
+        ),
+        (
+            "HISTORY_MAX_ROWS",
+            "1000001",
+            "HISTORY_MAX_ROWS must be a whole number from 1 to 1000000",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_marketcast"))
+            .current_dir(std::env::temp_dir())
+            .env(name, value)
+            .env("APP_PORT", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}={value} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{name}: {err}");
+    }
+}

@@ -25,6 +25,7 @@ use crate::broadcast::settings::{Greeting, HubSettings};
 use crate::broadcast::ticker::Cadence;
 use crate::feed::ingest::IngestSettings;
 use crate::feed::replay::ReplaySpeed;
+use crate::history::api::QueryBounds;
 use crate::history::HistorySettings;
 use crate::http::OriginPolicy;
 
@@ -251,6 +252,12 @@ pub struct ServeArgs {
     /// Records that may wait for the database (while it is away) before the oldest are dropped.
     #[arg(long, env = "HISTORY_BUFFER", default_value_t = 200_000, value_parser = integer("HISTORY_BUFFER", 1_000, 100_000_000))]
     pub history_buffer: u64,
+    /// The longest date range a history query may ask for, in days (longer: 422).
+    #[arg(long, env = "HISTORY_MAX_RANGE_DAYS", default_value_t = 31, value_parser = integer("HISTORY_MAX_RANGE_DAYS", 1, 3_660))]
+    pub history_max_range_days: u64,
+    /// The most rows one history answer holds (the earliest of its range).
+    #[arg(long, env = "HISTORY_MAX_ROWS", default_value_t = 50_000, value_parser = integer("HISTORY_MAX_ROWS", 1, 1_000_000))]
+    pub history_max_rows: u64,
     /// Seconds between checkpoints of the session's state (a `kill -9` loses at most this
     /// much); 0: no checkpoints. Not used with `FEED=replay` or `static`.
     #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "5", value_parser = seconds("CHECKPOINT_INTERVAL", 0.0, 86400.0))]
@@ -433,6 +440,14 @@ impl ServeArgs {
             retention_days: self.history_retention_days as u32,
             buffer: self.history_buffer as usize,
             write,
+        }
+    }
+
+    /// What a history query may ask for.
+    pub fn history_bounds(&self) -> QueryBounds {
+        QueryBounds {
+            max_range_days: self.history_max_range_days as u32,
+            max_rows: self.history_max_rows as i64,
         }
     }
 

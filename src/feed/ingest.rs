@@ -14,6 +14,10 @@
 //! [`IngestSettings::max_concurrent`], so bodies waiting for their turn are bounded in memory
 //! too.
 //!
+//! Ingest is a feed that can wait: before a batch is applied, [`Ingest::room_for_history`]
+//! waits while the history writer is behind, so the pusher's request (or its WebSocket) is
+//! slowed down rather than the history losing records.
+//!
 //! The HTTP side (auth, body limits, the WebSocket) lives in [`crate::http`]; this module is
 //! the part that does not care how the bytes came.
 
@@ -26,6 +30,7 @@ use super::recorder::Recorder;
 use super::replay::split_line;
 use super::ssi::SsiError;
 use super::{ingest as apply_message, FeedStats};
+use crate::base::backlog::Backlog;
 use crate::base::time::{Clock, Timestamp};
 use crate::base::Secret;
 use crate::market::{MarketProcessor, SharedMarket};
@@ -100,6 +105,8 @@ pub struct Ingest {
     permits: Arc<tokio::sync::Semaphore>,
     /// Held for a whole batch: batches take turns, so none is interleaved with another.
     turn: Mutex<()>,
+    /// The history writer's backlog, when history is on.
+    history: Option<Arc<Backlog>>,
 }
 
 impl Ingest {
@@ -120,6 +127,23 @@ impl Ingest {
             clock,
             counters: IngestCounters::default(),
             turn: Mutex::new(()),
+            history: None,
+        }
+    }
+
+    /// Batches wait for the history writer's `backlog` (see [`Ingest::room_for_history`]).
+    pub fn waiting_for_history(mut self, backlog: Option<Arc<Backlog>>) -> Ingest {
+        self.history = backlog;
+        self
+    }
+
+    /// Returns once the history writer has room for another batch's records (at once when
+    /// history is off, or while its database is away).
+    pub async fn room_for_history(&self) {
+        if let Some(backlog) = &self.history {
+            backlog
+                .room(|| self.market.with(|p| p.history_backlog()))
+                .await;
         }
     }
 

@@ -13,6 +13,12 @@
 //! remembered as the last error, and skipped: it never stops the feed. Live feeds can also keep
 //! every raw message ([`recorder`], `RECORD_FILE`).
 //!
+//! **Backpressure.** A feed that can wait (a replay at any speed, the simulator's back-fill,
+//! ingest) asks the history writer's [`Backlog`] for room before it goes on, so it never
+//! outruns the database while the database is there; a live feed (SSI, the simulator in real
+//! time) never waits, and during a database outage the writer's bounded queue takes its records
+//! and counts what it drops.
+//!
 //! Feeds take their settings as types they define themselves (`SsiSettings`, `CheckSettings`,
 //! `IngestSettings`, [`replay::ReplaySpeed`]) and market knowledge (which futures contracts trade) from [`crate::market`];
 //! `config` builds the settings, so a feed never reads one.
@@ -33,6 +39,7 @@ use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
+use crate::base::backlog::Backlog;
 use crate::base::shutdown::Shutdown;
 use crate::base::time::{Clock, Timestamp};
 use crate::market::contracts::front_month_contract;
@@ -46,6 +53,8 @@ use ssi::Message;
 #[serde(rename_all = "snake_case")]
 pub enum FeedState {
     Starting,
+    /// The simulator is playing its back-fill (`SIM_BACKFILL`), as fast as history lets it.
+    CatchingUp,
     Running,
     /// A replay reached its end; the last state stays on display.
     Finished,
@@ -319,30 +328,80 @@ pub fn ingest(
 /// How often the live simulator hands its messages to the processor.
 const SIMULATOR_BATCH: Duration = Duration::from_millis(50);
 
-/// Events applied under one hold of the processor's lock while catching up a backfill.
+/// Events applied under one hold of the processor's lock while catching up a backfill (fewer
+/// when history waits sooner, see [`slice_for`]).
 const SIMULATOR_CATCH_UP: usize = 20_000;
+
+/// Lines a replay at full speed plays between two yields to the other tasks, and at most
+/// between two looks at the history writer's backlog.
+const REPLAY_SLICE: usize = 1024;
+
+/// Events a feed that can wait applies between two looks at the history writer's backlog,
+/// at most `most`: a quarter of the backlog's limit (an event makes at most two records, so a
+/// slice never takes the writer's queue past its bound).
+fn slice_for(history: Option<&Backlog>, most: usize) -> usize {
+    history.map_or(most, |b| most.min(b.limit() / 4).max(1))
+}
+
+/// Waits until the history writer has room for more records (`history`: its backlog, when
+/// history is on), counting the records the processor holds for it. Returns false when
+/// `shutdown` came first.
+pub async fn room_for_history(
+    history: Option<&Backlog>,
+    market: &SharedMarket,
+    shutdown: &Shutdown,
+) -> bool {
+    let Some(backlog) = history else {
+        return true;
+    };
+    let held = || market.with(|p| p.history_backlog());
+    if !backlog.is_full(held()) {
+        return true;
+    }
+    tokio::select! {
+        _ = shutdown.recv() => false,
+        _ = backlog.room(held) => true,
+    }
+}
+
+/// What the simulator plays.
+#[derive(Debug, Clone, Copy)]
+pub struct SimulatorRun {
+    pub seed: u64,
+    /// Events per second.
+    pub rate: f64,
+    /// Simulated session played at once at start-up.
+    pub backfill: Duration,
+}
 
 /// Runs the simulator against the wall clock until `shutdown`. With `backfill`, the simulated
 /// session starts that long before now and its events up to now are applied at once (in
 /// slices, so the lock is never held long): a late-session market, full intraday series
-/// included, that goes on moving (benchmarks of large snapshots).
+/// included, that goes on moving (benchmarks of large snapshots). The back-fill can wait, and
+/// does, for the history writer (`history`) between slices; once caught up the simulator is a
+/// live feed and never waits.
 pub async fn run_simulator(
     market: SharedMarket,
     stats: Arc<FeedStats>,
-    seed: u64,
-    rate: f64,
-    backfill: Duration,
+    run: SimulatorRun,
+    history: Option<Arc<Backlog>>,
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
 ) {
-    let start = clock.now().plus_millis(-(backfill.as_millis() as i64));
-    let mut config = SimulatorConfig::new(seed, start.0);
-    config.events_per_second = rate;
+    let start = clock.now().plus_millis(-(run.backfill.as_millis() as i64));
+    let mut config = SimulatorConfig::new(run.seed, start.0);
+    config.events_per_second = run.rate;
     config.futures_symbol = front_month_contract(start.0.date_naive());
     let mut sim = Simulator::new(config);
-    stats.set_state(FeedState::Running, None);
+    let mut state = if run.backfill.is_zero() {
+        FeedState::Running
+    } else {
+        FeedState::CatchingUp
+    };
+    stats.set_state(state, None);
     let mut pending = None;
     let mut batch = Vec::new();
+    let slice = slice_for(history.as_deref(), SIMULATOR_CATCH_UP);
     let mut ticks = tokio::time::interval(SIMULATOR_BATCH);
     loop {
         tokio::select! {
@@ -350,7 +409,7 @@ pub async fn run_simulator(
             _ = ticks.tick() => {}
         }
         let now = clock.now();
-        while batch.len() < SIMULATOR_CATCH_UP {
+        while batch.len() < slice {
             let (at, text) = pending.take().unwrap_or_else(|| sim.next_message());
             let at = Timestamp(at);
             if at > now {
@@ -366,8 +425,16 @@ pub async fn run_simulator(
                 let _ = ingest(p, &stats, &text, at, || "simulator".into());
             }
         });
+        if caught_up && state == FeedState::CatchingUp {
+            state = FeedState::Running;
+            stats.set_state(state, None);
+        }
         if !caught_up {
-            // More of the backfill is due: the next slice at once, after the others had a turn.
+            // More of the backfill is due: the next slice at once, after the others had a turn
+            // and the history writer had room.
+            if !room_for_history(history.as_deref(), &market, &shutdown).await {
+                return;
+            }
             ticks.reset_immediately();
             tokio::task::yield_now().await;
         }
@@ -375,12 +442,14 @@ pub async fn run_simulator(
 }
 
 /// Plays a replay file against the wall clock until its end or `shutdown`. Events are applied
-/// at the current time; the recorded times only pace them.
+/// at the current time; the recorded times only pace them. At any speed the replay waits for
+/// the history writer (`history`) when it is behind, every [`REPLAY_SLICE`] lines.
 pub async fn run_replay(
     market: SharedMarket,
     stats: Arc<FeedStats>,
     path: &Path,
     speed: ReplaySpeed,
+    history: Option<Arc<Backlog>>,
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
 ) {
@@ -396,6 +465,7 @@ pub async fn run_replay(
     stats.set_state(FeedState::Running, None);
     let mut lines = tokio::io::BufReader::new(file).lines();
     let mut line_no = 0usize;
+    let look_every = slice_for(history.as_deref(), REPLAY_SLICE);
     let started = tokio::time::Instant::now();
     let mut first_at: Option<Timestamp> = None;
     loop {
@@ -429,8 +499,13 @@ pub async fn run_replay(
                     _ = tokio::time::sleep_until(due) => {}
                 }
             }
-            (ReplaySpeed::Max, _) if line_no % 1024 == 0 => tokio::task::yield_now().await,
+            (ReplaySpeed::Max, _) if line_no % REPLAY_SLICE == 0 => tokio::task::yield_now().await,
             _ => {}
+        }
+        if line_no % look_every == 0
+            && !room_for_history(history.as_deref(), &market, &shutdown).await
+        {
+            return;
         }
         let now = clock.now();
         market.with(|p| {

@@ -11,6 +11,14 @@
 //! routing: a fixed segment wins over a symbol, so `/api/history/index/candles` is the index
 //! named `CANDLES` (the original matched it as the ticker `INDEX`'s candles); no ticker is
 //! called `INDEX` or `DERIVATIVES`.
+//!
+//! Every answer is bounded, where the original's were not (a year of index snapshots was one
+//! answer): a date range of more than `HISTORY_MAX_RANGE_DAYS` days ([`QueryBounds`]) is a 422
+//! on `end` that says so, in the shape of the other 422s; each route returns at most
+//! `HISTORY_MAX_ROWS` rows (default [`MAX_ROWS`]), the earliest of its range (the ticks
+//! route's own `limit` is at most that too); `foreign/daily` returns a row a day of at most
+//! 365 days. Dates past Python's years
+//! are 422s (see [`crate::query`]), never an overflow.
 
 use std::sync::Arc;
 
@@ -25,6 +33,28 @@ use serde_json::json;
 use super::store::{self, Col};
 use super::History;
 use crate::query::Params;
+
+/// Rows a route answers with, at most, by default: the ticks route's own most `limit`, and
+/// more than a month of 1-minute candles of a whole day's trading (31 x 1,440).
+pub const MAX_ROWS: i64 = 50_000;
+
+/// What a history query may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryBounds {
+    /// The longest date range, in days, `start` and `end` included (`HISTORY_MAX_RANGE_DAYS`).
+    pub max_range_days: u32,
+    /// The most rows of one answer (`HISTORY_MAX_ROWS`).
+    pub max_rows: i64,
+}
+
+impl Default for QueryBounds {
+    fn default() -> Self {
+        QueryBounds {
+            max_range_days: 31,
+            max_rows: MAX_ROWS,
+        }
+    }
+}
 
 /// The routes, to be nested at `/api/history`.
 pub fn router(history: Option<Arc<History>>) -> Router {
@@ -64,7 +94,8 @@ fn window(start: NaiveDate, end: NaiveDate) -> (i64, i64) {
 }
 
 /// A date-window route's query: `$1` the upper-cased path value, `$2..$3` the window, `$4`
-/// the `limit` when the route takes one (its default and most).
+/// the most rows: the `limit` parameter's when the route takes one (its default and most),
+/// else [`MAX_ROWS`].
 struct Table {
     sql: &'static str,
     columns: &'static [(&'static str, Col)],
@@ -88,11 +119,24 @@ async fn dated(
         columns,
         limit,
     } = *table;
+    let bounds = history.as_ref().map(|h| h.bounds).unwrap_or_default();
     let mut params = Params::parse(query.as_deref());
     let start = params.date("start");
     let end = params.date("end");
-    let limit =
-        limit.and_then(|(default, max)| params.int("limit", Some(default), None, Some(max)));
+    if let (Some(start), Some(end)) = (start, end) {
+        params.span_at_most(
+            "end",
+            (start, end),
+            bounds.max_range_days,
+            "HISTORY_MAX_RANGE_DAYS",
+        );
+    }
+    let limit = match limit {
+        Some((default, max)) => params
+            .int("limit", Some(default), None, Some(max))
+            .map(|l| l.min(bounds.max_rows)),
+        None => Some(bounds.max_rows),
+    };
     if let Some(body) = params.failure() {
         return unprocessable(body);
     }
@@ -127,7 +171,7 @@ async fn dated(
 
 const CANDLES: Table = Table {
     sql: "SELECT symbol, ts, open, high, low, close, volume, active_buy_vol, active_sell_vol \
-         FROM candles_1m WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+         FROM candles_1m WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
     columns: &[
         ("symbol", Col::Text),
         ("timestamp", Col::Time),
@@ -159,7 +203,7 @@ const TICKS: Table = Table {
 
 const FOREIGN: Table = Table {
     sql: "SELECT symbol, ts, buy_vol, sell_vol, net_vol, buy_value, sell_value \
-         FROM foreign_flow WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+         FROM foreign_flow WHERE symbol = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
     columns: &[
         ("symbol", Col::Text),
         ("timestamp", Col::Time),
@@ -174,7 +218,7 @@ const FOREIGN: Table = Table {
 
 const INDEX: Table = Table {
     sql: "SELECT index_name, ts, value, change_pct, volume \
-         FROM index_snapshots WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+         FROM index_snapshots WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
     columns: &[
         ("index_name", Col::Text),
         ("timestamp", Col::Time),
@@ -187,7 +231,7 @@ const INDEX: Table = Table {
 
 const INDEX_CANDLES: Table = Table {
     sql: "SELECT index_name, ts, open, high, low, close, volume \
-         FROM index_candles_1m WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+         FROM index_candles_1m WHERE index_name = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
     columns: &[
         ("index_name", Col::Text),
         ("timestamp", Col::Time),
@@ -202,7 +246,7 @@ const INDEX_CANDLES: Table = Table {
 
 const DERIVATIVES: Table = Table {
     sql: "SELECT contract, ts, price, basis, open_interest \
-         FROM derivatives WHERE contract = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+         FROM derivatives WHERE contract = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
     columns: &[
         ("contract", Col::Text),
         ("timestamp", Col::Time),
@@ -225,6 +269,7 @@ async fn foreign_daily(
     if let Some(body) = params.failure() {
         return unprocessable(body);
     }
+    let bounds = h.as_ref().map(|h| h.bounds).unwrap_or_default();
     let Some(pool) = h.and_then(|h| h.pool()) else {
         return unavailable();
     };
@@ -235,7 +280,8 @@ async fn foreign_daily(
     let from = chrono::Utc::now().timestamp_micros() - days * 86_400_000_000;
     let sql = "SELECT (ts / 86400000000) * 86400000000 AS day, MAX(buy_vol), MAX(sell_vol), \
                MAX(net_vol), MAX(buy_value), MAX(sell_value) FROM foreign_flow \
-               WHERE symbol = $1 AND ts >= $2 GROUP BY (ts / 86400000000) ORDER BY day";
+               WHERE symbol = $1 AND ts >= $2 GROUP BY (ts / 86400000000) ORDER BY day \
+               LIMIT $3";
     let columns = [
         ("day", Col::Time),
         ("buy_vol", Col::Int),
@@ -250,7 +296,7 @@ async fn foreign_daily(
         &symbol.to_uppercase(),
         from,
         None,
-        None,
+        Some(bounds.max_rows),
         &columns,
     )
     .await

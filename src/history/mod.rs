@@ -3,16 +3,28 @@
 //! original frontend's chart and derivatives pages read.
 //!
 //! Why it is its own module: it is the one part of marketcast that writes to a disk on a
-//! schedule, and it must never make the feed or the fan-out wait for it. The processor only
+//! schedule, and it must never make a live feed or the fan-out wait for it. The processor only
 //! appends records to a bounded list ([`crate::market::history`]); the [`run`] task takes them
-//! once a second, folds them into candles, and writes them in one transaction per batch. With
-//! no setting the database is an SQLite file in `DATA_DIR`; with `DATABASE_URL` it is
-//! PostgreSQL (what several nodes share). The same SQL runs on both ([`store`]).
+//! once a second (or at once when a feed is waiting for room), folds them into candles, and
+//! writes them in one transaction per batch. With no setting the database is an SQLite file in
+//! `DATA_DIR`; with `DATABASE_URL` it is PostgreSQL (what several nodes share). The same SQL
+//! runs on both ([`store`]). The writer has a connection of its own; the routes read through a
+//! small pool of their own ([`store::READERS`]), so no number of readers can starve it.
 //!
-//! A database that is down or goes away: streaming goes on; the routes answer 503 with the
-//! original's body; `/health` says so; records wait in a queue of at most `HISTORY_BUFFER` and
-//! past that the oldest are dropped and counted; the writer reconnects with backoff and the
-//! queue drains when the database is back. A failed batch is retried whole, never half written.
+//! **Nothing is lost while the database is there.** A feed that can wait (a replay, the
+//! simulator's back-fill, ingest) waits on the writer's [`Backlog`] when the records not yet
+//! written reach [`WAIT_AT`], so it goes at the database's pace instead of overflowing the
+//! queues. A live feed (SSI, the simulator in real time) never waits.
+//!
+//! A database that is down or goes away: streaming goes on (nobody waits for a writer that
+//! cannot write); the routes answer 503 with the original's body; `/health` says so; records
+//! wait in a queue of at most `HISTORY_BUFFER` and past that the oldest are dropped and
+//! counted; the writer reconnects with backoff and the queue drains when the database is back.
+//! A failed batch is retried whole, never half written.
+//!
+//! Memory: the processor keeps at most [`PROCESSOR_CAPACITY`] records between two takes and
+//! the queue at most `HISTORY_BUFFER`; with the database there both stay under [`WAIT_AT`]
+//! plus one feed slice, and the queue gives its room back once it is written out.
 
 pub mod api;
 pub mod store;
@@ -25,6 +37,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::AnyPool;
 
+use crate::base::backlog::Backlog;
 use crate::base::shutdown::Shutdown;
 use crate::base::time::Clock;
 use crate::base::{redact_url, Backoff};
@@ -35,11 +48,29 @@ use store::Engine;
 /// How often records are taken from the processor and written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Records the processor keeps between two takes, at most (a stalled writer's bound).
-pub const PROCESSOR_CAPACITY: usize = 1_000_000;
+/// Records the processor keeps between two takes, at most: a live feed's records for as long
+/// as one write may take (a feed that can wait keeps it under [`WAIT_AT`] plus a slice). About
+/// 110 bytes a record, so at most about 22 MB.
+pub const PROCESSOR_CAPACITY: usize = 200_000;
 
 /// Records written in one transaction, at most.
 const MAX_BATCH: usize = 20_000;
+
+/// Records not yet written (the processor's and the queue's) at which a feed that can wait
+/// waits: two batches, so the writer always has the next one ready while the feed waits (less
+/// with a small `HISTORY_BUFFER`, see [`wait_at`]).
+pub const WAIT_AT: usize = 2 * MAX_BATCH;
+
+/// Where feeds that can wait wait, for a queue of `buffer` records: [`WAIT_AT`], or half the
+/// queue when that is less. A feed that can wait looks between slices of at most a quarter of
+/// this many events, and an event makes at most two records, so the queue never overflows
+/// while the database takes records.
+pub fn wait_at(buffer: usize) -> usize {
+    WAIT_AT.min(buffer / 2).max(1)
+}
+
+/// Records the queue keeps room for once it is written out (more is given back).
+const KEEP_ROOM: usize = MAX_BATCH;
 
 /// The longest a batch may take before the database counts as away (a half-open connection
 /// must not stall the writer while records pile up).
@@ -67,11 +98,17 @@ pub struct History {
     /// This node writes (of the nodes sharing a PostgreSQL, the one holding the writer lock).
     writer: AtomicBool,
     queued: AtomicUsize,
+    /// Records the processor made for history (all of them, written or not).
+    recorded: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
     /// Records the processor dropped because the writer did not take them in time.
     dropped_unread: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// What feeds that can wait wait on.
+    backlog: Arc<Backlog>,
+    /// What a query may ask for.
+    bounds: api::QueryBounds,
 }
 
 /// `/health`'s view of history.
@@ -84,6 +121,8 @@ pub struct HistoryStatus {
     pub writer: bool,
     /// Records waiting to be written.
     pub queued: usize,
+    /// Records the processor made for history since start-up (written, waiting or dropped).
+    pub recorded: u64,
     pub written: u64,
     /// Records dropped because the queue was full while the database was away.
     pub dropped: u64,
@@ -91,8 +130,19 @@ pub struct HistoryStatus {
 }
 
 impl History {
-    /// State for a database at `url` (nothing is connected yet).
+    /// State for a database at `url` (nothing is connected yet), with the default bounds on
+    /// queries and the default queue.
     pub fn new(url: &str) -> Result<Arc<History>, store::StoreError> {
+        History::bounded(url, api::QueryBounds::default(), 200_000)
+    }
+
+    /// State for a database at `url` whose queries keep to `bounds`, and whose writer queues
+    /// at most `buffer` records (`HISTORY_BUFFER`, what feeds that can wait keep under).
+    pub fn bounded(
+        url: &str,
+        bounds: api::QueryBounds,
+        buffer: usize,
+    ) -> Result<Arc<History>, store::StoreError> {
         Ok(Arc::new(History {
             engine: Engine::of(url)?,
             url_redacted: redact_url(url),
@@ -100,14 +150,22 @@ impl History {
             connected: AtomicBool::new(false),
             writer: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            recorded: AtomicU64::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             dropped_unread: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            backlog: Arc::new(Backlog::new(wait_at(buffer))),
+            bounds,
         }))
     }
 
-    /// The pool when the database is up.
+    /// The backlog a feed that can wait waits on before it hands the processor more.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
+    }
+
+    /// The readers' pool (the routes') when the database is up.
     pub fn pool(&self) -> Option<AnyPool> {
         if !self.connected.load(Ordering::Relaxed) {
             return None;
@@ -128,6 +186,7 @@ impl History {
             connected: self.is_connected(),
             writer: self.writer.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
+            recorded: self.recorded.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed)
                 + self.dropped_unread.load(Ordering::Relaxed),
@@ -141,6 +200,9 @@ impl History {
 
     fn fail(&self, what: &str, e: &dyn std::fmt::Display) {
         let was = self.connected.swap(false, Ordering::Relaxed);
+        // Nobody waits for a writer that cannot write: live or not, feeds go on, and the
+        // bounded queue takes their records.
+        self.backlog.set_draining(false);
         let note = format!("{what}: {e}");
         if was {
             tracing::warn!(
@@ -152,7 +214,14 @@ impl History {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(note);
     }
 
+    /// Records in the queue now: `/health`'s `queued`, and what feeds that can wait wait on.
+    fn hold(&self, queued: usize) {
+        self.queued.store(queued, Ordering::Relaxed);
+        self.backlog.set_held(queued);
+    }
+
     fn up(&self) {
+        self.backlog.set_draining(true);
         if !self.connected.swap(true, Ordering::Relaxed) {
             tracing::info!(engine = self.engine.as_str(), "history database connected");
         }
@@ -257,35 +326,41 @@ pub async fn run(
     // Until told otherwise (another node holds the lock) records are kept for writing.
     let mut writer = settings.write;
     let mut lock: Option<store::WriterLock> = None;
+    // The writer's own pool; the routes read through `history.pool`, another one.
+    let mut own: Option<AnyPool> = None;
     loop {
         let stopping = tokio::select! {
             _ = stop.recv() => true,
             _ = every.tick() => false,
+            // A feed waits for room: take its records now.
+            _ = history.backlog.wanted() => false,
         };
         // A node without a processor (an edge) only reads the database.
-        let (records, unread) = market
+        let (records, unread, made) = market
             .as_ref()
-            .map(|m| m.with(|p| (p.take_history(), p.history_dropped())))
+            .map(|m| m.with(|p| (p.take_history(), p.history_dropped(), p.history_made())))
             .unwrap_or_default();
         history.dropped_unread.store(unread, Ordering::Relaxed);
+        history.recorded.store(made, Ordering::Relaxed);
 
         let now = tokio::time::Instant::now();
-        let mut pool = history
-            .pool
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if pool.is_none() && now >= retry_at {
-            match tokio::time::timeout(Duration::from_secs(10), store::open(&settings.url)).await {
-                Ok(Ok(p)) => {
-                    *history.pool.write().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
-                    pool = Some(p);
+        if own.is_none() && now >= retry_at {
+            let open = async {
+                let writer = store::open(&settings.url).await?;
+                let readers = store::open_readers(&settings.url).await?;
+                Ok::<_, store::StoreError>((writer, readers))
+            };
+            match tokio::time::timeout(Duration::from_secs(10), open).await {
+                Ok(Ok((w, readers))) => {
+                    *history.pool.write().unwrap_or_else(|e| e.into_inner()) = Some(readers);
+                    own = Some(w);
                     history.up();
                 }
                 Ok(Err(e)) => history.fail("connect", &e),
                 Err(_) => history.fail("connect", &"no answer in 10 s"),
             }
         }
+        let pool = own.clone();
         if shared && settings.write {
             if let Some(pool) = &pool {
                 claim(&history, pool, &mut lock, &mut writer, &mut pending).await;
@@ -306,19 +381,18 @@ pub async fn run(
                 history.dropped.fetch_add(dropped, Ordering::Relaxed);
             }
         }
-        history
-            .queued
-            .store(pending.records.len(), Ordering::Relaxed);
+        history.hold(pending.records.len());
 
         // Writes need the lock on a shared database; without anything to write this only asks
         // the database whether it is there.
         let may_write = !shared || lock.is_some();
         // The last pass (at shutdown) writes whatever the backoff says.
         if let Some(pool) = pool.clone().filter(|_| stopping || now >= retry_at) {
+            let written_out = |left: usize| history.hold(left);
             let result = if may_write {
-                flush(&pool, &mut pending).await
+                flush(&pool, &mut pending, &written_out).await
             } else {
-                flush(&pool, &mut Pending::default()).await
+                flush(&pool, &mut Pending::default(), &written_out).await
             };
             match result {
                 Ok(n) => {
@@ -331,20 +405,22 @@ pub async fn run(
                     retry_at = now + backoff.next_wait();
                 }
             }
-            history
-                .queued
-                .store(pending.records.len(), Ordering::Relaxed);
+            history.hold(pending.records.len());
+            if pending.records.is_empty() {
+                // A burst's room is given back once it is written out.
+                pending.records.shrink_to(KEEP_ROOM);
+            }
             if writer && may_write && history.is_connected() && now >= next_purge {
                 next_purge = now + Duration::from_secs(3600);
                 let keep_us = i64::from(settings.retention_days) * 86_400_000_000;
                 let before = clock.now().0.timestamp_micros() - keep_us;
-                match store::purge_ticks(&pool, before).await {
+                match store::purge_raw(&pool, before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
                         rows = n,
-                        "history: ticks past HISTORY_RETENTION_DAYS deleted"
+                        "history: raw rows (ticks, foreign flow, index snapshots, basis) past HISTORY_RETENTION_DAYS deleted"
                     ),
-                    Err(e) => tracing::warn!("history: purging old ticks failed: {e}"),
+                    Err(e) => tracing::warn!("history: purging old rows failed: {e}"),
                 }
             }
         } else if pool.is_none() && now >= retry_at {
@@ -408,9 +484,14 @@ async fn claim(
     }
 }
 
-/// Writes what is pending, batch by batch; returns the records written. With nothing pending
-/// it asks the database a trivial question, so "connected" always means it answered.
-async fn flush(pool: &AnyPool, pending: &mut Pending) -> Result<u64, sqlx::Error> {
+/// Writes what is pending, batch by batch, telling `written_out` how many records are left
+/// after each; returns the records written. With nothing pending it asks the database a
+/// trivial question, so "connected" always means it answered.
+async fn flush(
+    pool: &AnyPool,
+    pending: &mut Pending,
+    written_out: &(dyn Fn(usize) + Sync),
+) -> Result<u64, sqlx::Error> {
     let mut written = 0;
     if pending.records.is_empty() && pending.candles.is_empty() && pending.index_candles.is_empty()
     {
@@ -439,6 +520,7 @@ async fn flush(pool: &AnyPool, pending: &mut Pending) -> Result<u64, sqlx::Error
         pending.candles.clear();
         pending.index_candles.clear();
         written += n as u64;
+        written_out(pending.records.len());
     }
 }
 
@@ -453,7 +535,7 @@ pub async fn import(pool: &AnyPool, records: Vec<HistoryRecord>) -> Result<u64, 
         let (candles, index) = builder.take_touched();
         pending.add_candles(candles, index, usize::MAX);
         pending.add(chunk.to_vec(), usize::MAX);
-        flush(pool, &mut pending).await?;
+        flush(pool, &mut pending, &|_| {}).await?;
     }
     Ok(records.len() as u64)
 }

@@ -3,6 +3,11 @@
 //! The schema (`migrations/`) keeps times as UTC microseconds in `BIGINT` columns and numbers
 //! as `DOUBLE PRECISION` and `BIGINT`, so the same SQL, with `$n` placeholders (which both
 //! drivers bind by number), runs on both. Migrations run at start-up.
+//!
+//! Two pools per node: the writer's own ([`open`]: one connection for SQLite, which has one
+//! writer anyway; two for PostgreSQL, the writer lock's and the writes'), and the routes'
+//! ([`open_readers`], [`READERS`] connections). Readers wait for a reader connection, never for
+//! the writer's, so a burst of history requests cannot hold up the records being written.
 
 use std::collections::HashMap;
 
@@ -15,6 +20,13 @@ use crate::market::history::{Candle, HistoryRecord, IndexCandle};
 
 /// Rows per `INSERT`: well under SQLite's bound on parameters in one statement.
 const ROWS_PER_INSERT: usize = 200;
+
+/// Connections the routes read through, at most; more requests at once wait for one (up to
+/// [`ACQUIRE_TIMEOUT`], then 503).
+pub const READERS: u32 = 4;
+
+/// How long a query waits for a connection of its pool.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What can go wrong with the database.
 #[derive(Debug, thiserror::Error)]
@@ -58,17 +70,17 @@ impl Engine {
     }
 }
 
-/// Connects and brings the schema up to date.
+/// Connects the writer's pool and brings the schema up to date.
 pub async fn open(url: &str) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     let engine = Engine::of(url)?;
     let pool = AnyPoolOptions::new()
         .max_connections(match engine {
-            Engine::Sqlite => 2,
-            // One more for the writer lock's own connection.
-            Engine::Postgres => 5,
+            Engine::Sqlite => 1,
+            // One for the writer lock's own connection, one for the writes.
+            Engine::Postgres => 2,
         })
-        .acquire_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await?;
     if engine == Engine::Sqlite {
@@ -82,6 +94,17 @@ pub async fn open(url: &str) -> Result<AnyPool, StoreError> {
         .run(&pool)
         .await?;
     Ok(pool)
+}
+
+/// Connects the routes' pool (after [`open`], which made the schema).
+pub async fn open_readers(url: &str) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    Engine::of(url)?;
+    Ok(AnyPoolOptions::new()
+        .max_connections(READERS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await?)
 }
 
 /// The migrations in `migrations/`, compiled in (the binary needs no files beside it).
@@ -370,13 +393,25 @@ impl Drop for WriterLock {
     }
 }
 
-/// Deletes ticks older than `before_us`; returns how many.
-pub async fn purge_ticks(pool: &AnyPool, before_us: i64) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM tick_data WHERE ts < $1")
-        .bind(before_us)
-        .execute(pool)
-        .await?;
-    Ok(r.rows_affected())
+/// The raw series, which retention applies to (candles, made from them, are kept).
+pub const RAW_TABLES: [&str; 4] = [
+    "tick_data",
+    "foreign_flow",
+    "index_snapshots",
+    "derivatives",
+];
+
+/// Deletes the raw series' rows older than `before_us`; returns how many.
+pub async fn purge_raw(pool: &AnyPool, before_us: i64) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for table in RAW_TABLES {
+        let r = sqlx::query(&format!("DELETE FROM {table} WHERE ts < $1"))
+            .bind(before_us)
+            .execute(pool)
+            .await?;
+        deleted += r.rows_affected();
+    }
+    Ok(deleted)
 }
 
 /// A column of a result row, as JSON.

@@ -113,6 +113,7 @@ async fn apply_batch(
     body: Bytes,
     lines_before: usize,
 ) -> Result<crate::feed::ingest::BatchResult, usize> {
+    ingest.room_for_history().await;
     let worker = tokio::task::spawn_blocking(move || {
         let text = std::str::from_utf8(&body).map_err(|e| e.valid_up_to())?;
         Ok(ingest.apply(text, lines_before))

@@ -76,6 +76,8 @@ pub struct HistoryOutbox {
     capacity: usize,
     records: Vec<HistoryRecord>,
     dropped: u64,
+    /// Records made since history was enabled, kept or dropped.
+    made: u64,
 }
 
 impl HistoryOutbox {
@@ -95,6 +97,7 @@ impl HistoryOutbox {
         if !self.enabled {
             return;
         }
+        self.made += 1;
         if self.records.len() >= self.capacity {
             self.dropped += 1;
             return;
@@ -107,9 +110,24 @@ impl HistoryOutbox {
         std::mem::take(&mut self.records)
     }
 
+    /// Records kept since the last take.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Records dropped for want of room.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Records made since history was enabled, kept or dropped.
+    pub fn made(&self) -> u64 {
+        self.made
     }
 }
 

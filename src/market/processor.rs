@@ -399,6 +399,16 @@ impl MarketProcessor {
         self.history.take()
     }
 
+    /// Records kept for history since the last take (a feed that can wait waits on it).
+    pub fn history_backlog(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Records made for history since it was enabled (kept, taken or dropped).
+    pub fn history_made(&self) -> u64 {
+        self.history.made()
+    }
+
     /// Records dropped because nobody took them in time.
     pub fn history_dropped(&self) -> u64 {
         self.history.dropped()

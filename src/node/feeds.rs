@@ -2,7 +2,8 @@
 //!
 //! The simulator, a replay file and the SSI stream each run as a task of the ticks' phase and
 //! write into the processor; ingest has no task of its own (its messages come through HTTP);
-//! a static snapshot file has no processor at all. Each feed reports through its [`FeedStats`],
+//! a static snapshot file has no processor at all. The feeds that can wait (a replay, the
+//! simulator's back-fill, ingest) get the history writer's backlog to wait on; SSI does not. Each feed reports through its [`FeedStats`],
 //! which `/health`, `/metrics` and the status notices read.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 
 use super::adapter::{ProcessorSource, View};
 use super::notices;
+use crate::base::backlog::Backlog;
 use crate::base::shutdown::Phase;
 use crate::base::time::Clock;
 use crate::broadcast::channels::Channels;
@@ -21,7 +23,7 @@ use crate::config::{list, FeedKind, ServeArgs};
 use crate::feed::ingest::Ingest;
 use crate::feed::recorder::Recorder;
 use crate::feed::ssi::stream::{self, SsiClient, SsiFeed};
-use crate::feed::{self, FeedState, FeedStats};
+use crate::feed::{self, FeedState, FeedStats, SimulatorRun};
 use crate::market::SharedMarket;
 
 /// How long start-up waits for SSI's VN30 list before using the configured one.
@@ -62,6 +64,8 @@ pub struct FeedParts<'a> {
     pub channels: &'a Channels,
     pub recorder: Option<Arc<Recorder>>,
     pub clock: Arc<dyn Clock>,
+    /// The history writer's backlog (history on), which the feeds that can wait wait on.
+    pub history: Option<Arc<Backlog>>,
 }
 
 /// What `/ws/market` broadcasts: the processor's snapshot, or a fixed file's (`FEED=static`).
@@ -85,6 +89,7 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
         channels,
         recorder,
         clock,
+        history,
     } = parts;
     let stats = match args.feed {
         FeedKind::Static => {
@@ -94,12 +99,16 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
         }
         FeedKind::Simulator => {
             let stats = Arc::new(FeedStats::new("simulator"));
+            let run = SimulatorRun {
+                seed: args.sim_seed,
+                rate: args.sim_rate,
+                backfill: args.sim_backfill,
+            };
             ticks.spawn(feed::run_simulator(
                 market.clone(),
                 stats.clone(),
-                args.sim_seed,
-                args.sim_rate,
-                args.sim_backfill,
+                run,
+                history,
                 clock.clone(),
                 ticks.listener(),
             ));
@@ -115,7 +124,8 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
                 ticks.listener(),
             );
             let speed = args.replay_speed;
-            ticks.spawn(async move { feed::run_replay(m, s, &path, speed, c, stop).await });
+            ticks
+                .spawn(async move { feed::run_replay(m, s, &path, speed, history, c, stop).await });
             stats
         }
         FeedKind::Ssi => {
@@ -165,13 +175,15 @@ pub fn start(parts: FeedParts<'_>, ticks: &Phase) -> anyhow::Result<Arc<FeedStat
 }
 
 /// The ingest endpoints (when `INGEST_TOKEN` is set). With `FEED=ingest` the pushed messages
-/// are the feed (`feed_stats`); otherwise they are counted apart.
+/// are the feed (`feed_stats`); otherwise they are counted apart. Batches wait for the history
+/// writer (`history`) when it is behind.
 pub fn ingest(
     args: &ServeArgs,
     market: &SharedMarket,
     feed_stats: &Arc<FeedStats>,
     recorder: Option<Arc<Recorder>>,
     clock: Arc<dyn Clock>,
+    history: Option<Arc<Backlog>>,
 ) -> Option<Arc<Ingest>> {
     if args.ingest_token.is_empty() {
         return None;
@@ -180,13 +192,16 @@ pub fn ingest(
         FeedKind::Ingest => feed_stats.clone(),
         _ => Arc::new(FeedStats::new("ingest")),
     };
-    Some(Arc::new(Ingest::new(
-        args.ingest_settings(),
-        market.clone(),
-        stats,
-        recorder,
-        clock,
-    )))
+    Some(Arc::new(
+        Ingest::new(
+            args.ingest_settings(),
+            market.clone(),
+            stats,
+            recorder,
+            clock,
+        )
+        .waiting_for_history(history),
+    ))
 }
 
 /// Reads a snapshot file for `FEED=static`: it must be one JSON object.

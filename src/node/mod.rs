@@ -121,6 +121,7 @@ impl Node {
                 channels: &channels,
                 recorder: recorder.clone(),
                 clock: clock.clone(),
+                history: history.as_ref().map(|h| h.backlog()),
             },
             &life,
         )?;
@@ -257,7 +258,11 @@ fn open_history(args: &ServeArgs, role: &NodeRole) -> anyhow::Result<Option<Arc<
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("DATA_DIR {}: cannot create it", args.data_dir.display()))?;
     }
-    Ok(Some(History::new(&args.history_url())?))
+    Ok(Some(History::bounded(
+        &args.history_url(),
+        args.history_bounds(),
+        args.history_settings(!role.is_edge()).buffer,
+    )?))
 }
 
 /// Who may open a WebSocket, and how many.

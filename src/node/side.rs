@@ -15,6 +15,7 @@ use super::local::{LocalMarket, LocalView};
 use super::remote::RemoteView;
 use super::role::NodeRole;
 use super::ticks::{self, LocalTicks, ALERTS};
+use crate::base::backlog::Backlog;
 use crate::base::time::Clock;
 use crate::bridge::state::RemoteState;
 use crate::broadcast::channels::Channels;
@@ -36,6 +37,8 @@ pub struct Wiring<'a> {
     pub channels: &'a Channels,
     pub recorder: Option<Arc<Recorder>>,
     pub clock: Arc<dyn Clock>,
+    /// The history writer's backlog (history on), which the feeds that can wait wait on.
+    pub history: Option<Arc<Backlog>>,
 }
 
 /// What the ticks' start gives the routes: the feed's state, and the ingest endpoints.
@@ -122,6 +125,7 @@ impl Side {
             channels,
             recorder,
             clock,
+            history,
         } = wiring;
         match self {
             Side::Local(local) => {
@@ -133,9 +137,11 @@ impl Side {
                     channels,
                     recorder: recorder.clone(),
                     clock: clock.clone(),
+                    history: history.clone(),
                 };
                 let feed = feeds::start(parts, ticks)?;
-                let ingest = feeds::ingest(args, &local.market, &feed, recorder, clock.clone());
+                let ingest =
+                    feeds::ingest(args, &local.market, &feed, recorder, clock.clone(), history);
                 let broker = match role {
                     NodeRole::Producer(broker) => Some(broker),
                     _ => None,

@@ -70,13 +70,20 @@ impl Imported {
 
     /// A server on that history (once it is connected), with a feed that adds nothing.
     pub async fn server(&self, database_url: &str) -> ServerProcess {
+        self.server_with(database_url, &[]).await
+    }
+
+    /// The same, with more settings.
+    pub async fn server_with(&self, database_url: &str, extra: &[(&str, &str)]) -> ServerProcess {
         let data = self.dir.join("data");
-        let server = ServerProcess::start(&[
+        let mut env = vec![
             ("FEED", "ingest"),
             ("INGEST_TOKEN", "t"),
             ("DATA_DIR", data.to_str().unwrap()),
             ("DATABASE_URL", database_url),
-        ]);
+        ];
+        env.extend_from_slice(extra);
+        let server = ServerProcess::start(&env);
         server.wait_health(|h| h["database"] == "connected").await;
         server
     }
@@ -425,12 +432,163 @@ pub async fn check_routes(day: &Imported, server: &ServerProcess, engine: &str) 
             "/api/history/FPT/foreign/daily?days=366".to_string(),
             "less_than_equal",
         ),
+        // More than HISTORY_MAX_RANGE_DAYS (31 by default), on every dated route.
+        (
+            "/api/history/FPT/candles?start=2026-01-01&end=2026-02-01".to_string(),
+            "value_error",
+        ),
+        (
+            "/api/history/FPT/ticks?start=2026-01-01&end=2026-12-31".to_string(),
+            "value_error",
+        ),
+        (
+            "/api/history/VCB/foreign?start=0001-01-01&end=9999-12-31".to_string(),
+            "value_error",
+        ),
+        (
+            "/api/history/index/VN30?start=2026-01-01&end=2026-02-01".to_string(),
+            "value_error",
+        ),
+        (
+            "/api/history/index/VN30/candles?start=2026-01-01&end=2026-02-01".to_string(),
+            "value_error",
+        ),
+        (
+            "/api/history/derivatives/VN30F2612?start=2026-01-01&end=2026-02-01".to_string(),
+            "value_error",
+        ),
     ] {
         let r = get(path.clone()).await;
         assert_eq!(r.status, 422, "{path}: {}", r.body);
         assert_eq!(r.json()["detail"][0]["type"], kind, "{path}");
+        if kind == "value_error" {
+            let e = &r.json()["detail"][0];
+            assert_eq!(e["loc"], serde_json::json!(["query", "end"]), "{path}");
+            let msg = e["msg"].as_str().unwrap();
+            assert!(msg.contains("HISTORY_MAX_RANGE_DAYS (31)"), "{path}: {msg}");
+        }
     }
+    // 31 days, both ends included, is within the bound.
+    let month = get("/api/history/FPT/candles?start=2026-11-01&end=2026-12-01".into()).await;
+    assert_eq!(month.status, 200, "{}", month.body);
+    assert!(!month.json().as_array().unwrap().is_empty());
     let h = server.get("/health").await.json();
     assert_eq!(h["database"], "connected", "{h}");
     assert_eq!(h["history"]["engine"], engine);
+}
+
+/// With `HISTORY_MAX_ROWS=5`, every route answers the earliest 5 rows of its range (the ticks
+/// route too, whatever its `limit`), and the 422 for a long range follows
+/// `HISTORY_MAX_RANGE_DAYS`.
+pub async fn check_row_limit(day: &Imported, database_url: &str) {
+    let server = day
+        .server_with(
+            database_url,
+            &[("HISTORY_MAX_ROWS", "5"), ("HISTORY_MAX_RANGE_DAYS", "2")],
+        )
+        .await;
+    let contract = day
+        .lines
+        .iter()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l.split_once('\t').unwrap().1).ok()?;
+            let c: Value = serde_json::from_str(v["Content"].as_str()?).ok()?;
+            let s = c["Symbol"].as_str()?;
+            s.starts_with("VN30F").then(|| s.to_string())
+        })
+        .unwrap();
+    let window = format!("start={DAY}&end={DAY}");
+    for path in [
+        format!("/api/history/FPT/candles?{window}"),
+        format!("/api/history/FPT/ticks?{window}&limit=50000"),
+        format!("/api/history/VCB/foreign?{window}"),
+        format!("/api/history/index/VN30?{window}"),
+        format!("/api/history/index/VN30/candles?{window}"),
+        format!("/api/history/derivatives/{contract}?{window}"),
+    ] {
+        let r = server.get(&path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let rows = r.json();
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 5, "{path}");
+        let times: Vec<&str> = rows
+            .iter()
+            .map(|t| t["timestamp"].as_str().unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{path}: {times:?}");
+    }
+    // The earliest of the range: the first candle is the morning's first minute.
+    let first = candles_from_messages(&day.lines, "FPT")
+        .into_keys()
+        .next()
+        .unwrap();
+    let candles = server
+        .get(&format!("/api/history/FPT/candles?{window}"))
+        .await
+        .json();
+    assert_eq!(candles[0]["timestamp"], first.as_str());
+    // Three days are more than HISTORY_MAX_RANGE_DAYS=2; two are not.
+    let r = server
+        .get("/api/history/FPT/candles?start=2026-11-25&end=2026-11-27")
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let msg = r.json()["detail"][0]["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("HISTORY_MAX_RANGE_DAYS (2)"), "{msg}");
+    let r = server
+        .get("/api/history/FPT/candles?start=2026-11-25&end=2026-11-26")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The imported morning is days old; with one day of retention every raw series (ticks,
+/// foreign flow, index snapshots, basis points) is deleted at start-up, and the candles (of
+/// symbols and of the index) stay.
+pub async fn check_retention(day: &Imported, database_url: &str) {
+    let server = day
+        .server_with(database_url, &[("HISTORY_RETENTION_DAYS", "1")])
+        .await;
+    let window = format!("start={DAY}&end={DAY}");
+    let contract = day
+        .lines
+        .iter()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l.split_once('\t').unwrap().1).ok()?;
+            let c: Value = serde_json::from_str(v["Content"].as_str()?).ok()?;
+            let s = c["Symbol"].as_str()?;
+            s.starts_with("VN30F").then(|| s.to_string())
+        })
+        .unwrap();
+    let raw = [
+        format!("/api/history/FPT/ticks?{window}"),
+        format!("/api/history/VCB/foreign?{window}"),
+        format!("/api/history/index/VN30?{window}"),
+        format!("/api/history/derivatives/{contract}?{window}"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for path in &raw {
+        loop {
+            let r = server.get(path).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            if r.json().as_array().is_some_and(|t| t.is_empty()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path}: old rows were kept"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        served_candles(&server, "FPT").await,
+        candles_from_messages(&day.lines, "FPT")
+    );
+    let ic = server
+        .get(&format!("/api/history/index/VN30/candles?{window}"))
+        .await
+        .json();
+    assert!(
+        ic.as_array().unwrap().len() > 5,
+        "index candles are kept: {ic}"
+    );
 }
