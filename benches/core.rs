@@ -6,6 +6,10 @@
 //! * parse + process: the same, then `MarketProcessor::apply`, one thread, a simulator day.
 //! * serialise: `MarketSnapshot` to JSON for the two reference fixtures (12 KB without intraday
 //!   series, 480 KB with 3,600 points per index), read back into the typed snapshot first.
+//! * the board (`/ws/board`): one tick's work (the rows copied, the message built and
+//!   serialised) at `BOARD_DEPTH` 3 and 10 after a simulator day, and its size plain, deflated
+//!   (the shared frame's level) and as a delta against the tick before (1 s of the day's
+//!   messages earlier), beside the snapshot's at the same moment.
 //! * history's cost: parse + process through the shared processor (batches of 100 messages a
 //!   lock, as the feeds do), with history off, then on with the server's writer task writing
 //!   to an SQLite file on another thread at the same time.
@@ -85,6 +89,8 @@ fn main() {
         (off, on, runs[0].1)
     };
 
+    let board_rows = board(&messages);
+
     let mut rows = Vec::new();
     for name in ["snapshot-small.json", "snapshot-large.json"] {
         let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -137,6 +143,22 @@ fn main() {
             )
         );
     }
+    for b in &board_rows {
+        println!(
+            "{:<34} {:>16}",
+            format!("board tick, depth {} ({} rows)", b.depth, b.rows),
+            format!(
+                "{:.1} us (median {:.1}); {} B, deflate {} B, delta {} B (deflated {} B); snapshot {} B",
+                b.best.as_secs_f64() * 1e6,
+                b.median.as_secs_f64() * 1e6,
+                b.plain,
+                b.deflated,
+                b.delta,
+                b.delta_deflated,
+                b.snapshot
+            )
+        );
+    }
     let json = serde_json::json!({
         "messages": events,
         "avg_message_bytes": bytes / events,
@@ -149,8 +171,81 @@ fn main() {
         "serialise_us": rows.iter().map(|(n, s, b, m)| serde_json::json!({
             "fixture": n, "bytes": s, "best_us": b.as_secs_f64() * 1e6, "median_us": m.as_secs_f64() * 1e6
         })).collect::<Vec<_>>(),
+        "board": board_rows.iter().map(|b| serde_json::json!({
+            "depth": b.depth, "rows": b.rows, "build_encode_best_us": b.best.as_secs_f64() * 1e6,
+            "build_encode_median_us": b.median.as_secs_f64() * 1e6, "plain_bytes": b.plain,
+            "deflate_bytes": b.deflated, "delta_bytes": b.delta,
+            "delta_deflate_bytes": b.delta_deflated, "snapshot_bytes": b.snapshot,
+        })).collect::<Vec<_>>(),
     });
     println!("{json}");
+}
+
+/// The board channel's cost at one depth.
+struct BoardRow {
+    depth: usize,
+    rows: usize,
+    best: Duration,
+    median: Duration,
+    plain: usize,
+    deflated: usize,
+    delta: usize,
+    delta_deflated: usize,
+    snapshot: usize,
+}
+
+/// The board after the day's messages: a tick's work (as the channel's source does it: the rows
+/// copied, then built and serialised) and the message's sizes.
+fn board(messages: &[(Timestamp, String)]) -> Vec<BoardRow> {
+    use marketcast::broadcast::delta;
+    use marketcast::broadcast::frame::{Deflater, DEFLATE_LEVEL};
+    let mut p = MarketProcessor::default();
+    // The previous tick: 1 s (the default WS_BROADCAST_INTERVAL) of messages before the end.
+    let end = messages.last().map_or(messages.len(), |(last, _)| {
+        let cut = last.plus_millis(-1000);
+        messages.partition_point(|(at, _)| *at <= cut)
+    });
+    let mut previous = None;
+    for (i, (at, text)) in messages.iter().enumerate() {
+        if i == end {
+            previous = Some(p.board().clone());
+        }
+        if let Ok(Message::Event(e)) = parse_message(text) {
+            p.apply(&e, *at);
+        }
+    }
+    let now = messages.last().map_or_else(
+        || Timestamp::parse_rfc3339("2026-11-26T10:00:00+07:00").unwrap(),
+        |(at, _)| *at,
+    );
+    let previous = previous.unwrap_or_else(|| p.board().clone());
+    let snapshot = p.snapshot().to_json_vec().len();
+    [3, 10]
+        .into_iter()
+        .map(|depth| {
+            let (best, median) = measure(Duration::from_secs(2), 200, || {
+                let copy = p.board().clone();
+                black_box(copy.message(depth, now).to_json_vec());
+            });
+            let body = p.board().message(depth, now).to_json_vec();
+            let before = previous.message(depth, now).to_json_vec();
+            let mut deflater = Deflater::new(DEFLATE_LEVEL);
+            let deflated = deflater.compress_message(&body).map_or(0, |d| d.len());
+            let patch = delta::encode(&before, &body);
+            let delta_deflated = deflater.compress_message(&patch).map_or(0, |d| d.len());
+            BoardRow {
+                depth,
+                rows: p.board().len(),
+                best,
+                median,
+                plain: body.len(),
+                deflated,
+                delta: patch.len(),
+                delta_deflated,
+                snapshot,
+            }
+        })
+        .collect()
 }
 
 /// Parse + process through a `SharedMarket`, 100 messages a lock; with `history`, the server's

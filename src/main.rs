@@ -42,8 +42,12 @@ fn main() -> ExitCode {
         Some(Command::SsiCheck(args)) => ssi_check(*args),
         Some(Command::Watch(args)) => watch(args),
         Some(Command::Import(args)) => import(args),
-        Some(Command::Schema) => {
-            let schema = marketcast::market::snapshot::json_schema();
+        Some(Command::Schema(args)) => {
+            let schema = if args.board {
+                marketcast::market::board_message::json_schema()
+            } else {
+                marketcast::market::snapshot::json_schema()
+            };
             serde_json::to_writer_pretty(std::io::stdout(), &schema)
                 .map(|()| println!())
                 .context("cannot write the schema")

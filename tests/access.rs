@@ -19,8 +19,10 @@ const SENTENCE: &str =
     "missing or wrong token: send ?token=<WS_AUTH_TOKEN> or Authorization: Bearer <WS_AUTH_TOKEN>";
 
 /// Every REST data route the token guards.
-const DATA_ROUTES: [&str; 8] = [
+const DATA_ROUTES: [&str; 10] = [
     "/api/market/snapshot",
+    "/api/market/board",
+    "/api/schema/board",
     "/api/market/foreign-detail",
     "/api/market/volume-stats",
     "/api/market/basis-trend?minutes=5",

@@ -1,5 +1,5 @@
-//! The channels a server publishes (`/ws/market`, `/ws/foreign`, `/ws/index`, `/ws/alerts`),
-//! one hub each.
+//! The channels a server publishes (`/ws/market`, `/ws/foreign`, `/ws/index`, `/ws/alerts`,
+//! `/ws/board`), one hub each.
 //!
 //! Each channel has its own hub: its own clients, its own latest message and its own `seq`, so
 //! a channel's tick is encoded once for its clients only, and a channel with no clients (and no

@@ -12,6 +12,14 @@ use crate::base::time::Timestamp;
 use crate::base::Secret;
 use crate::feed::ssi::check::CheckSettings;
 
+/// `schema` settings.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// The board's message (`/ws/board`) instead of the snapshot's.
+    #[arg(long)]
+    pub board: bool,
+}
+
 /// `import` settings.
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {

@@ -21,7 +21,7 @@ pub mod values;
 
 use clap::{Parser, Subcommand};
 
-pub use commands::{ImportArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs, WatchArgs};
+pub use commands::{ImportArgs, SchemaArgs, SimulateArgs, SnapshotArgs, SsiCheckArgs, WatchArgs};
 pub use market::{AlertArgs, MarketArgs, SsiArgs};
 pub use serve::{FeedKind, LogFormat, PublishMode, ServeArgs};
 pub use values::{list, Networks};
@@ -49,8 +49,9 @@ pub enum Command {
     /// Check SSI FastConnect credentials and the stream: authenticate, fetch the VN30 list,
     /// subscribe, print the first messages of each type, exit 0 (or say what to fix).
     SsiCheck(Box<SsiCheckArgs>),
-    /// Print the JSON Schema of the snapshot (what `/api/schema` serves).
-    Schema,
+    /// Print the JSON Schema of the snapshot (what `/api/schema` serves), or with `--board` of
+    /// the board (`/api/schema/board`).
+    Schema(SchemaArgs),
     /// Watch a server's market in the terminal: a live table refreshed in place.
     Watch(WatchArgs),
     /// Write a replayed day's history (ticks, candles, foreign flow, indices, basis) into the

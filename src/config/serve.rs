@@ -209,6 +209,9 @@ pub struct ServeArgs {
     /// Comma-separated origins allowed to call the REST routes from a browser.
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:5173")]
     pub cors_origins: String,
+    /// Book levels a side on the trader's board (`/ws/board`, `/api/market/board`), 1-10.
+    #[arg(long, env = "BOARD_DEPTH", default_value_t = 3, value_parser = integer("BOARD_DEPTH", 1, 10))]
+    pub board_depth: u64,
     #[command(flatten)]
     pub market: MarketArgs,
     #[command(flatten)]

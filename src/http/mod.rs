@@ -1,13 +1,13 @@
 //! The HTTP face: routes and the state they read, nothing else.
 //!
-//! * [`upgrade`]: `GET /ws/{market,foreign,index,alerts}`, the channels' WebSocket doors (the
-//!   handshake checked by [`crate::broadcast::handshake`], then the socket handed to its own
-//!   task in [`crate::broadcast::connection`]).
-//! * [`rest`]: `GET /api/market/snapshot`, `/api/market/foreign-detail`,
+//! * [`upgrade`]: `GET /ws/{market,foreign,index,alerts,board}`, the channels' WebSocket doors
+//!   (the handshake checked by [`crate::broadcast::handshake`], then the socket handed to its
+//!   own task in [`crate::broadcast::connection`]).
+//! * [`rest`]: `GET /api/market/snapshot`, `/api/market/board`, `/api/market/foreign-detail`,
 //!   `/api/market/volume-stats`, `/api/market/basis-trend?minutes=N`, `/api/market/alerts`,
-//!   `/api/vn30-components`, `/api/schema`: the routes the original frontend polls, with the
-//!   original's shapes; CORS from `CORS_ORIGINS`. `/api/history/...` is
-//!   [`crate::history::api`].
+//!   `/api/vn30-components`, `/api/schema`, `/api/schema/board`: the routes the original
+//!   frontend polls, with the original's shapes, and the board's; CORS from `CORS_ORIGINS`.
+//!   `/api/history/...` is [`crate::history::api`].
 //! * [`ingest`]: `POST /api/ingest` and `GET /ws/ingest` (when `INGEST_TOKEN` is set).
 //! * [`operations`]: `GET /health`, `GET /metrics` (Prometheus text), `GET /` (the dashboard)
 //!   and its assets.
@@ -54,8 +54,8 @@ pub use view::MarketView;
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// Every channel's hub, by name (`market`, `foreign`, `index`, `alerts`); the first is
-    /// `/ws/market`'s.
+    /// Every channel's hub, by name (`market`, `foreign`, `index`, `alerts`, `board`); the
+    /// first is `/ws/market`'s.
     pub channels: Channels,
     /// The phase of shutdown that client connections belong to (the ingest bridges' too).
     pub clients: Phase,
@@ -107,12 +107,14 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .allow_headers(AllowHeaders::mirror_request());
     let api = Router::new()
         .route("/api/market/snapshot", get(rest::snapshot))
+        .route("/api/market/board", get(rest::board))
         .route("/api/market/foreign-detail", get(rest::foreign_detail))
         .route("/api/market/volume-stats", get(rest::volume_stats))
         .route("/api/market/basis-trend", get(rest::basis_trend))
         .route("/api/market/alerts", get(rest::alerts))
         .route("/api/vn30-components", get(rest::vn30_components))
         .route("/api/schema", get(rest::schema))
+        .route("/api/schema/board", get(rest::board_schema))
         .nest_service(
             "/api/history",
             crate::history::api::router(state.history.clone()),

@@ -32,6 +32,14 @@ pub async fn snapshot(State(app): State<AppState>) -> Response {
     }
 }
 
+/// `GET /api/market/board`: the trader's board, as `/ws/board` sends it.
+pub async fn board(State(app): State<AppState>) -> Response {
+    match app.view.board().await {
+        Some(body) => json_bytes(body),
+        None => no_state_yet(),
+    }
+}
+
 /// `GET /api/market/foreign-detail`.
 pub async fn foreign_detail(State(app): State<AppState>) -> Response {
     match app.view.foreign_detail().await {
@@ -115,4 +123,9 @@ pub async fn vn30_components(State(app): State<AppState>) -> Response {
 /// The snapshot's JSON Schema, generated from the types (as `docs/snapshot.schema.json`).
 pub async fn schema() -> Response {
     Json(crate::market::snapshot::json_schema()).into_response()
+}
+
+/// The board's JSON Schema, generated from the types (as `docs/board.schema.json`).
+pub async fn board_schema() -> Response {
+    Json(crate::market::board_message::json_schema()).into_response()
 }

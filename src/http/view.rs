@@ -29,6 +29,10 @@ pub trait MarketView: Send + Sync + 'static {
     /// batch): the next [`MarketView::snapshot`] must show it, not the last tick's body.
     fn outdate_snapshot(&self) {}
 
+    /// The body of `GET /api/market/board`: the board as `/ws/board` sends it (an edge: the
+    /// last message its `/ws/board` relayed).
+    fn board(&self) -> Answer<'_, Bytes>;
+
     /// `GET /api/market/foreign-detail`.
     fn foreign_detail(&self) -> Answer<'_, (ForeignSummary, Vec<ForeignInvestorData>)>;
 

@@ -71,12 +71,7 @@ mod tests {
 
     fn book(bid: f64, ask: f64) -> QuoteCache {
         let mut cache = QuoteCache::default();
-        cache.store(&Quote {
-            symbol: "FPT".into(),
-            bid_price: [bid, 0.0, 0.0],
-            ask_price: [ask, 0.0, 0.0],
-            ..Default::default()
-        });
+        cache.store(&Quote::best("FPT", bid, ask));
         cache
     }
 

@@ -301,12 +301,7 @@ mod tests {
     #[test]
     fn data_carries_book_and_change_and_trend_window() {
         let mut q = QuoteCache::default();
-        q.store(&Quote {
-            symbol: "VN30F2603".into(),
-            bid_price: [1345.1, 0.0, 0.0],
-            ask_price: [1345.3, 0.0, 0.0],
-            ..Default::default()
-        });
+        q.store(&Quote::best("VN30F2603", 1345.1, 1345.3));
         let mut d = DerivativesTracker::default();
         for i in 0..5 {
             d.on_trade(

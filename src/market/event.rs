@@ -40,6 +40,65 @@ pub struct PriceBand {
     pub floor: Option<f64>,
 }
 
+/// A short code as SSI sends it (`TradingSession` `LO`, `TradingStatus` `N`), kept inline so
+/// a trade carries it without an allocation. Longer codes are cut at 15 bytes (SSI's are at
+/// most 5); codes are ASCII, and a cut never splits a character.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Code {
+    len: u8,
+    bytes: [u8; Code::CAPACITY],
+}
+
+impl Code {
+    /// The longest code kept.
+    pub const CAPACITY: usize = 15;
+
+    /// `text`, trimmed, cut at [`Code::CAPACITY`] bytes on a character boundary.
+    pub fn new(text: &str) -> Code {
+        let text = text.trim();
+        let mut end = text.len().min(Code::CAPACITY);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0u8; Code::CAPACITY];
+        bytes[..end].copy_from_slice(&text.as_bytes()[..end]);
+        Code {
+            len: end as u8,
+            bytes,
+        }
+    }
+
+    /// The code's text (empty when the message had none).
+    pub fn as_str(&self) -> &str {
+        // Built from a &str cut on a character boundary, so always UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    /// True when the message carried no code.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Code::new(&text))
+    }
+}
+
 /// A match (last trade) for one security.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Trade {
@@ -54,17 +113,66 @@ pub struct Trade {
     pub ratio_change: f64,
     pub phase: TradingPhase,
     pub band: PriceBand,
+    /// Cumulative session value, VND (SSI `TotalVal`), when sent.
+    pub total_val: Option<f64>,
+    /// The day's open, high, low and average price (SSI `Open`, `Highest`/`High`,
+    /// `Lowest`/`Low`, `AvgPrice`/`Avg`), when sent; the board shows them.
+    pub open: Option<f64>,
+    pub high: Option<f64>,
+    pub low: Option<f64>,
+    pub avg_price: Option<f64>,
+    /// SSI's `TradingSession` code as sent (`LO`, `ATO`, `BREAK`, ...; `phase` is what it means
+    /// for classification).
+    pub session: Code,
+    /// SSI's `TradingStatus` code as sent (`N`, `H`, `S`, ...).
+    pub status: Code,
 }
 
-/// Best bid and ask (three levels kept; only level 1 drives classification).
+/// Book levels an X-QUOTE carries a side (`BidPrice1..10`).
+pub const QUOTE_LEVELS: usize = 10;
+
+/// The book: [`QUOTE_LEVELS`] levels a side, best first (a level SSI did not fill is 0). Only
+/// level 1 drives classification; the board shows the first `BOARD_DEPTH`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Quote {
     pub symbol: String,
-    pub bid_price: [f64; 3],
-    pub bid_vol: [i64; 3],
-    pub ask_price: [f64; 3],
-    pub ask_vol: [i64; 3],
+    #[serde(deserialize_with = "padded")]
+    pub bid_price: [f64; QUOTE_LEVELS],
+    #[serde(deserialize_with = "padded")]
+    pub bid_vol: [i64; QUOTE_LEVELS],
+    #[serde(deserialize_with = "padded")]
+    pub ask_price: [f64; QUOTE_LEVELS],
+    #[serde(deserialize_with = "padded")]
+    pub ask_vol: [i64; QUOTE_LEVELS],
     pub band: PriceBand,
+}
+
+impl Quote {
+    /// A book with only its best levels set (tests, and feeds that send one level).
+    pub fn best(symbol: &str, bid: f64, ask: f64) -> Quote {
+        let mut q = Quote {
+            symbol: symbol.to_string(),
+            ..Default::default()
+        };
+        q.bid_price[0] = bid;
+        q.ask_price[0] = ask;
+        q
+    }
+}
+
+/// Reads a level array of any length up to [`QUOTE_LEVELS`], padding with zeros: checkpoints
+/// written before the book had ten levels kept three.
+fn padded<'de, D, T>(d: D) -> Result<[T; QUOTE_LEVELS], D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default + Copy,
+{
+    let items = <Vec<T> as serde::Deserialize>::deserialize(d)?;
+    let mut out = [T::default(); QUOTE_LEVELS];
+    for (slot, item) in out.iter_mut().zip(items) {
+        *slot = item;
+    }
+    Ok(out)
 }
 
 /// Foreign-investor room update; volumes and values are cumulative since the open.
@@ -108,6 +216,9 @@ pub struct Bar {
 
 /// One event for the processor.
 #[derive(Debug, Clone, PartialEq)]
+// Events are moved straight into the processor, one per message; boxing the combined message
+// (a ten-level book and a match) would cost an allocation for each.
+#[allow(clippy::large_enum_variant)]
 pub enum MarketEvent {
     Trade(Trade),
     Quote(Quote),
@@ -127,4 +238,31 @@ pub const FUTURES_PREFIX: &str = "VN30F";
 /// True for VN30 index futures, which go to the derivatives tracker.
 pub fn is_futures(symbol: &str) -> bool {
     symbol.starts_with(FUTURES_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_three_level_quote_of_an_older_checkpoint_reads_padded() {
+        let text = r#"{"symbol":"FPT","bid_price":[1.0,2.0,3.0],"bid_vol":[1,2,3],"ask_price":[4.0,5.0,6.0],"ask_vol":[4,5,6],"band":{"ref_price":null,"ceiling":null,"floor":null}}"#;
+        let q: Quote = serde_json::from_str(text).unwrap();
+        assert_eq!(q.bid_price[..4], [1.0, 2.0, 3.0, 0.0]);
+        assert_eq!(q.ask_vol[9], 0);
+        let back: Quote = serde_json::from_slice(&serde_json::to_vec(&q).unwrap()).unwrap();
+        assert_eq!(back, q);
+    }
+
+    #[test]
+    fn codes_keep_short_text_inline() {
+        assert_eq!(Code::new(" LO ").as_str(), "LO");
+        assert!(Code::new("").is_empty());
+        assert_eq!(
+            Code::new("ABCDEFGHIJKLMNOPQRS").as_str().len(),
+            Code::CAPACITY
+        );
+        // A cut never splits a character.
+        assert_eq!(Code::new("ĐĐĐĐĐĐĐĐ").as_str(), "ĐĐĐĐĐĐĐ");
+    }
 }

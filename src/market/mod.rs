@@ -6,6 +6,8 @@
 //! [`processor::MarketProcessor::snapshot`].
 
 pub mod alerts;
+pub mod board;
+pub mod board_message;
 pub mod classifier;
 pub mod contracts;
 pub mod derivatives;
@@ -13,6 +15,7 @@ pub mod event;
 pub mod foreign;
 pub mod history;
 pub mod index;
+pub mod phase;
 pub mod processor;
 pub mod quotes;
 pub mod route_state;

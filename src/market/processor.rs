@@ -25,6 +25,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Alert, AlertConfig, AlertDetector, StockTrade};
+use super::board::Board;
 use super::classifier::{classify, ClassifiedTrade};
 use super::derivatives::DerivativesTracker;
 use super::event::{is_futures, ForeignRoom, IndexUpdate, MarketEvent, Quote, Trade};
@@ -106,6 +107,9 @@ pub struct MarketProcessor {
     /// Records for history, when it is on.
     #[serde(skip)]
     history: HistoryOutbox,
+    /// The trader's board (`/ws/board`), fed the same events; the snapshot never reads it.
+    #[serde(default)]
+    board: Board,
     /// The derivatives tracker's basis-point count at the last check (a new point is checked
     /// and recorded once, however many events share its time).
     #[serde(skip)]
@@ -134,6 +138,7 @@ impl MarketProcessor {
             counters: ProcessorCounters::default(),
             alerts: AlertDetector::new(config.alerts),
             history: HistoryOutbox::default(),
+            board: Board::default(),
             basis_points_seen: 0,
         }
     }
@@ -167,6 +172,9 @@ impl MarketProcessor {
             MarketEvent::Index(i) => self.on_index(i, now),
             MarketEvent::Bar(_) => Applied::Ignored,
         };
+        if matches!(applied, Applied::Accepted | Applied::RepeatedMatch) {
+            self.feed_board(event);
+        }
         match applied {
             Applied::Accepted => self.counters.events += 1,
             Applied::Filtered => self.counters.filtered += 1,
@@ -175,6 +183,25 @@ impl MarketProcessor {
             Applied::Ignored => {}
         }
         applied
+    }
+
+    /// Hands an event the processor kept to the board.
+    fn feed_board(&mut self, event: &MarketEvent) {
+        match event {
+            MarketEvent::Quote(q) => self.board.on_quote(q),
+            MarketEvent::Trade(t) => self.board.on_trade(t),
+            MarketEvent::Combined { trade, quote } => {
+                self.board.on_trade(trade);
+                self.board.on_quote(quote);
+            }
+            MarketEvent::Foreign(f) => self.board.on_foreign(f),
+            MarketEvent::Index(_) | MarketEvent::Bar(_) => {}
+        }
+    }
+
+    /// The trader's board (what `/ws/board` carries, see [`Board::message`]).
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// This processor's session state under `config`'s watchlist and futures override (the
@@ -356,6 +383,7 @@ impl MarketProcessor {
         self.derivatives.reset();
         self.alerts.reset();
         self.total_vol.clear();
+        self.board.reset_session();
         self.counters.session_resets += 1;
     }
 
@@ -480,12 +508,7 @@ mod tests {
     }
 
     fn quote(symbol: &str, bid: f64, ask: f64) -> MarketEvent {
-        MarketEvent::Quote(Quote {
-            symbol: symbol.into(),
-            bid_price: [bid, 0.0, 0.0],
-            ask_price: [ask, 0.0, 0.0],
-            ..Default::default()
-        })
+        MarketEvent::Quote(Quote::best(symbol, bid, ask))
     }
 
     fn trade_of(symbol: &str, price: f64, vol: i64) -> Trade {

@@ -116,12 +116,7 @@ mod tests {
     use super::*;
 
     fn quote(symbol: &str, bid: f64, ask: f64) -> Quote {
-        Quote {
-            symbol: symbol.into(),
-            bid_price: [bid, 0.0, 0.0],
-            ask_price: [ask, 0.0, 0.0],
-            ..Default::default()
-        }
+        Quote::best(symbol, bid, ask)
     }
 
     #[test]

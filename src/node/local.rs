@@ -26,6 +26,8 @@ pub struct LocalView {
     /// What `/ws/market` broadcasts, kept: the REST snapshot serves the same body.
     pub snapshot: Arc<SharedSnapshot>,
     pub clock: Arc<dyn Clock>,
+    /// The board's book levels a side (`BOARD_DEPTH`).
+    pub board_depth: usize,
 }
 
 fn now<'a, T: Send + 'a>(value: T) -> Answer<'a, T> {
@@ -40,6 +42,20 @@ impl MarketView for LocalView {
 
     fn outdate_snapshot(&self) {
         self.snapshot.outdate();
+    }
+
+    fn board(&self) -> Answer<'_, Bytes> {
+        // Built as the channel's tick builds it: the rows copied under the lock, the message
+        // outside. Nothing is kept between requests: the board route is not the original's,
+        // and nobody polls it at the rate the snapshot is polled.
+        let at = self.clock.now();
+        let board = self.market.with(|p| {
+            p.advance_to(at);
+            p.board().clone()
+        });
+        now(Bytes::from(
+            board.message(self.board_depth, at).to_json_vec(),
+        ))
     }
 
     fn foreign_detail(&self) -> Answer<'_, (ForeignSummary, Vec<ForeignInvestorData>)> {

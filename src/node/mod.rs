@@ -110,7 +110,7 @@ impl Node {
             greeting: side.greeting(name),
             ..hub_settings.clone()
         });
-        let view = side.view(&channels, &clock);
+        let view = side.view(&channels, &clock, args.board_depth as usize);
         let admission = admission(&args);
         let gate = gate(&args, &admission);
 

@@ -33,6 +33,8 @@ pub struct RemoteView {
     pub state: Arc<RemoteState<RouteState>>,
     /// The `/ws/market` channel's hub: its last tick is the REST snapshot.
     pub market_channel: Hub,
+    /// The `/ws/board` channel's hub: its last tick is the REST board.
+    pub board_channel: Option<Hub>,
 }
 
 impl RemoteView {
@@ -49,6 +51,15 @@ impl RemoteView {
 impl MarketView for RemoteView {
     fn snapshot(&self) -> Answer<'_, Bytes> {
         let latest = self.market_channel.latest().map(|tick| tick.payload());
+        futures_util::future::ready(latest).boxed()
+    }
+
+    fn board(&self) -> Answer<'_, Bytes> {
+        let latest = self
+            .board_channel
+            .as_ref()
+            .and_then(|hub| hub.latest())
+            .map(|tick| tick.payload());
         futures_util::future::ready(latest).boxed()
     }
 

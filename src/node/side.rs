@@ -96,16 +96,23 @@ impl Side {
     }
 
     /// The market as the REST routes read it.
-    pub fn view(&self, channels: &Channels, clock: &Arc<dyn Clock>) -> Arc<dyn MarketView> {
+    pub fn view(
+        &self,
+        channels: &Channels,
+        clock: &Arc<dyn Clock>,
+        board_depth: usize,
+    ) -> Arc<dyn MarketView> {
         match self {
             Side::Local(l) => Arc::new(LocalView {
                 market: l.market.clone(),
                 snapshot: l.snapshot.clone(),
                 clock: clock.clone(),
+                board_depth,
             }),
             Side::Remote(state) => Arc::new(RemoteView {
                 state: state.clone(),
                 market_channel: channels.primary().clone(),
+                board_channel: channels.get(ticks::BOARD).cloned(),
             }),
         }
     }
@@ -154,6 +161,7 @@ impl Side {
                     clock,
                     cadence: args.cadence(),
                     start_seq: local.start_seq,
+                    board_depth: args.board_depth as usize,
                 };
                 ticks::start_local(local_ticks, broker, ticks, &life.broker);
                 Ok(Started { feed, ingest })

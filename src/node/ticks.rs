@@ -2,8 +2,8 @@
 //! broker (edge).
 //!
 //! On a node with a processor, `/ws/market` has a tick loop ([`ticker::run`]) over the
-//! processor's snapshot (or a static file's), `/ws/foreign` and `/ws/index` one each over their
-//! view of the processor (none with a static file), and `/ws/alerts` a publisher that pushes
+//! processor's snapshot (or a static file's), `/ws/foreign`, `/ws/index` and `/ws/board` one
+//! each over their view of the processor (none with a static file), and `/ws/alerts` a publisher that pushes
 //! each new alert ([`ticker::run_events`]); a producer also hands every tick to the Redis
 //! bridge. On an edge one bridge task relays every
 //! channel's ticks from Redis, byte for byte. Either way the hubs see only bytes.
@@ -25,7 +25,10 @@ use crate::market::route_state::RouteState;
 use crate::market::SharedMarket;
 
 /// The channels, by name (the names are the WebSocket paths' last segment).
-pub const CHANNELS: [&str; 4] = ["market", "foreign", "index", "alerts"];
+pub const CHANNELS: [&str; 5] = ["market", "foreign", "index", "alerts", "board"];
+
+/// The trader's board channel (`/ws/board`).
+pub const BOARD: &str = "board";
 
 /// The channel whose messages are events (one per alert), not snapshots.
 pub const ALERTS: &str = "alerts";
@@ -45,6 +48,8 @@ pub struct LocalTicks<'a> {
     pub cadence: Cadence,
     /// `/ws/market`'s first `seq` (past a restored checkpoint's).
     pub start_seq: u64,
+    /// `/ws/board`'s book levels a side (`BOARD_DEPTH`).
+    pub board_depth: usize,
 }
 
 /// Starts every channel's tick loop as tasks of `ticks`; with a `broker` (a producer) every
@@ -100,7 +105,10 @@ pub fn start_local(local: LocalTicks<'_>, broker: Option<&Broker>, ticks: &Phase
             // With a fixed snapshot the other channels have nothing of their own to say.
             _ if !local.processor_channels => continue,
             _ => (
-                Arc::new(ProcessorSource(local.market.clone(), View::of(name))),
+                Arc::new(ProcessorSource(
+                    local.market.clone(),
+                    View::of(name, local.board_depth),
+                )),
                 0,
             ),
         };

@@ -10,6 +10,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Timelike};
 use std::fmt::Write as _;
 
 use super::instrument::{Instrument, Kind};
+use crate::base::time::Timestamp;
+use crate::market::phase::{phase_at, MarketPhase};
 
 /// Rounds to 2 decimals; adding 0.0 turns -0.0 into 0.0, which SSI never writes.
 pub(super) fn round2(x: f64) -> f64 {
@@ -73,7 +75,7 @@ pub(super) fn write_trade(buf: &mut Vec<u8>, at: &Stamp, b: &Instrument, vol: i6
         ("PriorVal", points(b.ref_price)), ("LastPrice", points(b.last)),
         ("LastVol", Num(vol as f64)), ("TotalVal", Num(total_val as f64)),
         ("TotalVol", Num(b.total_vol as f64)), ("MarketId", Str(exchange)),
-        ("Exchange", Str(exchange)), ("TradingSession", Str("LO")), ("TradingStatus", Str("N")),
+        ("Exchange", Str(exchange)), ("TradingSession", Str(at.session)), ("TradingStatus", Str("N")),
         ("Change", points(change)), ("RatioChange", Num(ratio)),
         ("EstMatchedPrice", points(b.last)), ("Highest", extreme(b.high)),
         ("Lowest", extreme(b.low)), ("Side", Str(side)),
@@ -103,7 +105,7 @@ pub(super) fn write_quote(buf: &mut Vec<u8>, at: &Stamp, b: &Instrument) {
             put(buf, key, Some(i + 1), Num([level.0, level.1][field]));
         }
     }
-    put_all(buf, &[("TradingSession", Str("LO"))]);
+    put_all(buf, &[("TradingSession", Str(at.session))]);
 }
 
 /// Breadth of an index: advances, no-changes, declines, ceilings, floors.
@@ -143,12 +145,27 @@ pub(super) fn write_room(buf: &mut Vec<u8>, at: &Stamp, b: &Instrument) {
     put_all(buf, &fields);
 }
 
-/// The message's exchange time as SSI formats it; the date string is rebuilt only on a new day.
-#[derive(Default)]
+/// The message's exchange time as SSI formats it (the date string is rebuilt only on a new
+/// day), and the `TradingSession` code of HOSE's phase at that time.
 pub(super) struct Stamp {
     day: Option<NaiveDate>,
     date: String,
     time: String,
+    session: &'static str,
+    /// The phase's end: the session code is looked up again only past it.
+    session_until: Option<Timestamp>,
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp {
+            day: None,
+            date: String::new(),
+            time: String::new(),
+            session: MarketPhase::Continuous.session_code(),
+            session_until: None,
+        }
+    }
 }
 
 impl Stamp {
@@ -162,6 +179,12 @@ impl Stamp {
         self.time.clear();
         let (h, m, s) = (local.hour(), local.minute(), local.second());
         let _ = write!(self.time, "{h:02}:{m:02}:{s:02}");
+        let at = Timestamp(now);
+        if self.session_until.is_none_or(|until| at >= until) {
+            let phase = phase_at(at);
+            self.session = phase.name.session_code();
+            self.session_until = Some(phase.next_at);
+        }
     }
 }
 

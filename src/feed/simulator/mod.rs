@@ -14,8 +14,11 @@
 //! * The PRNG is a hand-rolled SplitMix64, so a seed replays the same day forever, whatever
 //!   external RNG crates do between versions. Shares outstanding, foreign limits and liquidity
 //!   come from a fixed internal seed, so index weights are the same for every seed.
-//! * Session phases (ATO, lunch break, ATC, put-through) are not modelled: everything trades as
-//!   "LO", so the simulator runs at any hour and any rate, which is what load tests need.
+//! * Session phases are labelled, not enforced: every trade and quote carries the
+//!   `TradingSession` code of HOSE's phase at its time (`ATO` 09:00-09:15, `LO`, `BREAK`
+//!   11:30-13:00, `ATC` 14:30-14:45, `PT` to 15:00, `C` outside, see [`crate::market::phase`]),
+//!   but trading goes on in every phase, so the simulator runs at any hour and any rate, which
+//!   is what load tests need. Auction matches are therefore counted as auctions (neutral).
 //! * Inner objects are written key by key (values still encoded by `serde_json`) because a
 //!   `serde_json::Map` without `preserve_order` sorts keys, and consumers see SSI's field order.
 //! * Prices are integers internally (VND for stocks, tenths of a point for futures), so they are
@@ -517,5 +520,34 @@ mod tests {
     #[test]
     fn trades_the_front_month_contract_of_its_start() {
         assert_eq!(SimulatorConfig::new(1, start()).futures_symbol, "VN30F2612");
+    }
+
+    #[test]
+    fn trades_and_quotes_carry_the_session_code_of_their_time() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("valid time");
+        for (time, code) in [
+            ("2026-12-16T09:05:00+07:00", "ATO"),
+            ("2026-12-16T10:00:00+07:00", "LO"),
+            ("2026-12-16T11:45:00+07:00", "BREAK"),
+            ("2026-12-16T14:31:00+07:00", "ATC"),
+            ("2026-12-16T14:50:00+07:00", "PT"),
+            ("2026-12-19T10:00:00+07:00", "C"), // a Saturday
+        ] {
+            let mut sim = Simulator::new(SimulatorConfig::new(3, at(time)));
+            let mut seen = 0;
+            for _ in 0..300 {
+                let (_, text) = sim.next_message();
+                let outer: Value = serde_json::from_str(&text).unwrap();
+                let inner: Value =
+                    serde_json::from_str(outer["Content"].as_str().unwrap()).unwrap();
+                if let Some(session) = inner.get("TradingSession").and_then(Value::as_str) {
+                    if outer["DataType"] != "MI" {
+                        assert_eq!(session, code, "at {time}: {inner}");
+                        seen += 1;
+                    }
+                }
+            }
+            assert!(seen > 100, "at {time}: {seen} trades and quotes");
+        }
     }
 }

@@ -14,6 +14,8 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::market::event::QUOTE_LEVELS;
+
 /// A number field's value: a JSON number or numeric string, or something unusable (reported
 /// with the field's name when a message type needs it).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,30 +231,24 @@ pub(super) struct Content<'a> {
     pub(super) floor: Option<Num>,
     /// `RefPrice`
     pub(super) ref_price: Option<Num>,
-    /// `BidPrice1`
-    pub(super) bid_price_1: Option<Num>,
-    /// `BidPrice2`
-    pub(super) bid_price_2: Option<Num>,
-    /// `BidPrice3`
-    pub(super) bid_price_3: Option<Num>,
-    /// `BidVol1`
-    pub(super) bid_vol_1: Option<Num>,
-    /// `BidVol2`
-    pub(super) bid_vol_2: Option<Num>,
-    /// `BidVol3`
-    pub(super) bid_vol_3: Option<Num>,
-    /// `AskPrice1`
-    pub(super) ask_price_1: Option<Num>,
-    /// `AskPrice2`
-    pub(super) ask_price_2: Option<Num>,
-    /// `AskPrice3`
-    pub(super) ask_price_3: Option<Num>,
-    /// `AskVol1`
-    pub(super) ask_vol_1: Option<Num>,
-    /// `AskVol2`
-    pub(super) ask_vol_2: Option<Num>,
-    /// `AskVol3`
-    pub(super) ask_vol_3: Option<Num>,
+    /// `BidPrice1..10`, best first (see [`QUOTE_LEVELS`]).
+    pub(super) bid_price: [Option<Num>; QUOTE_LEVELS],
+    /// `BidVol1..10`
+    pub(super) bid_vol: [Option<Num>; QUOTE_LEVELS],
+    /// `AskPrice1..10`
+    pub(super) ask_price: [Option<Num>; QUOTE_LEVELS],
+    /// `AskVol1..10`
+    pub(super) ask_vol: [Option<Num>; QUOTE_LEVELS],
+    /// `Highest` (X-TRADE's spelling of the day's high)
+    pub(super) highest: Option<Num>,
+    /// `Lowest`
+    pub(super) lowest: Option<Num>,
+    /// `AvgPrice`
+    pub(super) avg_price: Option<Num>,
+    /// `Avg` (the documented spelling of `AvgPrice`)
+    pub(super) avg: Option<Num>,
+    /// `TradingStatus`
+    pub(super) trading_status: Option<Text<'a>>,
     /// `FBuyVol`
     pub(super) f_buy_vol: Option<Num>,
     /// `FSellVol`
@@ -323,6 +319,33 @@ pub(super) fn assign<'a>(c: &mut Content<'a>, key: &[u8], value: Value<'a>) {
         return;
     };
     match (key.len(), first, last) {
+        // The book's 40 keys (`AskPrice1`..`BidVol10`): no other name of 7 to 10 bytes starts
+        // with `A` or `B` and ends in a digit.
+        (7..=10, b'A' | b'B', b'0'..=b'9') => {
+            if let Some(slot) = level_slot(c, key) {
+                *slot = value.num();
+            }
+        }
+        (3, b'A', b'g') => match key {
+            b"Avg" => c.avg = value.num(),
+            _ => {}
+        },
+        (6, b'L', b't') => match key {
+            b"Lowest" => c.lowest = value.num(),
+            _ => {}
+        },
+        (7, b'H', b't') => match key {
+            b"Highest" => c.highest = value.num(),
+            _ => {}
+        },
+        (8, b'A', b'e') => match key {
+            b"AvgPrice" => c.avg_price = value.num(),
+            _ => {}
+        },
+        (13, b'T', b's') => match key {
+            b"TradingStatus" => c.trading_status = value.text(),
+            _ => {}
+        },
         (3, b'L', b'w') => match key {
             b"Low" => c.low = value.num(),
             _ => {}
@@ -366,30 +389,6 @@ pub(super) fn assign<'a>(c: &mut Content<'a>, key: &[u8], value: Value<'a>) {
         },
         (6, b'V', b'e') => match key {
             b"Volume" => c.volume = value.num(),
-            _ => {}
-        },
-        (7, b'A', b'1') => match key {
-            b"AskVol1" => c.ask_vol_1 = value.num(),
-            _ => {}
-        },
-        (7, b'A', b'2') => match key {
-            b"AskVol2" => c.ask_vol_2 = value.num(),
-            _ => {}
-        },
-        (7, b'A', b'3') => match key {
-            b"AskVol3" => c.ask_vol_3 = value.num(),
-            _ => {}
-        },
-        (7, b'B', b'1') => match key {
-            b"BidVol1" => c.bid_vol_1 = value.num(),
-            _ => {}
-        },
-        (7, b'B', b'2') => match key {
-            b"BidVol2" => c.bid_vol_2 = value.num(),
-            _ => {}
-        },
-        (7, b'B', b'3') => match key {
-            b"BidVol3" => c.bid_vol_3 = value.num(),
             _ => {}
         },
         (7, b'C', b'g') => match key {
@@ -438,30 +437,6 @@ pub(super) fn assign<'a>(c: &mut Content<'a>, key: &[u8], value: Value<'a>) {
         (8, b'T', b'l') => match key {
             b"TotalVol" => c.total_vol = value.num(),
             b"TotalVal" => c.total_val = value.num(),
-            _ => {}
-        },
-        (9, b'A', b'1') => match key {
-            b"AskPrice1" => c.ask_price_1 = value.num(),
-            _ => {}
-        },
-        (9, b'A', b'2') => match key {
-            b"AskPrice2" => c.ask_price_2 = value.num(),
-            _ => {}
-        },
-        (9, b'A', b'3') => match key {
-            b"AskPrice3" => c.ask_price_3 = value.num(),
-            _ => {}
-        },
-        (9, b'B', b'1') => match key {
-            b"BidPrice1" => c.bid_price_1 = value.num(),
-            _ => {}
-        },
-        (9, b'B', b'2') => match key {
-            b"BidPrice2" => c.bid_price_2 = value.num(),
-            _ => {}
-        },
-        (9, b'B', b'3') => match key {
-            b"BidPrice3" => c.bid_price_3 = value.num(),
             _ => {}
         },
         (9, b'L', b'e') => match key {
@@ -515,6 +490,29 @@ pub(super) fn assign<'a>(c: &mut Content<'a>, key: &[u8], value: Value<'a>) {
         },
         _ => {}
     }
+}
+
+/// The slot of a book key (`BidPrice1`..`BidPrice10`, `BidVol..`, `AskPrice..`, `AskVol..`),
+/// or `None` for any other key.
+fn level_slot<'c>(c: &'c mut Content<'_>, key: &[u8]) -> Option<&'c mut Option<Num>> {
+    let (side, rest): (&mut [Option<Num>; QUOTE_LEVELS], &[u8]) =
+        if let Some(rest) = key.strip_prefix(b"BidPrice") {
+            (&mut c.bid_price, rest)
+        } else if let Some(rest) = key.strip_prefix(b"BidVol") {
+            (&mut c.bid_vol, rest)
+        } else if let Some(rest) = key.strip_prefix(b"AskPrice") {
+            (&mut c.ask_price, rest)
+        } else if let Some(rest) = key.strip_prefix(b"AskVol") {
+            (&mut c.ask_vol, rest)
+        } else {
+            return None;
+        };
+    let level = match rest {
+        [d @ b'1'..=b'9'] => usize::from(d - b'0'),
+        b"10" => 10,
+        _ => return None,
+    };
+    side.get_mut(level - 1)
 }
 
 #[cfg(test)]

@@ -274,6 +274,59 @@ mod tests {
     }
 
     #[test]
+    fn the_board_fields_of_the_samples_are_read() {
+        let MarketEvent::Trade(t) = event(X_TRADE) else {
+            panic!("not a trade")
+        };
+        assert_eq!(
+            (t.high, t.low, t.avg_price, t.open, t.total_val),
+            (
+                Some(23050.0),
+                Some(22800.0),
+                Some(22927.93),
+                None,
+                Some(201_713_015_000.0)
+            )
+        );
+        assert_eq!((t.session.as_str(), t.status.as_str()), ("LO", "N"));
+        // SSI's X-QUOTE sample: ten levels a side, the deepest as sent.
+        let quote = r#"{"DataType":"X-QUOTE","Content":"{\"Symbol\":\"ACB\",\"RType\":\"X-QUOTE\",\"AskPrice1\":22950.0,\"AskPrice2\":23000.0,\"AskPrice3\":23050.0,\"AskPrice4\":23100.0,\"AskPrice10\":23400.0,\"AskVol1\":109100.0,\"AskVol4\":5.0,\"AskVol10\":7.0,\"BidPrice1\":22900.0,\"BidPrice9\":22500.0,\"BidPrice10\":22450.0,\"BidVol1\":290900.0,\"BidVol10\":\"11\",\"TradingSession\":\"LO\"}"}"#;
+        for parsed in [parse_message(quote), parse_message_general(quote)] {
+            let Ok(Message::Event(MarketEvent::Quote(q))) = parsed else {
+                panic!("not a quote: {parsed:?}")
+            };
+            assert_eq!(q.ask_price[..4], [22950.0, 23000.0, 23050.0, 23100.0]);
+            assert_eq!(
+                (q.ask_price[9], q.ask_vol[3], q.ask_vol[9]),
+                (23400.0, 5, 7)
+            );
+            assert_eq!(
+                (q.bid_price[8], q.bid_price[9], q.bid_vol[9]),
+                (22500.0, 22450.0, 11)
+            );
+            assert_eq!(q.bid_price[4], 0.0);
+        }
+        // A bad value deep in the book empties its level; in the first three it loses the
+        // message, as before.
+        let deep = r#"{"RType":"X-QUOTE","Symbol":"ACB","BidPrice1":1.0,"AskVol7":-5}"#;
+        let Ok(Message::Event(MarketEvent::Quote(q))) = parse_message(deep) else {
+            panic!("a bad deep level loses the quote")
+        };
+        assert_eq!((q.bid_price[0], q.ask_vol[6]), (1.0, 0));
+        let shallow = r#"{"RType":"X-QUOTE","Symbol":"ACB","AskVol3":-5}"#;
+        assert!(parse_message(shallow).is_err());
+        // The combined X's spellings: High, Low, Open, Avg.
+        let x = r#"{"RType":"X","Symbol":"TAR","Open":21300.0,"High":22300.0,"Low":21300.0,"Avg":21784.0,"LastPrice":21800.0,"LastVol":100}"#;
+        let MarketEvent::Combined { trade, .. } = event(x) else {
+            panic!("not combined")
+        };
+        assert_eq!(
+            (trade.open, trade.high, trade.low, trade.avg_price),
+            (Some(21300.0), Some(22300.0), Some(21300.0), Some(21784.0))
+        );
+    }
+
+    #[test]
     fn the_originals_trade_and_quote_rtypes_and_flat_and_object_content() {
         let flat = r#"{"RType":"Trade","Symbol":"FPT","LastPrice":119100.0,"LastVol":1500.0,"TradingSession":"ATO"}"#;
         let MarketEvent::Trade(t) = event(flat) else {

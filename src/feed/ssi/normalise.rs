@@ -8,7 +8,9 @@
 
 use super::fields::{Content, Num};
 use super::SsiError;
-use crate::market::event::{Bar, ForeignRoom, IndexUpdate, PriceBand, Quote, Trade, TradingPhase};
+use crate::market::event::{
+    Bar, Code, ForeignRoom, IndexUpdate, PriceBand, Quote, Trade, TradingPhase, QUOTE_LEVELS,
+};
 
 /// Reads an optional float; absent is `None`.
 fn opt_f64(v: Option<Num>, field: &'static str) -> Result<Option<f64>, SsiError> {
@@ -87,35 +89,75 @@ pub(super) fn trade(c: &Content<'_>) -> Result<Trade, SsiError> {
         ratio_change: f64_or_zero(c.ratio_change, "RatioChange")?,
         phase: TradingPhase::from_code(session),
         band: band(c)?,
+        total_val: shown_f64(either(c.total_val, c.total_value), "TotalVal"),
+        open: shown_f64(c.open, "Open"),
+        high: shown_f64(either(c.highest, c.high), "Highest"),
+        low: shown_f64(either(c.lowest, c.low), "Lowest"),
+        avg_price: shown_f64(either(c.avg_price, c.avg), "AvgPrice"),
+        session: Code::new(session),
+        status: Code::new(c.trading_status.as_ref().map_or("", |t| t.0.as_ref())),
     })
 }
 
 pub(super) fn quote(c: &Content<'_>) -> Result<Quote, SsiError> {
-    Ok(Quote {
+    let mut q = Quote {
         symbol: required_symbol(c)?.to_string(),
-        bid_price: [
-            f64_or_zero(c.bid_price_1, "BidPrice1")?,
-            f64_or_zero(c.bid_price_2, "BidPrice2")?,
-            f64_or_zero(c.bid_price_3, "BidPrice3")?,
-        ],
-        bid_vol: [
-            count_or_zero(c.bid_vol_1, "BidVol1")?,
-            count_or_zero(c.bid_vol_2, "BidVol2")?,
-            count_or_zero(c.bid_vol_3, "BidVol3")?,
-        ],
-        ask_price: [
-            f64_or_zero(c.ask_price_1, "AskPrice1")?,
-            f64_or_zero(c.ask_price_2, "AskPrice2")?,
-            f64_or_zero(c.ask_price_3, "AskPrice3")?,
-        ],
-        ask_vol: [
-            count_or_zero(c.ask_vol_1, "AskVol1")?,
-            count_or_zero(c.ask_vol_2, "AskVol2")?,
-            count_or_zero(c.ask_vol_3, "AskVol3")?,
-        ],
         band: band(c)?,
-    })
+        ..Quote::default()
+    };
+    for (i, &[bid_price, bid_vol, ask_price, ask_vol]) in LEVEL_NAMES.iter().enumerate() {
+        let (bp, bv) = (c.bid_price[i], c.bid_vol[i]);
+        let (ap, av) = (c.ask_price[i], c.ask_vol[i]);
+        if i < STRICT_LEVELS {
+            q.bid_price[i] = f64_or_zero(bp, bid_price)?;
+            q.bid_vol[i] = count_or_zero(bv, bid_vol)?;
+            q.ask_price[i] = f64_or_zero(ap, ask_price)?;
+            q.ask_vol[i] = count_or_zero(av, ask_vol)?;
+        } else {
+            q.bid_price[i] = f64_or_zero(bp, bid_price).unwrap_or(0.0);
+            q.bid_vol[i] = count_or_zero(bv, bid_vol).unwrap_or(0);
+            q.ask_price[i] = f64_or_zero(ap, ask_price).unwrap_or(0.0);
+            q.ask_vol[i] = count_or_zero(av, ask_vol).unwrap_or(0);
+        }
+    }
+    Ok(q)
 }
+
+/// The levels whose bad value makes the whole quote unusable, as before the board read ten.
+/// A bad value deeper in the book, which only the board shows, reads as an empty level rather
+/// than losing the message (and with it the best bid and ask the classifier needs).
+const STRICT_LEVELS: usize = 3;
+
+/// A field only the board shows: a bad value reads as absent rather than losing the trade.
+fn shown_f64(v: Option<Num>, field: &'static str) -> Option<f64> {
+    opt_f64(v, field).ok().flatten()
+}
+
+/// The book's field names by level, as an error names them.
+const LEVEL_NAMES: [[&str; 4]; QUOTE_LEVELS] = {
+    macro_rules! level {
+        ($n:literal) => {
+            [
+                concat!("BidPrice", $n),
+                concat!("BidVol", $n),
+                concat!("AskPrice", $n),
+                concat!("AskVol", $n),
+            ]
+        };
+    }
+    [
+        level!(1),
+        level!(2),
+        level!(3),
+        level!(4),
+        level!(5),
+        level!(6),
+        level!(7),
+        level!(8),
+        level!(9),
+        level!(10),
+    ]
+};
 
 pub(super) fn foreign(c: &Content<'_>) -> Result<ForeignRoom, SsiError> {
     Ok(ForeignRoom {
